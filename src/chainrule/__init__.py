@@ -1,0 +1,26 @@
+"""chainrule: reverse-mode automatic differentiation on NumPy, and backpropagation made readable.
+
+    >>> import chainrule as cr
+    >>> x = cr.tensor([0.5, -1.0], requires_grad=True, dtype="float64")
+    >>> y = (cr.tanh(x) * x).sum()
+    >>> y.backward()
+    >>> cr.gradcheck(lambda x: (cr.tanh(x) * x).sum(), x)
+    True
+"""
+from .autograd import (  # noqa: F401
+    RowSparseGrad, Deltas, detect_anomaly, enable_grad, gradients, grad, is_grad_enabled, no_grad,
+    record_deltas, unbroadcast, value_and_grad,
+)
+from .tensor import Tensor, get_default_dtype, set_default_dtype, tensor  # noqa: F401
+from .ops.functional import *  # noqa: F401,F403
+from .ops.functional import __all__ as _ops_all
+from .gradcheck import GradcheckError, GradcheckReport, check_gradient, gradcheck  # noqa: F401
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Tensor", "tensor", "set_default_dtype", "get_default_dtype", "no_grad", "enable_grad",
+    "is_grad_enabled", "grad", "value_and_grad", "gradients", "record_deltas", "Deltas",
+    "detect_anomaly", "RowSparseGrad", "unbroadcast", "gradcheck", "check_gradient",
+    "GradcheckError", "GradcheckReport", *_ops_all,
+]

@@ -1,0 +1,459 @@
+"""The graph and the backward pass.
+
+A value computed from tensors that require gradients records a :class:`Node`: the op that made it,
+its parents (the nodes or leaf tensors it was computed from), what the op saved for its backward
+rule, and a sequence number.  Sequence numbers grow with construction order, so construction order is
+a topological order of the graph: backward pops nodes from a heap in decreasing sequence number, which
+visits every node after all of its consumers -- the *distributed chain rule* of the lecture notes,
+
+    dDiv/dx = sum_k  dDiv/dg_k * dg_k/dx,
+
+is the accumulation of one gradient per consumer before the node is expanded.  No graph walk here
+recurses, so a chain of a million ops backprops with a constant Python stack.
+
+Broadcasting is undone in exactly one place, :func:`unbroadcast`, called by the backward loop for
+every parent whose gradient came back with the op's (broadcast) shape instead of its own.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from contextlib import contextmanager
+
+import numpy as np
+
+__all__ = [
+    "Node", "RowSparseGrad", "unbroadcast", "run_backward", "no_grad", "enable_grad",
+    "is_grad_enabled", "record_deltas", "Deltas", "detect_anomaly",
+]
+
+
+class _State:
+    __slots__ = ("grad_enabled", "anomaly", "deltas")
+
+    def __init__(self):
+        self.grad_enabled = True
+        self.anomaly = False
+        self.deltas = None   # a Deltas while record_deltas() is active
+
+
+STATE = _State()
+_SEQ = itertools.count()
+
+
+class Node:
+    """One recorded application of an op: what backward needs and nothing more.
+
+    ``parents[i]`` is the parent's Node, or the leaf Tensor itself, or None when input ``i`` needs
+    no gradient (a constant, or a tensor that does not require grad).  The output tensor is *not*
+    referenced, so intermediate values the backward rule does not need are freed as soon as the user
+    drops them.
+    """
+    __slots__ = ("seq", "op", "parents", "saved", "needs", "shape", "dtype", "name", "hooks")
+
+    def __init__(self, op, parents, saved, needs, shape, dtype):
+        self.seq = next(_SEQ)
+        self.op = op
+        self.parents = parents
+        self.saved = saved
+        self.needs = needs
+        self.shape = shape
+        self.dtype = dtype
+        self.name = None
+        self.hooks = None
+
+    def __lt__(self, other):       # heap tie-break; sequence numbers are unique, never reached
+        return self.seq < other.seq
+
+    def __repr__(self):
+        nm = f" '{self.name}'" if self.name else ""
+        return f"<Node #{self.seq} {self.op.name}{nm} {self.shape}>"
+
+
+def describe(node_or_leaf):
+    """'op' (or 'op' 'name') for error messages."""
+    if type(node_or_leaf) is Node:
+        n = node_or_leaf
+        return f"op '{n.op.name}'" + (f" (tensor '{n.name}')" if n.name else "")
+    name = getattr(node_or_leaf, "name", None)
+    return "leaf tensor" + (f" '{name}'" if name else "")
+
+
+# ----------------------------------------------------------------------------------------------
+# Row-sparse gradients (embedding tables)
+# ----------------------------------------------------------------------------------------------
+class RowSparseGrad:
+    """Gradient of a table of which only some rows were used: ``dense[indices[k]] += values[k]``.
+
+    Produced by :func:`chainrule.take` with ``sparse=True`` (what ``nn.Embedding`` uses) for a leaf
+    table, so a 100,000 x 50 table touched by 200 rows gets a 200 x 50 gradient.  Indices may repeat
+    until :meth:`coalesce` sums them.  ``np.asarray(g)`` and :meth:`to_dense` give the dense array.
+    """
+    __slots__ = ("indices", "values", "shape")
+
+    def __init__(self, indices, values, shape):
+        self.indices = np.asarray(indices, dtype=np.intp).reshape(-1)
+        self.values = values.reshape((self.indices.shape[0],) + tuple(shape[1:]))
+        self.shape = tuple(shape)
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def coalesce(self):
+        """Sum repeated rows; returns a RowSparseGrad with unique, sorted indices."""
+        uniq, inv = np.unique(self.indices, return_inverse=True)
+        if uniq.shape[0] == self.indices.shape[0]:
+            order = np.argsort(self.indices, kind="stable")
+            return RowSparseGrad(self.indices[order], self.values[order], self.shape)
+        vals = np.zeros((uniq.shape[0],) + self.values.shape[1:], dtype=self.values.dtype)
+        np.add.at(vals, inv, self.values)
+        return RowSparseGrad(uniq, vals, self.shape)
+
+    def to_dense(self):
+        out = np.zeros(self.shape, dtype=self.values.dtype)
+        np.add.at(out, self.indices, self.values)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        d = self.to_dense()
+        return d if dtype is None else d.astype(dtype)
+
+    def astype(self, dtype):
+        return RowSparseGrad(self.indices, self.values.astype(dtype), self.shape)
+
+    def __mul__(self, s):
+        return RowSparseGrad(self.indices, self.values * s, self.shape)
+
+    __rmul__ = __mul__
+
+    def __repr__(self):
+        return f"RowSparseGrad(rows={self.indices.shape[0]}, shape={self.shape}, dtype={self.dtype})"
+
+
+def accumulate(a, b):
+    """a + b for dense arrays and RowSparseGrads (a new object; neither argument is modified)."""
+    ta, tb = type(a) is RowSparseGrad, type(b) is RowSparseGrad
+    if not ta and not tb:
+        return a + b
+    if ta and tb:
+        return RowSparseGrad(np.concatenate([a.indices, b.indices]),
+                             np.concatenate([a.values, b.values]), a.shape)
+    dense, sp = (b, a) if ta else (a, b)
+    out = np.array(dense, copy=True)
+    np.add.at(out, sp.indices, sp.values)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# The one place broadcasting is undone
+# ----------------------------------------------------------------------------------------------
+def unbroadcast(g, shape):
+    """Sum ``g`` over the axes along which an input of ``shape`` was broadcast to ``g.shape``.
+
+    If y = broadcast(x) then x̄ = Σ over the broadcast axes of ȳ: leading axes that x lacks, and
+    axes where x has size 1 and y does not.
+    """
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra < 0:
+        raise ValueError(f"unbroadcast: gradient of shape {g.shape} cannot belong to an input of shape {shape}")
+    if extra:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    if g.shape != shape:
+        raise ValueError(f"unbroadcast: gradient of shape {g.shape} cannot belong to an input of shape {shape}")
+    return g
+
+
+# ----------------------------------------------------------------------------------------------
+# Modes
+# ----------------------------------------------------------------------------------------------
+@contextmanager
+def no_grad():
+    """Within this block operations record no graph (inference, optimizer updates)."""
+    prev = STATE.grad_enabled
+    STATE.grad_enabled = False
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = prev
+
+
+@contextmanager
+def enable_grad():
+    prev = STATE.grad_enabled
+    STATE.grad_enabled = True
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = prev
+
+
+def is_grad_enabled():
+    return STATE.grad_enabled
+
+
+@contextmanager
+def detect_anomaly():
+    """Make backward raise ``FloatingPointError`` at the first NaN/Inf gradient, naming the op
+    (and the tensor name, if it has one) whose backward rule produced it."""
+    prev = STATE.anomaly
+    STATE.anomaly = True
+    try:
+        yield
+    finally:
+        STATE.anomaly = prev
+
+
+class Deltas:
+    """The gradients of the backward pass's output with respect to every tensor it went through
+    (the δ's of the derivations).  Index by tensor (``deltas[h]``) or by name (``deltas['h1']``).
+
+    Each entry is a copy taken when the gradient of that tensor was complete (all consumers summed).
+    """
+
+    def __init__(self):
+        self._by_key = {}      # Node or leaf Tensor id -> array
+        self._by_name = {}
+        self._order = []       # (label, array) in backward order
+
+    def _record(self, key, name, opname, g):
+        g = g.to_dense() if type(g) is RowSparseGrad else np.array(g, copy=True)
+        self._by_key[key] = g
+        if name:
+            self._by_name[name] = g
+        self._order.append((name or opname, g))
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            try:
+                return self._by_name[key]
+            except KeyError:
+                raise KeyError(f"record_deltas: no tensor named {key!r} took part in the backward pass; "
+                               f"named ones: {sorted(self._by_name)}") from None
+        node = getattr(key, "_node", None)
+        k = node if node is not None else id(key)
+        try:
+            return self._by_key[k]
+        except KeyError:
+            raise KeyError("record_deltas: this tensor took no part in the recorded backward pass") from None
+
+    def __contains__(self, key):
+        try:
+            self[key]
+            return True
+        except KeyError:
+            return False
+
+    def names(self):
+        return list(self._by_name)
+
+    def items(self):
+        """(name or op name, delta) in the order backward produced them (output first)."""
+        return list(self._order)
+
+    def __len__(self):
+        return len(self._order)
+
+
+@contextmanager
+def record_deltas():
+    """Record δ = ∂out/∂t for every tensor t of the next backward passes inside the block::
+
+        with cr.record_deltas() as deltas:
+            loss.backward()
+        deltas['h1']      # ∂loss/∂h1
+    """
+    prev = STATE.deltas
+    d = Deltas()
+    STATE.deltas = d
+    try:
+        yield d
+    finally:
+        STATE.deltas = prev
+
+
+# ----------------------------------------------------------------------------------------------
+# Backward
+# ----------------------------------------------------------------------------------------------
+_FREED = ("backward: the graph through {what} was already freed by an earlier backward pass. "
+          "Call backward(retain_graph=True) the first time if you need to backprop through it twice.")
+
+
+def run_backward(root_node, seed, retain_graph=False, capture=None):
+    """Backpropagate ``seed`` = ∂out/∂(root's value) through the graph under ``root_node``.
+
+    Nodes are expanded in decreasing sequence number (reverse construction order, a heap), so each
+    node's gradient is complete -- every consumer has added its share -- before its backward rule runs.
+
+    Without ``capture`` the gradients reaching leaf tensors are added to their ``.grad``.  With
+    ``capture`` (a dict mapping Node or id(leaf) -> None) nothing's ``.grad`` is touched: the
+    gradients of the captured nodes/leaves are written into the dict and returned.
+    """
+    state = STATE
+    anomaly = state.anomaly
+    deltas = state.deltas
+    grads = {root_node: seed}
+    heap = [(-root_node.seq, root_node)]
+    leaf = {}                      # id(tensor) -> [tensor, grad, owned]
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        node = pop(heap)[1]
+        g = grads.pop(node)
+        if node.hooks:
+            for h in node.hooks:
+                r = h(g)
+                if r is not None:
+                    g = r
+        if deltas is not None:
+            deltas._record(node, node.name, node.op.name, g)
+        if capture is not None and node in capture:
+            capture[node] = g
+        parents = node.parents
+        if parents is None:
+            raise RuntimeError(_FREED.format(what=describe(node)))
+        in_grads = node.op.backward(g, node.saved, node.needs)
+        for i, p in enumerate(parents):
+            if p is None:
+                continue
+            gi = in_grads[i]
+            if gi is None:
+                continue
+            if type(p) is Node:
+                shape, dtype = p.shape, p.dtype
+            else:
+                d = p.data
+                shape, dtype = d.shape, d.dtype
+            if gi.shape != shape:
+                gi = unbroadcast(gi, shape)
+            if gi.dtype != dtype:
+                gi = gi.astype(dtype)
+            if anomaly:
+                _check_finite(gi, node, i)
+            if type(p) is Node:
+                if type(gi) is RowSparseGrad:
+                    gi = gi.to_dense()
+                if p in grads:
+                    grads[p] = accumulate(grads[p], gi)
+                else:
+                    grads[p] = gi
+                    push(heap, (-p.seq, p))
+            else:
+                k = id(p)
+                ent = leaf.get(k)
+                if ent is None:
+                    # a rule's fresh array is ours to keep; g itself or a view of something is not
+                    owned = gi is not g and (type(gi) is RowSparseGrad or gi.base is None)
+                    leaf[k] = [p, gi, owned]
+                else:
+                    ent[1] = accumulate(ent[1], gi)
+                    ent[2] = True
+        if not retain_graph:
+            node.parents = None
+            node.saved = None
+    for k, (t, g, owned) in leaf.items():
+        if t._hooks:
+            for h in t._hooks:
+                r = h(g)
+                if r is not None:
+                    g, owned = r, False
+        if deltas is not None:
+            deltas._record(k, t.name, "leaf", g)
+        if capture is not None:
+            if k in capture:
+                capture[k] = g
+            continue
+        if t.grad is None:
+            t.grad = g if owned else (g.astype(g.dtype) if type(g) is not RowSparseGrad
+                                      else RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape))
+        elif type(t.grad) is np.ndarray and type(g) is not RowSparseGrad:
+            t.grad += g
+        else:
+            t.grad = accumulate(t.grad, g)
+    return capture
+
+
+def _check_finite(gi, node, i):
+    vals = gi.values if type(gi) is RowSparseGrad else gi
+    if not np.all(np.isfinite(vals)):
+        kind = "NaN" if np.isnan(vals).any() else "Inf"
+        raise FloatingPointError(
+            f"detect_anomaly: the backward rule of {describe(node)} produced {kind} in the gradient "
+            f"of its input {i} (output shape {node.shape})")
+
+
+# ----------------------------------------------------------------------------------------------
+# Functional gradients
+# ----------------------------------------------------------------------------------------------
+def gradients(output, inputs, grad_output=None, retain_graph=False):
+    """∂output/∂input for each tensor in ``inputs`` (leaves or intermediate tensors), returned as a
+    list of arrays (zeros where an input does not influence the output).  No ``.grad`` is touched."""
+    from .tensor import Tensor, _seed
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    if not output.requires_grad:
+        raise RuntimeError("gradients: the output does not depend on any tensor that requires grad")
+    seed = _seed(output, grad_output)
+    keys = [t._node if t._node is not None else id(t) for t in inputs]
+    if output._node is None:
+        got = {id(output): seed}
+    else:
+        got = run_backward(output._node, seed, retain_graph, capture=dict.fromkeys(keys))
+    res = []
+    for t, k in zip(inputs, keys):
+        g = got.get(k)
+        if g is None:
+            g = np.zeros(t.shape, dtype=t.dtype)
+        elif type(g) is RowSparseGrad:
+            g = g.to_dense()
+        elif g.base is not None or not g.flags.writeable:
+            g = np.array(g)
+        res.append(g)
+    return res[0] if single else res
+
+
+def _grad_impl(f, argnums, with_value):
+    from .tensor import Tensor
+
+    def wrapped(*args, **kwargs):
+        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+        args = list(args)
+        leaves = []
+        for i in nums:
+            a = args[i]
+            arr = a.data if isinstance(a, Tensor) else np.asarray(a)
+            if arr.dtype.kind not in "fc":
+                arr = arr.astype(np.float64)
+            t = Tensor._wrap(arr, requires_grad=True)
+            args[i] = t
+            leaves.append(t)
+        with enable_grad():
+            out = f(*args, **kwargs)
+        if not isinstance(out, Tensor) or out.data.size != 1:
+            raise TypeError(f"grad: the function must return a scalar tensor, got "
+                            f"{type(out).__name__}{' of shape ' + str(out.shape) if isinstance(out, Tensor) else ''}")
+        gs = gradients(out, leaves) if out.requires_grad else [np.zeros_like(t.data) for t in leaves]
+        g = gs[0] if isinstance(argnums, int) else tuple(gs)
+        return (out.item(), g) if with_value else g
+    wrapped.__name__ = f"grad_{getattr(f, '__name__', 'f')}"
+    wrapped.__doc__ = f"Gradient of {getattr(f, '__name__', 'f')} with respect to argument(s) {argnums}."
+    return wrapped
+
+
+def grad(f, argnums=0):
+    """``grad(f)(*args)`` = ∂f/∂args[argnums] as an ndarray (a tuple for several argnums).
+    ``f`` must return a scalar tensor.  Nothing's ``.grad`` is modified."""
+    return _grad_impl(f, argnums, False)
+
+
+def value_and_grad(f, argnums=0):
+    """Like :func:`grad` but returns ``(f(*args) as a float, gradient)``."""
+    return _grad_impl(f, argnums, True)

@@ -1,0 +1,287 @@
+"""The ops as functions of tensors.
+
+Primitives call :func:`~chainrule.tensor.apply` with their rule from :mod:`chainrule.ops.rules`
+(their docstrings are the rule's: forward | backward formula).  Composites (mean, split, outer,
+rrelu, ...) are written with primitives and need no rule of their own.
+"""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from ..tensor import Tensor, apply
+from . import rules as R
+
+__all__ = [
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
+    "relu", "leaky_relu", "rrelu", "softplus", "maximum", "minimum", "clip", "where", "sum", "mean",
+    "max", "min", "matmul", "transpose", "permute", "reshape", "concat", "stack", "split", "take",
+    "einsum", "outer", "softmax", "log_softmax", "logsumexp", "smax", "softmax_cross_entropy",
+    "getitem",
+]
+
+
+def _doc(op):
+    def deco(f):
+        f.__doc__ = (f.__doc__ or "") + "\n\n" + op.__doc__
+        return f
+    return deco
+
+
+@_doc(R.ADD)
+def add(x, y):
+    return apply(R.ADD, (x, y))
+
+
+@_doc(R.SUB)
+def sub(x, y):
+    return apply(R.SUB, (x, y))
+
+
+@_doc(R.MUL)
+def mul(x, y):
+    return apply(R.MUL, (x, y))
+
+
+@_doc(R.DIV)
+def div(x, y):
+    return apply(R.DIV, (x, y))
+
+
+@_doc(R.NEG)
+def neg(x):
+    return apply(R.NEG, (x,))
+
+
+@_doc(R.POW)
+def pow(x, y):
+    return apply(R.POW, (x, y))
+
+
+@_doc(R.EXP)
+def exp(x):
+    return apply(R.EXP, (x,))
+
+
+@_doc(R.LOG)
+def log(x):
+    return apply(R.LOG, (x,))
+
+
+@_doc(R.SQRT)
+def sqrt(x):
+    return apply(R.SQRT, (x,))
+
+
+@_doc(R.ABS)
+def abs(x):
+    return apply(R.ABS, (x,))
+
+
+@_doc(R.TANH)
+def tanh(x):
+    return apply(R.TANH, (x,))
+
+
+@_doc(R.SIGMOID)
+def sigmoid(x):
+    return apply(R.SIGMOID, (x,))
+
+
+@_doc(R.RELU)
+def relu(x):
+    return apply(R.RELU, (x,))
+
+
+@_doc(R.LEAKY_RELU)
+def leaky_relu(x, negative_slope=0.01):
+    return apply(R.LEAKY_RELU, (x,), {"slope": negative_slope})
+
+
+def rrelu(x, lower=1.0 / 8, upper=1.0 / 3, training=False, generator=None):
+    """Randomised leaky ReLU: while training every element gets its own slope a ~ U[lower, upper]
+    drawn from ``generator`` (a ``np.random.Generator``; seed it for reproducibility); in eval the
+    slope is the mean (lower + upper)/2.  Composite of :func:`leaky_relu` with an array of slopes:
+    z = x if x > 0 else a ⊙ x  |  x̄ = g if x > 0 else a ⊙ g."""
+    if not (0 <= lower <= upper):
+        raise ValueError(f"rrelu: need 0 <= lower <= upper, got lower={lower}, upper={upper}")
+    if not training:
+        return leaky_relu(x, (lower + upper) / 2)
+    rng = generator if generator is not None else np.random.default_rng()
+    xd = x.data if isinstance(x, Tensor) else np.asarray(x)
+    slopes = rng.uniform(lower, upper, size=xd.shape).astype(xd.dtype)
+    return apply(R.LEAKY_RELU, (x,), {"slope": slopes})
+
+
+@_doc(R.SOFTPLUS)
+def softplus(x):
+    return apply(R.SOFTPLUS, (x,))
+
+
+@_doc(R.MAXIMUM)
+def maximum(x, y):
+    return apply(R.MAXIMUM, (x, y))
+
+
+@_doc(R.MINIMUM)
+def minimum(x, y):
+    return apply(R.MINIMUM, (x, y))
+
+
+@_doc(R.CLIP)
+def clip(x, lo=None, hi=None):
+    return apply(R.CLIP, (x,), {"lo": lo, "hi": hi})
+
+
+@_doc(R.WHERE)
+def where(cond, x, y):
+    c = cond.data if isinstance(cond, Tensor) else np.asarray(cond)
+    if c.dtype != bool:
+        raise TypeError(f"where: the condition must be boolean, got dtype {c.dtype}")
+    return apply(R.WHERE, (c, x, y))
+
+
+@_doc(R.SUM)
+def sum(x, axis=None, keepdims=False):
+    return apply(R.SUM, (x,), {"axis": axis, "keepdims": keepdims})
+
+
+def mean(x, axis=None, keepdims=False):
+    """z = (1/n) Σ_axis x, n the number of elements reduced (composite: sum, then scale)."""
+    shape = x.shape if isinstance(x, Tensor) else np.shape(x)
+    axes = R._axes(axis, len(shape))
+    n = int(np.prod([shape[a] for a in axes])) if axes else 1
+    return apply(R.SUM, (x,), {"axis": axis, "keepdims": keepdims}) * (1.0 / builtins.max(n, 1))
+
+
+@_doc(R.MAX)
+def max(x, axis=None, keepdims=False):
+    return apply(R.MAX, (x,), {"axis": axis, "keepdims": keepdims})
+
+
+@_doc(R.MIN)
+def min(x, axis=None, keepdims=False):
+    return apply(R.MIN, (x,), {"axis": axis, "keepdims": keepdims})
+
+
+@_doc(R.MATMUL)
+def matmul(a, b):
+    return apply(R.MATMUL, (a, b))
+
+
+@_doc(R.TRANSPOSE)
+def transpose(x, axes=None):
+    return apply(R.TRANSPOSE, (x,), {"axes": None if axes is None else tuple(axes)})
+
+
+permute = transpose
+
+
+@_doc(R.RESHAPE)
+def reshape(x, shape):
+    return apply(R.RESHAPE, (x,), {"shape": tuple(shape) if not isinstance(shape, int) else shape})
+
+
+@_doc(R.CONCAT)
+def concat(xs, axis=0):
+    xs = list(xs)
+    if not xs:
+        raise ValueError("concat: need at least one tensor")
+    return apply(R.CONCAT, tuple(xs), {"axis": axis})
+
+
+@_doc(R.STACK)
+def stack(xs, axis=0):
+    xs = list(xs)
+    if not xs:
+        raise ValueError("stack: need at least one tensor")
+    return apply(R.STACK, tuple(xs), {"axis": axis})
+
+
+def split(x, sections, axis=0):
+    """Split along ``axis`` into ``sections`` equal parts (an int) or at the given indices (a list);
+    composite: each part is a slice (getitem), so each part's gradient lands in its block."""
+    n = x.shape[axis]
+    if isinstance(sections, int):
+        if sections <= 0 or n % sections:
+            raise ValueError(f"split: axis {axis} of size {n} does not divide into {sections} equal parts")
+        step = n // sections
+        bounds = list(range(0, n + 1, step))
+    else:
+        bounds = [0] + [int(i) for i in sections] + [n]
+    ax = axis % x.ndim
+    out = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        idx = (slice(None),) * ax + (slice(lo, hi),)
+        out.append(apply(R.GETITEM, (x,), {"idx": idx}))
+    return out
+
+
+@_doc(R.GETITEM)
+def getitem(x, idx):
+    return x[idx]
+
+
+@_doc(R.TAKE)
+def take(x, indices, sparse=False):
+    idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"take: indices must be integers, got dtype {idx.dtype}")
+    n = x.shape[0]
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"take: index {int(idx.max()) if idx.max() >= n else int(idx.min())} "
+                         f"out of range for a table of {n} rows (shape {x.shape})")
+    sparse = bool(sparse) and isinstance(x, Tensor) and x.is_leaf
+    return apply(R.TAKE, (x,), {"idx": idx, "sparse": sparse})
+
+
+@_doc(R.EINSUM)
+def einsum(subscripts, *operands):
+    return apply(R.EINSUM, (subscripts, *operands))
+
+
+def outer(a, b):
+    """z = a bᵀ for vectors (flattened, as np.outer) -- composite: a[:, None] * b[None, :]."""
+    return reshape(a, (-1, 1)) * reshape(b, (1, -1))
+
+
+@_doc(R.SOFTMAX)
+def softmax(x, axis=-1):
+    return apply(R.SOFTMAX, (x,), {"axis": axis})
+
+
+@_doc(R.LOG_SOFTMAX)
+def log_softmax(x, axis=-1):
+    return apply(R.LOG_SOFTMAX, (x,), {"axis": axis})
+
+
+@_doc(R.LOGSUMEXP)
+def logsumexp(x, axis=-1, keepdims=False):
+    return apply(R.LOGSUMEXP, (x,), {"axis": axis, "keepdims": keepdims})
+
+
+@_doc(R.SMAX)
+def smax(a, axis=-1, keepdims=False):
+    return apply(R.SMAX, (a,), {"axis": axis, "keepdims": keepdims})
+
+
+@_doc(R.SOFTMAX_CROSS_ENTROPY)
+def softmax_cross_entropy(logits, targets, weight=None):
+    """``targets``: class indices (N,) or one-hot/soft rows (N, K).  ``weight``: per-example weights
+    (default 1/N, i.e. the mean).  Returns a scalar."""
+    t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
+    z = logits.data if isinstance(logits, Tensor) else np.asarray(logits)
+    if t.dtype.kind in "iu":
+        if t.shape != z.shape[:-1]:
+            raise ValueError(f"softmax_cross_entropy: class-index targets of shape {t.shape} for logits of shape {z.shape}")
+        if t.size and (t.min() < 0 or t.max() >= z.shape[-1]):
+            raise ValueError(f"softmax_cross_entropy: class index out of range [0, {z.shape[-1]}) in targets")
+    else:
+        if t.shape != z.shape:
+            raise ValueError(f"softmax_cross_entropy: soft targets of shape {t.shape} for logits of shape {z.shape}")
+        t = t.astype(z.dtype, copy=False)
+    n = int(np.prod(z.shape[:-1])) if z.ndim > 1 else 1
+    w = (1.0 / builtins.max(n, 1)) if weight is None else np.asarray(weight.data if isinstance(weight, Tensor) else weight,
+                                                             dtype=z.dtype)
+    return apply(R.SOFTMAX_CROSS_ENTROPY, (logits, t, w))

@@ -1,0 +1,398 @@
+"""Tensor: an ndarray plus the node of the graph that produced it.
+
+Every operation goes through :func:`apply`, which runs a primitive's forward function on the
+arrays and -- when gradients are enabled and some input requires them -- records a
+:class:`~chainrule.autograd.Node` with what the op's backward rule needs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd as ag
+from .autograd import STATE, Node, RowSparseGrad
+from .ops import rules as R
+
+__all__ = ["Tensor", "tensor", "apply", "set_default_dtype", "get_default_dtype"]
+
+_DEFAULT_DTYPE = [np.dtype(np.float32)]
+
+
+def set_default_dtype(dtype):
+    """Dtype given to Python floats and lists of floats (float32 unless changed)."""
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"set_default_dtype: expected a floating dtype, got {dt}")
+    _DEFAULT_DTYPE[0] = dt
+
+
+def get_default_dtype():
+    return _DEFAULT_DTYPE[0]
+
+
+def _describe_args(args):
+    parts = []
+    for a in args:
+        if isinstance(a, Tensor):
+            parts.append(f"{a.shape} {a.dtype}")
+        elif isinstance(a, np.ndarray):
+            parts.append(f"array {a.shape} {a.dtype}")
+        else:
+            parts.append(type(a).__name__)
+    return ", ".join(parts)
+
+
+def apply(op, args, kw=None):
+    """Run ``op`` on the arrays of ``args`` (Tensors or constants) and record it if needed."""
+    datas = [a.data if isinstance(a, Tensor) else a for a in args]
+    try:
+        out, saved = op.forward(*datas, **kw) if kw else op.forward(*datas)
+    except (ValueError, TypeError, IndexError) as e:
+        raise type(e)(f"{op.name}: {e} (inputs: {_describe_args(args)})") from None
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    t = Tensor.__new__(Tensor)
+    t.data = out
+    t.grad = None
+    t._name = None
+    t._hooks = None
+    t._node = None
+    t.requires_grad = False
+    if STATE.grad_enabled:
+        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
+        if True in needs:
+            t._node = Node(op, tuple([(a._node or a) if nd else None for a, nd in zip(args, needs)]),
+                           saved, needs, out.shape, out.dtype)
+            t.requires_grad = True
+    return t
+
+
+class Tensor:
+    """An n-dimensional array that remembers how it was computed.
+
+    Attributes: ``data`` (the ndarray), ``grad`` (accumulated ∂L/∂self as an ndarray of the same
+    shape -- or a :class:`RowSparseGrad` for an embedding table -- summed over backward calls until
+    reset with ``zero_grad()`` or ``t.grad = None``), ``requires_grad``, ``name``.
+
+    >>> import chainrule as cr
+    >>> x = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> y = (x * x).sum()
+    >>> y.backward()
+    >>> x.grad
+    array([2., 4., 6.], dtype=float32)
+    """
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_name", "_hooks", "__weakref__")
+    __array_ufunc__ = None          # ndarray (op) Tensor defers to Tensor's reflected operators
+
+    def __init__(self, data, requires_grad=False, dtype=None, name=None):
+        arr = _to_array(data, dtype, requires_grad)
+        self.data = arr
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._node = None
+        self._name = name
+        self._hooks = None
+
+    # ---------------------------------------------------------------- attributes
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    @property
+    def name(self):
+        return self._name
+
+    @name.setter
+    def name(self, value):
+        self._name = value
+        if self._node is not None:
+            self._node.name = value
+
+    @property
+    def T(self):
+        return apply(R.TRANSPOSE, (self,))
+
+    def __len__(self):
+        return len(self.data)
+
+    def numpy(self):
+        """The underlying ndarray (not a copy)."""
+        return self.data
+
+    def item(self):
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def detach(self):
+        """A tensor sharing this one's data, cut from the graph."""
+        return Tensor._wrap(self.data)
+
+    def astype(self, dtype):
+        """A copy with another dtype, cut from the graph (use for data, not inside a model)."""
+        return Tensor._wrap(self.data.astype(dtype))
+
+    def requires_grad_(self, flag=True):
+        if flag and self.data.dtype.kind not in "fc":
+            raise TypeError(f"requires_grad: only floating tensors can require gradients, got {self.dtype}")
+        if self._node is not None and not flag:
+            raise RuntimeError("requires_grad_: a computed tensor cannot stop requiring grad; use detach()")
+        self.requires_grad = flag
+        return self
+
+    def zero_grad(self):
+        self.grad = None
+
+    @staticmethod
+    def _wrap(arr, requires_grad=False):
+        t = Tensor.__new__(Tensor)
+        t.data = arr
+        t.grad = None
+        t.requires_grad = requires_grad
+        t._node = None
+        t._name = None
+        t._hooks = None
+        return t
+
+    def __repr__(self):
+        extra = f", name='{self._name}'" if self._name else ""
+        if self._node is not None:
+            extra += f", op={self._node.op.name}"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        return f"tensor({body}, dtype={self.dtype}{extra})"
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.data)
+
+    def __int__(self):
+        return int(self.data)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    __hash__ = object.__hash__
+
+    # ---------------------------------------------------------------- autograd
+    def backward(self, grad=None, retain_graph=False):
+        """Compute ∂self/∂t for every leaf t that requires grad and add it to ``t.grad``.
+
+        ``grad`` is the seed ∂L/∂self; it may be omitted only for a tensor with one element.
+        The graph is freed afterwards unless ``retain_graph=True``.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no graph "
+                               "(was it computed under no_grad(), or from tensors without requires_grad=True?)")
+        seed = _seed(self, grad)
+        if self._node is None:                       # a leaf: ∂t/∂t = 1
+            self.grad = seed.copy() if self.grad is None else self.grad + seed
+            return
+        ag.run_backward(self._node, seed, retain_graph)
+
+    def register_hook(self, fn):
+        """Call ``fn(grad)`` with the gradient flowing into this tensor during backward; if it
+        returns an array, that array replaces the gradient.  Returns a handle with ``.remove()``."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
+        owner = self._node if self._node is not None else self
+        if owner is self:
+            if self._hooks is None:
+                self._hooks = []
+            lst = self._hooks
+        else:
+            if owner.hooks is None:
+                owner.hooks = []
+            lst = owner.hooks
+        lst.append(fn)
+        return _HookHandle(lst, fn)
+
+    # ---------------------------------------------------------------- operators
+    def __add__(self, o):
+        return apply(R.ADD, (self, o))
+
+    def __radd__(self, o):
+        return apply(R.ADD, (o, self))
+
+    def __sub__(self, o):
+        return apply(R.SUB, (self, o))
+
+    def __rsub__(self, o):
+        return apply(R.SUB, (o, self))
+
+    def __mul__(self, o):
+        return apply(R.MUL, (self, o))
+
+    def __rmul__(self, o):
+        return apply(R.MUL, (o, self))
+
+    def __truediv__(self, o):
+        return apply(R.DIV, (self, o))
+
+    def __rtruediv__(self, o):
+        return apply(R.DIV, (o, self))
+
+    def __neg__(self):
+        return apply(R.NEG, (self,))
+
+    def __pos__(self):
+        return self
+
+    def __pow__(self, o):
+        return apply(R.POW, (self, o))
+
+    def __rpow__(self, o):
+        return apply(R.POW, (o, self))
+
+    def __matmul__(self, o):
+        return apply(R.MATMUL, (self, o))
+
+    def __rmatmul__(self, o):
+        return apply(R.MATMUL, (o, self))
+
+    def __getitem__(self, idx):
+        if isinstance(idx, Tensor):
+            idx = idx.data
+        elif isinstance(idx, tuple):
+            idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+        elif isinstance(idx, list):
+            idx = np.asarray(idx)
+        return apply(R.GETITEM, (self,), {"idx": idx})
+
+    # comparisons give plain boolean tensors (no gradient)
+    def __lt__(self, o):
+        return Tensor._wrap(self.data < _data(o))
+
+    def __le__(self, o):
+        return Tensor._wrap(self.data <= _data(o))
+
+    def __gt__(self, o):
+        return Tensor._wrap(self.data > _data(o))
+
+    def __ge__(self, o):
+        return Tensor._wrap(self.data >= _data(o))
+
+    # ---------------------------------------------------------------- methods
+    def sum(self, axis=None, keepdims=False):
+        return apply(R.SUM, (self,), {"axis": axis, "keepdims": keepdims})
+
+    def mean(self, axis=None, keepdims=False):
+        from .ops.functional import mean
+        return mean(self, axis, keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return apply(R.MAX, (self,), {"axis": axis, "keepdims": keepdims})
+
+    def min(self, axis=None, keepdims=False):
+        return apply(R.MIN, (self,), {"axis": axis, "keepdims": keepdims})
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return apply(R.RESHAPE, (self,), {"shape": shape})
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return apply(R.TRANSPOSE, (self,), {"axes": axes or None})
+
+    permute = transpose
+
+    def exp(self):
+        return apply(R.EXP, (self,))
+
+    def log(self):
+        return apply(R.LOG, (self,))
+
+    def sqrt(self):
+        return apply(R.SQRT, (self,))
+
+    def abs(self):
+        return apply(R.ABS, (self,))
+
+    def tanh(self):
+        return apply(R.TANH, (self,))
+
+    def sigmoid(self):
+        return apply(R.SIGMOID, (self,))
+
+    def relu(self):
+        return apply(R.RELU, (self,))
+
+    def softmax(self, axis=-1):
+        return apply(R.SOFTMAX, (self,), {"axis": axis})
+
+    def log_softmax(self, axis=-1):
+        return apply(R.LOG_SOFTMAX, (self,), {"axis": axis})
+
+
+class _HookHandle:
+    __slots__ = ("_lst", "_fn")
+
+    def __init__(self, lst, fn):
+        self._lst, self._fn = lst, fn
+
+    def remove(self):
+        if self._fn in self._lst:
+            self._lst.remove(self._fn)
+
+
+def _data(o):
+    return o.data if isinstance(o, Tensor) else o
+
+
+def _seed(t, grad):
+    if grad is None:
+        if t.data.size != 1:
+            raise RuntimeError(f"backward: a seed gradient is required for a non-scalar output of shape "
+                               f"{t.shape}; call backward(grad) with an array of that shape")
+        return np.ones(t.shape, dtype=t.dtype)
+    g = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=t.dtype)
+    if g.shape != t.shape:
+        raise ValueError(f"backward: seed gradient of shape {g.shape} for an output of shape {t.shape}")
+    return g
+
+
+def _to_array(data, dtype, requires_grad):
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, np.ndarray) or isinstance(data, np.generic):
+        arr = np.asarray(data, dtype=dtype)
+    else:
+        try:
+            arr = np.asarray(data, dtype=dtype)
+        except (ValueError, TypeError) as e:
+            raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__}: {e}") from None
+        if dtype is None and (arr.dtype.kind == "f" or (requires_grad and arr.dtype.kind in "biu")):
+            arr = arr.astype(_DEFAULT_DTYPE[0])
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(f"tensor: unsupported dtype {arr.dtype} (numbers only)")
+    if requires_grad and arr.dtype.kind not in "fc":
+        raise TypeError(f"tensor: only floating tensors can require gradients, got dtype {arr.dtype}")
+    return arr
+
+
+def tensor(data, requires_grad=False, dtype=None, name=None):
+    """Make a :class:`Tensor`.  Python floats and lists of floats become the default dtype
+    (float32, see :func:`set_default_dtype`); lists of ints stay int64 unless ``requires_grad``;
+    ndarrays keep their dtype unless ``dtype`` is given."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
