@@ -320,25 +320,16 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
         parents = node.parents
         if parents is None:
             raise RuntimeError(_FREED.format(what=describe(node)))
-        in_grads = node.op.backward(g, node.saved, node.needs)
-        for i, p in enumerate(parents):
-            if p is None:
-                continue
-            gi = in_grads[i]
-            if gi is None:
+        for p, gi in zip(parents, node.op.backward(g, node.saved, node.needs)):
+            if p is None or gi is None:
                 continue
             if type(p) is Node:
-                shape, dtype = p.shape, p.dtype
-            else:
-                d = p.data
-                shape, dtype = d.shape, d.dtype
-            if gi.shape != shape:
-                gi = unbroadcast(gi, shape)
-            if gi.dtype != dtype:
-                gi = gi.astype(dtype)
-            if anomaly:
-                _check_finite(gi, node, i)
-            if type(p) is Node:
+                if gi.shape != p.shape:
+                    gi = unbroadcast(gi, p.shape)
+                if gi.dtype != p.dtype:
+                    gi = gi.astype(p.dtype)
+                if anomaly:
+                    _check_finite(gi, node, parents.index(p))
                 if type(gi) is RowSparseGrad:
                     gi = gi.to_dense()
                 if p in grads:
@@ -347,6 +338,13 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
                     grads[p] = gi
                     push(heap, (-p.seq, p))
             else:
+                d = p.data
+                if gi.shape != d.shape:
+                    gi = unbroadcast(gi, d.shape)
+                if gi.dtype != d.dtype:
+                    gi = gi.astype(d.dtype)
+                if anomaly:
+                    _check_finite(gi, node, parents.index(p))
                 k = id(p)
                 ent = leaf.get(k)
                 if ent is None:

@@ -42,28 +42,52 @@ def _describe_args(args):
 
 
 def apply(op, args, kw=None):
-    """Run ``op`` on the arrays of ``args`` (Tensors or constants) and record it if needed."""
-    datas = [a.data if isinstance(a, Tensor) else a for a in args]
+    """Run ``op`` on the arrays of ``args`` (Tensors or constants) and record it if needed.
+
+    The recorded node's parents are the inputs' nodes (or the leaf tensors themselves), None for
+    inputs that need no gradient.  Unary and binary ops take a short path: their Python overhead
+    is what a chain of small ops pays.
+    """
+    n = len(args)
+    if n == 1:
+        a = args[0]
+        if isinstance(a, Tensor):
+            datas = (a.data,)
+            needs = (a.requires_grad,)
+            parents = ((a._node or a),) if a.requires_grad else None
+        else:
+            datas, needs, parents = args, (False,), None
+    elif n == 2:
+        a, b = args
+        ra = isinstance(a, Tensor) and a.requires_grad
+        rb = isinstance(b, Tensor) and b.requires_grad
+        datas = (a.data if isinstance(a, Tensor) else a, b.data if isinstance(b, Tensor) else b)
+        needs = (ra, rb)
+        parents = ((a._node or a) if ra else None, (b._node or b) if rb else None) if ra or rb else None
+    else:
+        datas = [a.data if isinstance(a, Tensor) else a for a in args]
+        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
+        parents = tuple([(a._node or a) if nd else None for a, nd in zip(args, needs)]) \
+            if True in needs else None
     try:
         out, saved = op.forward(*datas, **kw) if kw else op.forward(*datas)
     except (ValueError, TypeError, IndexError) as e:
         raise type(e)(f"{op.name}: {e} (inputs: {_describe_args(args)})") from None
     if type(out) is not np.ndarray:
         out = np.asarray(out)
-    t = Tensor.__new__(Tensor)
+    t = _new(Tensor)
     t.data = out
-    t.grad = None
-    t._name = None
-    t._hooks = None
-    t._node = None
-    t.requires_grad = False
-    if STATE.grad_enabled:
-        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
-        if True in needs:
-            t._node = Node(op, tuple([(a._node or a) if nd else None for a, nd in zip(args, needs)]),
-                           saved, needs, out.shape, out.dtype)
-            t.requires_grad = True
+    t.grad = t._name = t._hooks = None
+    if parents is not None and STATE.grad_enabled:
+        t._node = Node(op, parents, saved, needs, out.shape, out.dtype)
+        t.requires_grad = True
+    else:
+        t._node = None
+        t.requires_grad = False
     return t
+
+
+_new = object.__new__
 
 
 class Tensor:

@@ -1,0 +1,344 @@
+"""The training loop: seeded minibatches, a progress bar, evaluation each epoch, early stopping,
+metrics as JSON lines, a loss/accuracy plot, checkpoints that resume bit for bit, and Ctrl-C that
+saves before it exits.
+
+The loop knows nothing of the model's kind.  It is given
+
+* ``loss_fn(model, batch) -> (loss_tensor, stats)`` where ``stats`` may hold ``'correct'`` and
+  ``'count'`` (for a running training accuracy);
+* ``evaluate_fn(model, dataset) -> dict`` of metrics (``'loss'``, ``'acc'``, ...), run under
+  ``no_grad`` in eval mode;
+* datasets with ``len()`` and ``batch(indices)``; :class:`ArrayDataset` wraps arrays.
+
+Files written to ``out_dir``: ``last.safetensors`` (every epoch and on Ctrl-C), ``best.safetensors``
+(best validation metric), ``metrics.jsonl`` (one JSON object per epoch), ``curves.png``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .autograd import no_grad
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+
+__all__ = ["ArrayDataset", "Trainer", "TrainConfig", "minibatches", "rng_state", "set_rng_state",
+           "module_generators", "plot_history"]
+
+
+class ArrayDataset:
+    """Examples as rows of arrays: ``batch(idx)`` returns ``tuple(a[idx] for a in arrays)``."""
+
+    def __init__(self, *arrays):
+        n = {len(a) for a in arrays}
+        if len(n) != 1:
+            raise ValueError(f"ArrayDataset: arrays of different lengths {[len(a) for a in arrays]}")
+        self.arrays = arrays
+
+    def __len__(self):
+        return len(self.arrays[0])
+
+    def batch(self, idx):
+        return tuple(a[idx] for a in self.arrays)
+
+
+def minibatches(n, batch_size, rng=None):
+    """Index arrays covering range(n) in batches; shuffled by ``rng`` (a np.random.Generator) if given."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def rng_state(gen):
+    return gen.bit_generator.state
+
+
+def set_rng_state(gen, state):
+    gen.bit_generator.state = state
+
+
+def module_generators(model):
+    """(name, np.random.Generator) for every generator held by the model's modules (dropout, rrelu):
+    saved in checkpoints so a resumed run draws the same random numbers."""
+    out = []
+    for mname, mod in _named_modules(model):
+        for k, v in vars(mod).items():
+            if isinstance(v, np.random.Generator):
+                out.append((f"{mname}.{k}" if mname else k, v))
+    return out
+
+
+def _named_modules(model):
+    stack = [("", model)]
+    seen = set()
+    while stack:
+        name, m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        yield name, m
+        children = getattr(m, "named_children", None)
+        if children is not None:
+            kids = list(children())
+            for cname, c in reversed(kids):
+                stack.append((f"{name}.{cname}" if name else cname, c))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    seed: int = 0
+    out_dir: str | None = None
+    monitor: str = "acc"              # validation metric for model selection / early stopping
+    mode: str = "max"                 # 'max' (accuracy) or 'min' (loss)
+    patience: int | None = None       # epochs without improvement before stopping
+    clip_norm: float | None = None
+    progress: bool | None = None      # None: a bar when stderr is a terminal
+    log_every: int = 0                # >0: also print a line every N batches
+    extra: dict = field(default_factory=dict)   # saved in the checkpoint (model config etc.)
+
+
+class Trainer:
+    """Runs epochs of minibatch training; see the module docstring."""
+
+    def __init__(self, model, optimizer, loss_fn, evaluate_fn, config, scheduler=None,
+                 on_epoch_start=None):
+        self.model, self.optimizer, self.loss_fn, self.evaluate_fn = model, optimizer, loss_fn, evaluate_fn
+        self.config, self.scheduler, self.on_epoch_start = config, scheduler, on_epoch_start
+        self.rng = np.random.default_rng(config.seed)
+        self.epoch = 0                 # the epoch in progress (or next to start)
+        self.batch = 0                 # next batch within that epoch
+        self.epoch_rng_state = rng_state(self.rng)
+        self.history = []              # one dict per finished epoch
+        self.best = None
+        self.best_epoch = None
+        self.bad_epochs = 0
+        self.train_seconds = 0.0
+        self._running = {"loss": 0.0, "n": 0, "correct": 0, "count": 0}
+
+    # ------------------------------------------------------------ checkpoints
+    def state(self):
+        arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        meta_opt = {}
+        for k, v in self.optimizer.state_dict().items():
+            if isinstance(v, np.ndarray):
+                arrays[f"optim.{k}"] = v
+            else:
+                meta_opt[k] = v
+        meta = {
+            "format": "chainrule-checkpoint-1",
+            "epoch": self.epoch, "batch": self.batch,
+            "epoch_rng_state": self.epoch_rng_state,
+            "module_rng_states": {n: rng_state(g) for n, g in module_generators(self.model)},
+            "optimizer_scalars": meta_opt,
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "history": self.history, "best": self.best, "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs, "train_seconds": self.train_seconds,
+            "running": self._running,
+            "config": {k: v for k, v in vars(self.config).items() if k != "extra"},
+            "extra": self.config.extra,
+        }
+        return arrays, meta
+
+    def save(self, path):
+        arrays, meta = self.state()
+        save_checkpoint(path, arrays, meta)
+
+    def load(self, path):
+        """Restore everything a resumed run needs, from a checkpoint written by :meth:`save`."""
+        arrays, meta = load_checkpoint(path)
+        model_sd = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+        opt_sd = {k[6:]: v for k, v in arrays.items() if k.startswith("optim.")}
+        opt_sd.update(meta.get("optimizer_scalars", {}))
+        self.model.load_state_dict(model_sd)
+        self.optimizer.load_state_dict(opt_sd)
+        if self.scheduler is not None and meta.get("scheduler") is not None:
+            self.scheduler.load_state_dict(meta["scheduler"])
+        self.epoch, self.batch = meta["epoch"], meta["batch"]
+        self.epoch_rng_state = meta["epoch_rng_state"]
+        set_rng_state(self.rng, self.epoch_rng_state)
+        gens = dict(module_generators(self.model))
+        for n, st in meta.get("module_rng_states", {}).items():
+            if n in gens:
+                set_rng_state(gens[n], st)
+        self.history = meta["history"]
+        self.best, self.best_epoch, self.bad_epochs = meta["best"], meta["best_epoch"], meta["bad_epochs"]
+        self.train_seconds = meta.get("train_seconds", 0.0)
+        self._running = meta.get("running", self._running)
+        return meta
+
+    def _path(self, name):
+        return os.path.join(self.config.out_dir, name) if self.config.out_dir else None
+
+    # ------------------------------------------------------------ the loop
+    def _better(self, value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return False
+        if self.best is None:
+            return True
+        return value > self.best if self.config.mode == "max" else value < self.best
+
+    def fit(self, train, val=None):
+        """Train until ``config.epochs`` epochs are done or early stopping triggers.
+        Returns the history (one dict of metrics per epoch)."""
+        cfg = self.config
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:       # pragma: no cover
+            tqdm = None
+        # Ctrl-C sets a flag; the loop stops at the next batch boundary, where model, optimizer,
+        # counters and RNGs agree, so the checkpoint resumes bit for bit.  A second Ctrl-C aborts.
+        self._stop = False
+
+        def on_sigint(signum, frame):
+            if self._stop:
+                raise KeyboardInterrupt
+            self._stop = True
+        try:
+            prev_handler = signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:            # not the main thread: plain KeyboardInterrupt semantics
+            prev_handler = None
+        try:
+            while self.epoch < cfg.epochs:
+                if self.batch == 0:
+                    self.epoch_rng_state = rng_state(self.rng)
+                    self._running = {"loss": 0.0, "n": 0, "correct": 0, "count": 0}
+                    if self.on_epoch_start is not None:
+                        self.on_epoch_start(self.epoch)
+                else:
+                    set_rng_state(self.rng, self.epoch_rng_state)
+                batches = minibatches(len(train), cfg.batch_size, self.rng)
+                show = cfg.progress if cfg.progress is not None else None
+                bar = None
+                if tqdm is not None and show is not False:
+                    bar = tqdm(total=len(batches), initial=self.batch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                               leave=False, disable=None if show is None else not show, unit="batch")
+                t0 = time.perf_counter()
+                seen = 0
+                self.model.train()
+                for bi in range(self.batch, len(batches)):
+                    idx = batches[bi]
+                    loss, stats = self.loss_fn(self.model, train.batch(idx))
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    if cfg.clip_norm:
+                        from .optim import clip_grad_norm
+                        clip_grad_norm(self.optimizer.params, cfg.clip_norm)
+                    self.optimizer.step()
+                    lv = float(loss.item())
+                    r = self._running
+                    r["loss"] += lv * len(idx)
+                    r["n"] += len(idx)
+                    r["correct"] += int(stats.get("correct", 0))
+                    r["count"] += int(stats.get("count", 0))
+                    seen += len(idx)
+                    self.batch = bi + 1
+                    if bar is not None:
+                        dt = time.perf_counter() - t0
+                        bar.set_postfix(loss=f"{r['loss'] / r['n']:.4f}", ex_s=f"{seen / max(dt, 1e-9):.0f}",
+                                        refresh=False)
+                        bar.update(1)
+                    if cfg.log_every and self.batch % cfg.log_every == 0:
+                        print(f"  epoch {self.epoch + 1} batch {self.batch}/{len(batches)} "
+                              f"loss {r['loss'] / r['n']:.4f}", flush=True)
+                    if self._stop:
+                        raise KeyboardInterrupt
+                if bar is not None:
+                    bar.close()
+                dt = time.perf_counter() - t0
+                self.train_seconds += dt
+                # ---- end of epoch
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                r = self._running
+                rec = {"epoch": self.epoch + 1, "train_loss": r["loss"] / max(r["n"], 1),
+                       "train_seconds": dt, "examples_per_s": seen / max(dt, 1e-9),
+                       "lr": float(getattr(self.optimizer, "lr", float("nan")))}
+                if r["count"]:
+                    rec["train_acc"] = r["correct"] / r["count"]
+                if val is not None:
+                    self.model.eval()
+                    with no_grad():
+                        vm = self.evaluate_fn(self.model, val)
+                    rec.update({f"val_{k}": v for k, v in vm.items()})
+                self.history.append(rec)
+                self.epoch += 1
+                self.batch = 0
+                improved = self._better(rec.get(f"val_{cfg.monitor}"))
+                if improved:
+                    self.best, self.best_epoch, self.bad_epochs = rec[f"val_{cfg.monitor}"], self.epoch, 0
+                else:
+                    self.bad_epochs += 1
+                rec["best"] = improved
+                if cfg.out_dir:
+                    os.makedirs(cfg.out_dir, exist_ok=True)
+                    with open(self._path("metrics.jsonl"), "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                    self.save(self._path("last.safetensors"))
+                    if improved:
+                        self.save(self._path("best.safetensors"))
+                    plot_history(self.history, self._path("curves.png"))
+                _print_epoch(rec, cfg.monitor)
+                if cfg.patience is not None and self.bad_epochs >= cfg.patience:
+                    print(f"early stopping: no improvement of val_{cfg.monitor} for {cfg.patience} epochs")
+                    break
+        except KeyboardInterrupt:
+            if cfg.out_dir:
+                self.save(self._path("last.safetensors"))
+                print(f"\ninterrupted: saved {self._path('last.safetensors')} "
+                      f"(epoch {self.epoch + 1}, batch {self.batch}); continue with --resume")
+            raise
+        finally:
+            if prev_handler is not None:
+                signal.signal(signal.SIGINT, prev_handler)
+        return self.history
+
+
+def _print_epoch(rec, monitor):
+    parts = [f"epoch {rec['epoch']:3d}", f"train loss {rec['train_loss']:.4f}"]
+    if "train_acc" in rec:
+        parts.append(f"acc {rec['train_acc']:.4f}")
+    for k, v in rec.items():
+        if k.startswith("val_") and isinstance(v, (int, float)):
+            parts.append(f"{k} {v:.4f}")
+    parts.append(f"{rec['examples_per_s']:.0f} ex/s")
+    if rec.get("best"):
+        parts.append("*")
+    print("  ".join(parts), flush=True)
+
+
+def plot_history(history, path):
+    """Loss (train/val) and accuracy curves per epoch as a PNG (matplotlib, Agg backend)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:          # pragma: no cover
+        return None
+    ep = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    if history and "val_loss" in history[0]:
+        axes[0].plot(ep, [h.get("val_loss") for h in history], "o-", label="validation")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    axes[0].legend()
+    keys = [k for k in (history[0] if history else {}) if k.endswith("acc") or k.endswith("f1")]
+    for k in keys:
+        axes[1].plot(ep, [h.get(k) for h in history], "o-", label=k)
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel("accuracy")
+    if keys:
+        axes[1].legend()
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
