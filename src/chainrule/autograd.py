@@ -49,7 +49,8 @@ class Node:
     referenced, so intermediate values the backward rule does not need are freed as soon as the user
     drops them.
     """
-    __slots__ = ("seq", "op", "parents", "saved", "needs", "shape", "dtype", "name", "hooks")
+    __slots__ = ("seq", "op", "parents", "saved", "needs", "shape", "dtype", "name", "hooks",
+                 "nonfinite")      # set (only) by note_forward under detect_anomaly
 
     def __init__(self, op, parents, saved, needs, shape, dtype):
         self.seq = next(_SEQ)
@@ -105,11 +106,13 @@ class RowSparseGrad:
         return len(self.shape)
 
     def coalesce(self):
-        """Sum repeated rows; returns a RowSparseGrad with unique, sorted indices."""
-        uniq, inv = np.unique(self.indices, return_inverse=True)
-        if uniq.shape[0] == self.indices.shape[0]:
-            order = np.argsort(self.indices, kind="stable")
-            return RowSparseGrad(self.indices[order], self.values[order], self.shape)
+        """Sum repeated rows (negative indices wrapped first); returns a RowSparseGrad with unique,
+        sorted indices."""
+        idx = np.where(self.indices < 0, self.indices + self.shape[0], self.indices)
+        uniq, inv = np.unique(idx, return_inverse=True)
+        if uniq.shape[0] == idx.shape[0]:
+            order = np.argsort(idx, kind="stable")
+            return RowSparseGrad(idx[order], self.values[order], self.shape)
         vals = np.zeros((uniq.shape[0],) + self.values.shape[1:], dtype=self.values.dtype)
         np.add.at(vals, inv, self.values)
         return RowSparseGrad(uniq, vals, self.shape)
@@ -204,13 +207,29 @@ def is_grad_enabled():
 @contextmanager
 def detect_anomaly():
     """Make backward raise ``FloatingPointError`` at the first NaN/Inf gradient, naming the op
-    (and the tensor name, if it has one) whose backward rule produced it."""
+    (and the tensor name, if it has one) whose backward rule produced it.
+
+    Ops *recorded* inside the block are also checked on the forward side: an op that turns finite
+    inputs into NaN/Inf (log of a negative number, exp overflow) is named by backward as soon as a
+    gradient reaches it -- its own rule may well be finite (d log x = g/x at x = −1) while the NaN
+    shows up first in a consumer's rule."""
     prev = STATE.anomaly
     STATE.anomaly = True
     try:
         yield
     finally:
         STATE.anomaly = prev
+
+
+def note_forward(node, out, inputs):
+    """detect_anomaly, forward side: flag ``node`` if its op made NaN/Inf out of finite inputs."""
+    if out.dtype.kind not in "fc" or np.isfinite(out).all():
+        return
+    for d in inputs:
+        if isinstance(d, (np.ndarray, float, np.floating)) and np.asarray(d).dtype.kind in "fc" \
+                and not np.isfinite(d).all():
+            return                                  # NaN/Inf came in: not this op's doing
+    node.nonfinite = "NaN" if np.isnan(out).any() else "Inf"
 
 
 class Deltas:
@@ -320,6 +339,8 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
         parents = node.parents
         if parents is None:
             raise RuntimeError(_FREED.format(what=describe(node)))
+        if anomaly:
+            _check_forward(node)
         for p, gi in zip(parents, node.op.backward(g, node.saved, node.needs)):
             if p is None or gi is None:
                 continue
@@ -329,6 +350,7 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
                 if gi.dtype != p.dtype:
                     gi = gi.astype(p.dtype)
                 if anomaly:
+                    _check_forward(p)
                     _check_finite(gi, node, parents.index(p))
                 if type(gi) is RowSparseGrad:
                     gi = gi.to_dense()
@@ -349,7 +371,7 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
                 ent = leaf.get(k)
                 if ent is None:
                     # a rule's fresh array is ours to keep; g itself or a view of something is not
-                    owned = gi is not g and (type(gi) is RowSparseGrad or gi.base is None)
+                    owned = gi is not g and (gi.values if type(gi) is RowSparseGrad else gi).base is None
                     leaf[k] = [p, gi, owned]
                 else:
                     ent[1] = accumulate(ent[1], gi)
@@ -379,6 +401,14 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
     return capture
 
 
+def _check_forward(node):
+    kind = getattr(node, "nonfinite", None)       # the slot is unset unless note_forward flagged it
+    if kind is not None:
+        raise FloatingPointError(
+            f"detect_anomaly: {describe(node)} produced {kind} in its forward pass from finite inputs "
+            f"(output shape {node.shape}); the gradient through it is meaningless")
+
+
 def _check_finite(gi, node, i):
     vals = gi.values if type(gi) is RowSparseGrad else gi
     if not np.all(np.isfinite(vals)):
@@ -406,14 +436,16 @@ def gradients(output, inputs, grad_output=None, retain_graph=False):
     else:
         got = run_backward(output._node, seed, retain_graph, capture=dict.fromkeys(keys))
     res = []
+    handed = {id(seed)}            # add passes one array to both inputs; the seed is the caller's
     for t, k in zip(inputs, keys):
         g = got.get(k)
         if g is None:
             g = np.zeros(t.shape, dtype=t.dtype)
         elif type(g) is RowSparseGrad:
             g = g.to_dense()
-        elif g.base is not None or not g.flags.writeable:
+        elif g.base is not None or not g.flags.writeable or id(g) in handed:
             g = np.array(g)
+        handed.add(id(g))
         res.append(g)
     return res[0] if single else res
 

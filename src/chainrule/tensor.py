@@ -81,6 +81,8 @@ def apply(op, args, kw=None):
     if parents is not None and STATE.grad_enabled:
         t._node = Node(op, parents, saved, needs, out.shape, out.dtype)
         t.requires_grad = True
+        if STATE.anomaly:
+            ag.note_forward(t._node, out, datas)
     else:
         t._node = None
         t.requires_grad = False

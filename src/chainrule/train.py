@@ -11,7 +11,8 @@ The loop knows nothing of the model's kind.  It is given
 * datasets with ``len()`` and ``batch(indices)``; :class:`ArrayDataset` wraps arrays.
 
 Files written to ``out_dir``: ``last.safetensors`` (every epoch and on Ctrl-C), ``best.safetensors``
-(best validation metric), ``metrics.jsonl`` (one JSON object per epoch), ``curves.png``.
+(best validation metric), ``metrics.jsonl`` (one JSON object per epoch, appended as it ends) and
+``curves.png`` (when training ends or is interrupted).
 """
 from __future__ import annotations
 
@@ -123,6 +124,8 @@ class Trainer:
 
     # ------------------------------------------------------------ checkpoints
     def state(self):
+        if self.batch == 0:               # at an epoch boundary the next epoch's shuffle starts here
+            self.epoch_rng_state = rng_state(self.rng)
         arrays = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         meta_opt = {}
         for k, v in self.optimizer.state_dict().items():
@@ -282,7 +285,6 @@ class Trainer:
                     self.save(self._path("last.safetensors"))
                     if improved:
                         self.save(self._path("best.safetensors"))
-                    plot_history(self.history, self._path("curves.png"))
                 _print_epoch(rec, cfg.monitor)
                 if cfg.patience is not None and self.bad_epochs >= cfg.patience:
                     print(f"early stopping: no improvement of val_{cfg.monitor} for {cfg.patience} epochs")
@@ -296,6 +298,8 @@ class Trainer:
         finally:
             if prev_handler is not None:
                 signal.signal(signal.SIGINT, prev_handler)
+            if cfg.out_dir and self.history:
+                plot_history(self.history, self._path("curves.png"))   # once, at the end (or on Ctrl-C)
         return self.history
 
 

@@ -22,7 +22,8 @@ OPTIMIZERS = ("sgd", "adam", "adagrad")
 
 def build_model(config, n_in, n_out):
     sizes = [n_in, *config["hidden"], n_out]
-    return nn.MLP(sizes, activation=config["activation"], output=None, seed=config["seed"])
+    return nn.MLP(sizes, activation=config["activation"], output=None, dropout=config.get("dropout", 0.0),
+                  seed=config["seed"])
 
 
 def weight_params(model):

@@ -323,14 +323,15 @@ SMAX = defop("smax", _smax, _smax_vjp)
 
 def _softmax_cross_entropy(z, target, weight):
     """Mean cross-entropy from logits, fused: L = Σ_n w_n (logsumexp(z_n) − Σ_k t_nk z_nk)
-    with t the one-hot (or soft) targets and w_n = 1/N by default   |
-    z̄ = g · w_n (softmax(z_n) − t_n)"""
+    with t the class indices (one-hot) or soft target rows, and w_n = 1/N by default   |
+    z̄ = g · w_n ((Σ_k t_nk) softmax(z_n) − t_n)   (= softmax(z_n) − t_n when the rows sum to 1)"""
     m = np.max(z, axis=-1, keepdims=True)
     sh = z - m
     lse = np.log(np.sum(np.exp(sh), axis=-1, keepdims=True))
     logp = sh - lse
     if target.dtype.kind in "iu":
-        nll = -np.take_along_axis(logp, target[..., None], axis=-1)[..., 0]
+        nll = (-logp[np.arange(logp.shape[0]), target] if logp.ndim == 2
+               else -np.take_along_axis(logp, target[..., None], axis=-1)[..., 0])
     else:
         nll = -np.sum(target * logp, axis=-1)
     loss = np.sum(nll * weight)
@@ -341,8 +342,12 @@ def _softmax_cross_entropy_vjp(g, s, n):
     logp, target, weight = s
     p = np.exp(logp)
     if target.dtype.kind in "iu":
-        np.put_along_axis(p, target[..., None], np.take_along_axis(p, target[..., None], -1) - 1, -1)
+        if p.ndim == 2:
+            p[np.arange(p.shape[0]), target] -= 1
+        else:
+            np.put_along_axis(p, target[..., None], np.take_along_axis(p, target[..., None], -1) - 1, -1)
     else:
+        p *= np.sum(target, axis=-1, keepdims=True)
         p -= target
     p *= (g * weight)[..., None] if np.ndim(weight) else g * weight
     return (p, None, None)

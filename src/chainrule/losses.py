@@ -1,0 +1,271 @@
+"""Divergences (losses) and penalties, written with engine ops.
+
+Notation: a batch has N examples (the first axis; a 1-D prediction is *one* example unless the
+loss is elementwise), K outputs per example.  ``y``/``p``/``z`` is the network's output
+(prediction / probability / logit) and ``d`` the desired output (seed 004's notation).
+
+=============================== ================================================================
+``l2(y, d)``                     ½‖y − d‖² (seed 004's scaled L2 divergence); 'sum' or per-example mean
+``mse(y, d)``                    (1/#elements) Σ (y − d)²
+``binary_cross_entropy(p, d)``   −[d log p + (1 − d) log(1 − p)], p clipped to [eps, 1 − eps]
+``binary_cross_entropy_with_logits(z, d)``  the same with p = σ(z), computed stably from z
+``cross_entropy(z, t)``          −Σ_k t_k log softmax(z)_k (t one-hot, soft, or class indices)
+``multilabel_bce(z, d)``         (1/N) Σ_n Σ_k BCE(σ(z_nk), d_nk)   (seed 003's J̃)
+``l2_penalty(params, C, m)``     C/(2m) Σ_W ‖W‖²   (seed 002; seed 003's λ term with C/m = λ)
+=============================== ================================================================
+
+All return a scalar Tensor (``reduction='none'`` returns the per-example or per-element losses).
+Targets are constants (ndarrays) or Tensors; shapes must match exactly (no silent broadcasting).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ops import functional as F
+from .ops import rules as R
+from .tensor import Tensor, apply
+
+__all__ = ["l2", "mse", "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
+           "multilabel_bce", "l2_penalty"]
+
+
+def _arr(x):
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def _target(d, like, where):
+    """Target as a Tensor (kept, may require grad) or an ndarray cast to the prediction's dtype."""
+    ld = _arr(like)
+    if isinstance(d, Tensor):
+        dd = d.data
+    else:
+        dd = np.asarray(d)
+        if dd.dtype != ld.dtype and ld.dtype.kind == "f":
+            dd = dd.astype(ld.dtype)
+        d = dd
+    if dd.shape != ld.shape:
+        raise ValueError(f"{where}: prediction of shape {ld.shape} and target of shape {dd.shape} differ")
+    return d
+
+
+def _check_reduction(reduction, where, allowed=("mean", "sum", "none")):
+    if reduction not in allowed:
+        raise ValueError(f"{where}: reduction must be one of {allowed}, got {reduction!r}")
+
+
+def _n_examples(shape):
+    return shape[0] if len(shape) >= 2 else 1
+
+
+def _per_example_sum(t, ndim):
+    """Σ over all axes but the first (a 1-D or 0-D value is one example: sum everything)."""
+    if ndim >= 2:
+        return F.sum(t, axis=tuple(range(1, ndim)))
+    return F.sum(t)
+
+
+def l2(y, d, reduction="sum"):
+    """Scaled L2 divergence (seed 004): Div(y, d) = ½‖y − d‖² = ½ Σ_i (y_i − d_i)².
+
+    For a batch y, d of shape (N, K, ...):
+
+    * ``reduction='sum'`` (default): L = ½ Σ_n Σ_k (y_nk − d_nk)², the sum of the per-example
+      divergences;  ∂L/∂y = y − d.
+    * ``reduction='mean'``: L = (1/N) Σ_n ½‖y_n − d_n‖², the per-example divergence averaged over
+      the N examples (the first axis) -- *not* over all N·K elements;  ∂L/∂y = (y − d)/N.
+      A 1-D y is one example (N = 1).
+    * ``reduction='none'``: the vector of per-example ½‖y_n − d_n‖² (shape (N,)).
+    """
+    _check_reduction(reduction, "l2")
+    d = _target(d, y, "l2")
+    r = apply(R.SUB, (y, d))
+    sq = apply(R.MUL, (r, r))
+    shape = _arr(y).shape
+    if reduction == "sum":
+        return F.sum(sq) * 0.5
+    if reduction == "mean":
+        return F.sum(sq) * (0.5 / max(_n_examples(shape), 1))
+    return _per_example_sum(sq, len(shape)) * 0.5
+
+
+def mse(y, d, reduction="mean"):
+    """Mean squared error: L = (1/M) Σ_i (y_i − d_i)² over all M elements (PyTorch's MSELoss);
+    ∂L/∂y = 2(y − d)/M.  ``reduction='sum'``: Σ_i (y_i − d_i)²; ``'none'``: elementwise."""
+    _check_reduction(reduction, "mse")
+    d = _target(d, y, "mse")
+    r = apply(R.SUB, (y, d))
+    sq = apply(R.MUL, (r, r))
+    if reduction == "none":
+        return sq
+    s = F.sum(sq)
+    return s * (1.0 / max(_arr(y).size, 1)) if reduction == "mean" else s
+
+
+def _reduce_elementwise(loss, shape, reduction):
+    if reduction == "none":
+        return loss
+    s = F.sum(loss)
+    if reduction == "sum":
+        return s
+    if reduction == "mean":
+        return s * (1.0 / max(int(np.prod(shape)), 1))
+    # 'batchmean': sum over outputs, mean over examples
+    return s * (1.0 / max(_n_examples(shape), 1))
+
+
+def binary_cross_entropy(p, d, eps=1e-7, reduction="mean"):
+    """Binary cross-entropy on probabilities (seed 004):
+    Div(p, d) = −d log p − (1 − d) log(1 − p), elementwise,
+    with p first clipped to [eps, 1 − eps] so that p = 0 or 1 gives a finite loss (at most
+    −log eps ≈ 16.1) and a finite gradient.  Where p is clipped the gradient w.r.t. p is 0
+    (the clip's rule); elsewhere ∂Div/∂p = −d/p + (1 − d)/(1 − p) (seed 003's η).
+
+    ``reduction``: 'mean' over all elements (default), 'sum', 'none', or 'batchmean' (sum over the
+    outputs, mean over the N examples: seed 003's J̃).  Prefer
+    :func:`binary_cross_entropy_with_logits` when the logits are at hand.
+    """
+    _check_reduction(reduction, "binary_cross_entropy", ("mean", "sum", "none", "batchmean"))
+    if not 0 < eps < 0.5:
+        raise ValueError(f"binary_cross_entropy: eps must be in (0, 0.5), got {eps}")
+    d = _target(d, p, "binary_cross_entropy")
+    pc = F.clip(p, eps, 1.0 - eps)
+    one_minus_d = 1.0 - d
+    loss = -(d * F.log(pc) + one_minus_d * F.log(1.0 - pc))
+    return _reduce_elementwise(loss, _arr(p).shape, reduction)
+
+
+def binary_cross_entropy_with_logits(z, d, reduction="mean"):
+    """Binary cross-entropy of p = σ(z) against d, computed from the logits z without overflow:
+
+        Div(z, d) = −d log σ(z) − (1 − d) log(1 − σ(z)) = max(z, 0) − z d + log(1 + e^(−|z|)),
+
+    where e^(−|z|) ≤ 1 never overflows (finite at z = ±1e4); ∂Div/∂z = σ(z) − d.
+
+    Written with engine ops as  m − z ⊙ d + softplus(a)  with m = where(z > 0, z, 0) = max(z, 0)
+    and a = where(z > 0, −z, z) = −|z|.  (``relu`` and ``abs`` would give the same values, but
+    their subgradients 0 at z = 0 would make the gradient −d instead of σ(0) − d = ½ − d there --
+    and z = 0 is exactly where zero-initialised output layers start.)
+
+    ``reduction``: 'mean' over all elements (default), 'sum', 'none', or 'batchmean'.
+    """
+    _check_reduction(reduction, "binary_cross_entropy_with_logits", ("mean", "sum", "none", "batchmean"))
+    d = _target(d, z, "binary_cross_entropy_with_logits")
+    zd = _arr(z)
+    pos = zd > 0
+    m = apply(R.WHERE, (pos, z, 0.0))
+    a = apply(R.WHERE, (pos, -z if isinstance(z, Tensor) else -zd, z))
+    loss = (m - z * d) + apply(R.SOFTPLUS, (a,))
+    return _reduce_elementwise(loss, zd.shape, reduction)
+
+
+def multilabel_bce(outputs, targets, from_logits=True):
+    """Multi-label loss of seed 003:
+
+        J̃ = (1/N) Σ_{n=1..N} Σ_{k=1..K} −d_nk log a_nk − (1 − d_nk) log(1 − a_nk),
+
+    K independent sigmoid outputs a = σ(z), the binary cross-entropies *summed* over the K outputs
+    and *averaged* over the N examples (shape (N, K); a 1-D input is one example).
+    ``from_logits=True`` (default): ``outputs`` are the logits z (stable,
+    :func:`binary_cross_entropy_with_logits`); ∂J̃/∂z = (σ(z) − d)/N.  ``from_logits=False``:
+    ``outputs`` are the probabilities a (clipped, :func:`binary_cross_entropy`).
+    The λ-regularisation of seed 003's Alg 1 is :func:`l2_penalty` (with C/m = λ).
+    """
+    if from_logits:
+        return binary_cross_entropy_with_logits(outputs, targets, reduction="batchmean")
+    return binary_cross_entropy(outputs, targets, reduction="batchmean")
+
+
+def cross_entropy(logits, targets, weight=None, reduction="mean"):
+    """Multi-class cross-entropy from logits (seed 004): Div = −Σ_k t_k log y_k with
+    y = softmax(z), i.e. −log y_c for a class index c.
+
+    ``targets``: class indices (integer array of shape z.shape[:-1]) or one-hot / soft target rows
+    (floating, the shape of z; each row must sum to 1).  Computed by the fused primitive
+    ``cr.softmax_cross_entropy`` (log-sum-exp shifted by the max: finite for logits of ±1e4);
+    ∂ℓ_n/∂z_n = softmax(z_n) − t_n.
+
+    ``weight``: optional class weights c (shape (K,)).  Example n gets w_n = c_{y_n} (for soft
+    targets, w_n = Σ_k c_k t_nk, its expected class weight).
+
+    ``reduction``:
+      * 'mean' (default): L = Σ_n w_n ℓ_n / Σ_n w_n (= (1/N) Σ_n ℓ_n without weights; PyTorch's
+        convention for class weights);
+      * 'sum': L = Σ_n w_n ℓ_n;
+      * 'none': the vector of ℓ_n (times w_n), via log_softmax (not the fused primitive).
+    N counts every position of z.shape[:-1] (sequences (N, T, K) average over N·T).
+    """
+    _check_reduction(reduction, "cross_entropy")
+    z = _arr(logits)
+    if z.ndim == 0:
+        raise ValueError("cross_entropy: logits must have a class axis (shape (..., K)), got a scalar")
+    K = z.shape[-1]
+    t = _arr(targets)
+    if t.dtype.kind in "iu":
+        if t.shape != z.shape[:-1]:
+            raise ValueError(f"cross_entropy: class-index targets of shape {t.shape} for logits of shape "
+                             f"{z.shape}; expected {z.shape[:-1]}")
+        if t.size and (t.min() < 0 or t.max() >= K):
+            bad = int(t.min()) if t.min() < 0 else int(t.max())
+            raise ValueError(f"cross_entropy: class index {bad} out of range [0, {K}) for logits of shape {z.shape}")
+    elif t.dtype.kind == "f":
+        if t.shape != z.shape:
+            raise ValueError(f"cross_entropy: one-hot/soft targets of shape {t.shape} for logits of shape "
+                             f"{z.shape}; they must match")
+        sums = t.sum(axis=-1)
+        if t.size and not np.allclose(sums, 1.0, atol=1e-4 * max(1, K) ** 0.5):
+            raise ValueError(f"cross_entropy: soft target rows must sum to 1 (got sums in "
+                             f"[{sums.min():.4g}, {sums.max():.4g}])")
+        t = t.astype(z.dtype, copy=False)
+    else:
+        raise TypeError(f"cross_entropy: targets must be class indices (integers) or probabilities "
+                        f"(floats), got dtype {t.dtype}")
+    w = None
+    if weight is not None:
+        c = np.asarray(_arr(weight), dtype=z.dtype)
+        if c.shape != (K,):
+            raise ValueError(f"cross_entropy: class weights of shape {c.shape} for {K} classes")
+        w = c[t] if t.dtype.kind in "iu" else t @ c
+    if reduction == "none":
+        logp = F.log_softmax(logits, -1)
+        if t.dtype.kind in "iu":
+            oh = np.zeros(z.shape, dtype=z.dtype)
+            np.put_along_axis(oh, t[..., None], 1, axis=-1)
+            t = oh
+        nll = -F.sum(logp * t, axis=-1)
+        return nll if w is None else nll * w
+    # targets validated above: call the fused primitive directly (cr.softmax_cross_entropy)
+    if w is None:
+        per = (1.0 / max(z.size // K, 1)) if reduction == "mean" else 1.0
+        return apply(R.SOFTMAX_CROSS_ENTROPY, (logits, t, z.dtype.type(per)))
+    if reduction == "mean":
+        w = w / w.sum()
+    return apply(R.SOFTMAX_CROSS_ENTROPY, (logits, t, w))
+
+
+def l2_penalty(params, C, m=1):
+    """L2 regularisation term of seed 002, over exactly the tensors passed:
+
+        R = C/(2m) Σ_{W in params} ‖W‖²  (sum of squares of every element),  ∂R/∂W = (C/m) W.
+
+    Seed 002 regularises W and U only -- not the biases, not the word vectors L -- so pass
+    ``[model.W, model.U]``, not ``model.parameters()``.  Seed 003's "+ λW" is C/m = λ (m = 1,
+    C = λ).  Returns a scalar Tensor (0 for an empty list).
+    """
+    from .nn.module import Module
+    if isinstance(params, Module):
+        raise TypeError("l2_penalty: pass the list of tensors to regularise explicitly (e.g. the weight "
+                        "matrices), not a Module: seed 002 regularises W and U, not biases or embeddings")
+    if isinstance(params, Tensor):
+        params = [params]
+    params = list(params)
+    if m <= 0:
+        raise ValueError(f"l2_penalty: m (the number of training examples) must be positive, got {m}")
+    total = None
+    for i, p in enumerate(params):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"l2_penalty: item {i} is a {type(p).__name__}, expected a Tensor/Parameter")
+        s = F.sum(apply(R.MUL, (p, p)))
+        total = s if total is None else total + s
+    if total is None:
+        return Tensor(np.zeros((), dtype=np.float32))
+    return total * (C / (2.0 * m))

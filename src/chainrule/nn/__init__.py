@@ -1,0 +1,26 @@
+"""Neural-network building blocks on the chainrule engine: :class:`Parameter`, :class:`Module`,
+containers, layers (Linear, Embedding), activations, Dropout, the :class:`MLP` builder, and
+:mod:`~chainrule.nn.init`.
+
+>>> import numpy as np, chainrule as cr
+>>> net = cr.nn.MLP([4, 16, 3], activation="relu", seed=0)
+>>> net(np.zeros((2, 4), dtype=np.float32)).shape
+(2, 3)
+"""
+from . import init  # noqa: F401
+from .module import LoadResult, Module, ModuleList, Parameter, Sequential, StateDictError  # noqa: F401
+from .layers import (  # noqa: F401
+    ACTIVATIONS, MLP, Dropout, Embedding, Identity, LeakyReLU, Linear, LogSoftmax, ReLU, RReLU, Sigmoid,
+    Softmax, Softplus, Tanh, activation,
+)
+from .dag import DAGNetwork, DAGSpecError  # noqa: F401
+
+__all__ = [
+    "init", "Parameter", "Module", "ModuleList", "Sequential", "StateDictError", "LoadResult", "Linear",
+    "Embedding", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "RReLU", "Softplus", "Softmax",
+    "LogSoftmax", "Dropout", "MLP", "ACTIVATIONS", "activation",
+]
+from .recurrent import GRU, LSTM, GRUCell, LSTMCell, lengths_to_mask  # noqa: F401,E402
+from .attention import AttentionPooling, MultiHeadAttention, causal_mask  # noqa: F401,E402
+__all__ += ["LSTMCell", "GRUCell", "LSTM", "GRU", "lengths_to_mask", "MultiHeadAttention", "AttentionPooling",
+            "causal_mask"]
