@@ -403,6 +403,25 @@ def test_detect_anomaly_log_of_negative_names_log():
             loss.backward()
 
 
+def test_detect_anomaly_no_false_alarm_on_minus_inf_masks():
+    x = T(RNG.standard_normal((2, 4)))
+    mask = np.where(np.tril(np.ones((2, 4))) > 0, 0.0, -np.inf)     # -inf came in: not an op's doing
+    with cr.detect_anomaly():
+        p = cr.softmax(x + mask, axis=-1)
+        (p * RNG.standard_normal(p.shape)).sum().backward()
+        assert np.all(np.isfinite(x.grad))
+        np.testing.assert_array_equal(x.grad[0, 1:], 0.0)
+        # but an op that overflows on finite inputs is named
+        big = T([800.0])
+        with np.errstate(over="ignore"):
+            e = cr.exp(big)
+        with np.errstate(invalid="ignore"):
+            loss = (e * 0.0).sum()                     # inf * 0 = NaN: mul's input was inf already
+        with pytest.raises(FloatingPointError, match="'exp'.*Inf.*forward"):
+            loss.backward()
+    assert not cr.autograd.STATE.anomaly
+
+
 def test_without_detect_anomaly_nan_passes_silently():
     x = T([0.0, 2.0])
     with np.errstate(divide="ignore"):

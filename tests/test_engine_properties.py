@@ -168,9 +168,9 @@ def test_vector_activations_random_axis(name, data):
     t = leaf(x)
     f = getattr(cr, name)
     if name == "smax":
-        g = lambda t: f(t, axis=axis, keepdims=keepdims)   # noqa: E731
+        g = lambda t: f(t, axis=axis, keepdims=keepdims)
     else:
-        g = lambda t: f(t, axis=axis)                      # noqa: E731
+        g = lambda t: f(t, axis=axis)                   
     out = g(t)
     if name == "softmax":
         np.testing.assert_allclose(out.data.sum(axis=axis), 1.0)

@@ -44,6 +44,9 @@ def _add_mlp_args(p):
     p.add_argument("--epochs", type=int, default=None, help="default: 30 for digits, 10 otherwise")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 for digits, 128 otherwise")
     p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--normalize", default=None, choices=["feature", "global", "none"],
+                   help="input scaling fitted on the training split: per-feature standardisation, one global "
+                        "mean/std, or none (pixels in [0, 1]); default: feature for digits, global otherwise")
     p.add_argument("--patience", type=int, default=None, help="early stopping after N epochs without val improvement")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default runs/mlp-DATASET)")
@@ -66,6 +69,7 @@ def _mlp_config(args):
         "epochs": args.epochs if args.epochs is not None else (10 if big else 30),
         "batch_size": args.batch_size if args.batch_size is not None else (128 if big else 32),
         "val_fraction": args.val_fraction, "seed": args.seed,
+        "normalize": args.normalize if args.normalize is not None else ("global" if big else "feature"),
     }
 
 
@@ -74,8 +78,14 @@ def _mlp_setup(config, data_dir=None):
     from .data import datasets
     from .models import mlp
     from .train import ArrayDataset
+    norm = config.get("normalize", "feature")
     splits = datasets.load(config["dataset"], data_dir=data_dir, val_fraction=config["val_fraction"],
-                           seed=config["seed"])
+                           seed=config["seed"], standardize=norm == "feature")
+    if norm == "global":       # one mean and std over all training pixels
+        mu, sd = float(splits.train[0].mean()), float(splits.train[0].std())
+        for k in ("train", "val", "test"):
+            x, y = getattr(splits, k)
+            setattr(splits, k, (((x - mu) / sd).astype(np.float32), y))
     n_in, n_out = splits.train[0].shape[1], len(splits.classes)
     model = mlp.build_model(config, n_in, n_out)
     opt = mlp.make_optimizer(config, model.parameters())

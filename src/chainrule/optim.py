@@ -43,9 +43,6 @@ class OptimizerStateError(ValueError):
 
 def _coalesce(g):
     """Unique, sorted, non-negative row indices with summed rows."""
-    idx = g.indices
-    if idx.size and idx.min() < 0:
-        g = RowSparseGrad(idx % g.shape[0], g.values, g.shape)
     return g.coalesce()
 
 
