@@ -87,7 +87,9 @@ def chainrule_step_factory(sizes, lr=0.01):
 
 def torch_step_factory(sizes, lr=0.01):
     import torch
-    torch.set_num_threads(os.cpu_count() or 1)
+    # same thread budget as NumPy's BLAS (OPENBLAS_NUM_THREADS=1 on a shared machine)
+    torch.set_num_threads(int(os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+                              or os.cpu_count() or 1))
     Ws, bs = init_params(sizes)
     layers = []
     for i, (W, b) in enumerate(zip(Ws, bs)):
