@@ -253,6 +253,8 @@ def build_parser():
     p.set_defaults(func=cmd_gradcheck_mlp)
     from .commands import derive
     derive.register(sub)
+    from .commands import rntn as rntn_cmd
+    rntn_cmd.register(sub, trs, gcs)
     return ap
 
 

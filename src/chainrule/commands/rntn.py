@@ -1,0 +1,411 @@
+"""``chainrule train rntn``, ``chainrule sentiment`` and ``chainrule gradcheck rntn``.
+
+The recursive neural tensor network of seed 000 (:mod:`chainrule.models.rntn`) on the Stanford
+Sentiment Treebank shipped with the package (:mod:`chainrule.data.sst`), trained as Stanford
+CoreNLP's sentiment trainer does (AdaGrad lr 0.01 with the history reset every epoch, minibatch
+27, L2 0.001 on W and V and 0.0001 on Wₛ and the word vectors, the node errors of a batch summed
+and divided by the batch size) and evaluated as the paper's Table 1 (fine-grained and binary
+accuracy, over all nodes and at the roots).
+
+Model selection: CoreNLP's trainer scores the dev set with ``exactNodeAccuracy`` (fine-grained,
+all nodes); ``best.safetensors`` is the epoch with the best dev ``fine_all`` (``--monitor``
+changes it, e.g. ``fine_root``).
+
+Checkpoints hold the model's arrays; the configuration and the vocabulary are in the metadata
+(``extra``), so ``chainrule sentiment CHECKPOINT "text"`` needs nothing else.
+
+Register in the ``chainrule`` parser with ``rntn.register(sub, train_sub, gradcheck_sub)``; the
+``main_*`` functions take an ``argv`` list (tests and scripts).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import time
+
+import numpy as np
+
+METRICS = ("fine_all", "fine_root", "binary_all", "binary_root")
+METRIC_TITLES = {"fine_all": "fine all", "fine_root": "fine root", "binary_all": "binary all",
+                 "binary_root": "binary root"}
+
+
+# ------------------------------------------------------------------------------------ arguments
+def add_train_args(p):
+    p.add_argument("--model", default="rntn", choices=["rntn", "rnn"],
+                   help="rntn: tensor composition (default); rnn: the paper's plain recursive baseline")
+    p.add_argument("--dim", type=int, default=25, help="word/node vector size d (default 25, as CoreNLP)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 60)")
+    p.add_argument("--batch-size", type=int, default=None, help="trees per minibatch (default 27, as CoreNLP)")
+    p.add_argument("--lr", type=float, default=None, help="AdaGrad learning rate (default 0.01)")
+    p.add_argument("--reg-transform", type=float, default=1e-3, help="L2 on W, b and V (default 0.001)")
+    p.add_argument("--reg-classification", type=float, default=1e-4, help="L2 on Ws (default 0.0001)")
+    p.add_argument("--reg-words", type=float, default=1e-4,
+                   help="L2 on the word vectors used in each batch (default 0.0001)")
+    p.add_argument("--lowercase", action="store_true",
+                   help="fold word case (CoreNLP's default keeps case, as does this command)")
+    p.add_argument("--no-leaf-tanh", dest="leaf_tanh", action="store_false", default=True,
+                   help="use the word vector itself at a leaf (the paper) instead of tanh of it (CoreNLP)")
+    p.add_argument("--no-adagrad-reset", dest="adagrad_reset", action="store_false", default=True,
+                   help="keep the AdaGrad history across epochs (CoreNLP resets it every epoch)")
+    p.add_argument("--monitor", default="fine_all", choices=list(METRICS),
+                   help="dev metric for model selection (default fine_all, CoreNLP's exactNodeAccuracy)")
+    p.add_argument("--patience", type=int, default=None, help="stop after N epochs without dev improvement")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--limit", type=int, default=None, help="train on the first N training trees only (smoke tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output directory (default runs/MODEL-sst)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def config_from_args(args):
+    return {
+        "model": args.model, "dim": args.dim, "num_classes": 5, "leaf_tanh": args.leaf_tanh,
+        "epochs": args.epochs if args.epochs is not None else 60,
+        "batch_size": args.batch_size if args.batch_size is not None else 27,
+        "lr": args.lr if args.lr is not None else 0.01, "adagrad_eps": 1e-3,
+        "reg_transform": args.reg_transform, "reg_classification": args.reg_classification,
+        "reg_words": args.reg_words, "lowercase": args.lowercase, "monitor": args.monitor,
+        "adagrad_reset": args.adagrad_reset,
+        "dtype": args.dtype, "limit": args.limit, "seed": args.seed,
+    }
+
+
+def make_optimizer(config, model):
+    """AdaGrad as CoreNLP: θ ← θ − lr g / (√(Σg²) + eps), eps = 1e-3, row-sparse for the word vectors."""
+    from .. import optim
+    return optim.AdaGrad(model.parameters(), lr=config["lr"], eps=config.get("adagrad_eps", 1e-3))
+
+
+def _dtype(config):
+    return np.float64 if config.get("dtype") == "float64" else np.float32
+
+
+def load_model(path):
+    """(model, config, meta) from a checkpoint written by ``chainrule train rntn``."""
+    from ..checkpoint import load_checkpoint
+    from ..models import rntn as R
+    arrays, meta = load_checkpoint(path)
+    extra = meta.get("extra", {})
+    config = extra.get("config")
+    if not config or config.get("model") not in ("rntn", "rnn") or "vocab" not in extra:
+        raise ValueError(f"{path} is not a checkpoint written by 'chainrule train rntn'")
+    vocab = R.Vocab.from_json(extra["vocab"])
+    model = R.build_model(config, vocab, seed=config.get("seed", 0), dtype=_dtype(config))
+    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+    model.eval()
+    return model, config, meta
+
+
+# ------------------------------------------------------------------------------------ train
+def cmd_train_rntn(args):
+    from ..checkpoint import load_checkpoint
+    from ..data import sst
+    from ..models import rntn as R
+    from ..train import TrainConfig, Trainer
+    wall0 = time.perf_counter()
+    out = args.out or os.path.join("runs", f"{args.model}-sst")
+    last = os.path.join(out, "last.safetensors")
+    if args.resume:
+        _, meta = load_checkpoint(last)
+        config = meta["extra"]["config"]
+        vocab = R.Vocab.from_json(meta["extra"]["vocab"])
+        if args.epochs is not None:
+            config["epochs"] = args.epochs
+    else:
+        config = config_from_args(args)
+        vocab = None
+        if os.path.exists(os.path.join(out, "metrics.jsonl")):
+            os.replace(os.path.join(out, "metrics.jsonl"), os.path.join(out, "metrics.previous.jsonl"))
+    train_trees = sst.load("train")
+    if config.get("limit"):
+        train_trees = train_trees[:config["limit"]]
+    if vocab is None:
+        vocab = R.Vocab.from_trees(train_trees, lowercase=config["lowercase"])
+    model = R.build_model(config, vocab, seed=config["seed"], dtype=_dtype(config))
+    data = {"train": R.TreeDataset(train_trees, vocab), "dev": R.TreeDataset(sst.load("dev"), vocab),
+            "test": R.TreeDataset(sst.load("test"), vocab)}
+    opt = make_optimizer(config, model)
+    loss_fn = R.make_loss_fn(config["reg_transform"], config["reg_classification"], config["reg_words"])
+    tc = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], seed=config["seed"], out_dir=out,
+                     monitor=config["monitor"], mode="max", patience=getattr(args, "patience", None),
+                     progress=getattr(args, "progress", None),
+                     extra={"config": config, "vocab": vocab.to_json()})
+    # CoreNLP: adagradResetFrequency = 1 -- the squared-gradient history restarts every epoch
+    reset = config.get("adagrad_reset", True)
+    trainer = Trainer(model, opt, loss_fn, lambda m, ds: R.evaluate(m, ds), tc,
+                      on_epoch_start=(lambda epoch: opt.reset_state()) if reset else None)
+    if args.resume:
+        trainer.load(last)
+        print(f"resuming {last}: epoch {trainer.epoch + 1}, batch {trainer.batch}")
+    n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
+    print(f"chainrule train rntn: {config['model'].upper()} d={config['dim']} ({n_params:,} parameters, "
+          f"vocabulary {len(vocab):,}{', lower-cased' if config['lowercase'] else ''}), AdaGrad lr {config['lr']} "
+          f"({'history reset each epoch' if reset else 'history kept across epochs'}), batch {config['batch_size']}, L2 {config['reg_transform']}/"
+          f"{config['reg_classification']}/{config['reg_words']} (W,V / Ws / words), {config['epochs']} epochs; "
+          f"trees train/dev/test = {len(data['train'])}/{len(data['dev'])}/{len(data['test'])}; "
+          f"model selection on dev {config['monitor']}", flush=True)
+    try:
+        trainer.fit(data["train"], data["dev"])
+    except KeyboardInterrupt:
+        return 130
+    return report(out, data, trainer.train_seconds, time.perf_counter() - wall0)
+
+
+def report(out, data, train_seconds, wall_seconds=None):
+    """Evaluate ``out/best.safetensors`` on dev and test, print the Table-1 comparison, write results.json."""
+    from ..checkpoint import atomic_write_text
+    from ..models import rntn as R
+    model, config, meta = load_model(os.path.join(out, "best.safetensors"))
+    rows = {s: R.evaluate(model, data[s]) for s in ("dev", "test")}
+    paper = R.PAPER_TABLE1[config["model"]]
+    print(f"\nbest epoch {meta['best_epoch']} (by dev {config['monitor']}); training time {train_seconds:.1f} s"
+          + (f", wall time {wall_seconds:.1f} s" if wall_seconds is not None else ""))
+    print(format_table(rows, paper, config["model"]))
+    result = {"config": config, "best_epoch": meta["best_epoch"], "train_seconds": train_seconds,
+              "wall_seconds": wall_seconds, "paper_test": paper,
+              **{f"{s}_{k}": v for s, m in rows.items() for k, v in m.items()}}
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}/best.safetensors, last.safetensors, metrics.jsonl, curves.png, results.json")
+    return 0
+
+
+def format_table(rows, paper, model_name):
+    """The four Table-1 numbers per split (percent) beside the paper's test row."""
+    head = f"{'':<16}" + "".join(f"{METRIC_TITLES[k]:>13}" for k in METRICS)
+    lines = [f"Table 1 (Socher et al. 2013), {model_name.upper()}:", head]
+    for split, m in rows.items():
+        lines.append(f"{split + ' (ours)':<16}" + "".join(f"{100 * m[k]:>13.1f}" for k in METRICS))
+    lines.append(f"{'test (paper)':<16}" + "".join(f"{paper[k]:>13.1f}" for k in METRICS))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ sentiment
+_TOKEN = re.compile(r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|-LRB-|-RRB-|\w+(?:[-./]\w+)*|\.\.\.|--|[^\w\s]",
+                    re.IGNORECASE)
+_BRACKETS = {"(": "-LRB-", ")": "-RRB-", "[": "-LRB-", "]": "-RRB-", "{": "-LRB-", "}": "-RRB-"}
+
+
+def tokenize(text):
+    """A small PTB-like tokenizer: splits off punctuation and the clitics n't 's 're 've 'll 'd 'm
+    (SST's tokenisation: "does n't", "it 's"), brackets become -LRB-/-RRB-."""
+    toks = []
+    for word in text.split():
+        for m in _TOKEN.finditer(word):
+            t = m.group(0)
+            toks.append(_BRACKETS.get(t, t))
+    return [t for t in toks if t]
+
+
+def analyse(model, tree):
+    """Predicted class and probabilities of every node of ``tree`` (a Tree), in post-order:
+    a list of (node, predicted_label, probs)."""
+    from ..autograd import no_grad
+    from ..models import rntn as R
+    ds = R.TreeDataset([tree], model.vocab)
+    batch = ds.batch([0])
+    with no_grad():
+        _, logits = R.forward_batched(model.params(), batch, model.leaf_tanh)
+    probs = R._softmax_rows(logits.data.astype(np.float64))[batch.tree_pos[0]]
+    return [(n, int(p.argmax()), p) for n, p in zip(ds.encoded[0].nodes, probs)]
+
+
+def render(model, tree):
+    """Lines: the tree as an indented outline (each node's phrase, predicted label, confidence),
+    then the PTB string with predicted labels."""
+    from ..data.sst import LABEL_NAMES
+    from ..data.trees import Tree
+    result = analyse(model, tree)
+    pred = {id(n): (lab, p) for n, lab, p in result}
+    lines = []
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        lab, p = pred[id(node)]
+        if node.children:
+            phrase = " ".join(node.words())
+            if len(phrase) > 60:
+                phrase = phrase[:57] + "..."
+        else:
+            phrase = node.word + ("" if node.word in model.vocab else "  [unknown word]")
+        lines.append(f"{'  ' * depth}{lab} {LABEL_NAMES[lab]:<14} {p[lab]:.2f}  {phrase}")
+        for c in reversed(node.children):
+            stack.append((c, depth + 1))
+    # the same tree with predicted labels, as PTB
+    done = {}
+    for n, lab, _ in result:
+        done[id(n)] = Tree(lab, n.word) if not n.children else Tree(lab, None, tuple(done[id(c)] for c in n.children))
+    lines.append("")
+    lines.append("predicted: " + done[id(tree)].to_string())
+    return lines
+
+
+def cmd_sentiment(args):
+    from ..data.sst import LABEL_NAMES
+    from ..data.trees import binarize_sentence, parse_tree
+    model, config, _ = load_model(args.checkpoint)
+    text = " ".join(args.text).strip()
+    if not text:
+        raise ValueError("sentiment: empty text")
+    if text.startswith("("):
+        tree = parse_tree(text)
+        note = "input: a PTB tree (its structure is used; its labels are ignored)"
+    else:
+        tokens = tokenize(text)
+        tree = binarize_sentence(tokens)
+        note = (f"input: a raw sentence, tokenised to {len(tokens)} tokens and binarised by the balanced fallback "
+                "(chainrule.data.trees.binarize_sentence: no parser here, so the tree is not a syntactic parse; "
+                "pass a PTB tree for that)")
+    lines = render(model, tree)
+    root = analyse(model, tree)[-1]
+    print(f"{args.checkpoint}: {config['model'].upper()} d={config['dim']}")
+    print(note)
+    print(f"sentence sentiment: {root[1]} ({LABEL_NAMES[root[1]]}), p = {root[2][root[1]]:.2f}; "
+          f"P(positive) = {root[2][3] + root[2][4]:.2f}, P(negative) = {root[2][0] + root[2][1]:.2f}")
+    print()
+    print("\n".join(lines))
+    return 0
+
+
+# ------------------------------------------------------------------------------------ gradcheck
+def gradcheck_trees(n=3, max_nodes=25):
+    """A few short real SST dev trees, plus the deepest short one (for a long chain of levels)."""
+    from ..data import sst
+    dev = sst.load("dev")
+    small = [t for t in dev if len(t) <= max_nodes]
+    deep = max(small, key=lambda t: t.height())
+    out = small[:n]
+    if deep not in out:
+        out.append(deep)
+    return out
+
+
+def cmd_gradcheck_rntn(args):
+    from ..gradcheck import gradcheck_params
+    from ..models import rntn as R
+    trees = gradcheck_trees(args.trees)
+    vocab = R.Vocab.from_trees(trees)
+    ok = True
+    print(f"gradcheck rntn: {len(trees)} real SST dev trees ({sum(len(t) for t in trees)} nodes, heights "
+          f"{[t.height() for t in trees]}), d={args.dim}, float64, central differences eps=1e-6, "
+          f"loss = batched data term + CoreNLP L2 penalty")
+    for kind in args.models:
+        model = R.build_model({"model": kind, "dim": args.dim}, vocab, seed=args.seed, dtype=np.float64)
+        ds = R.TreeDataset(trees, vocab)
+        batch = ds.batch(np.arange(len(ds)))
+        # larger regularisation constants than CoreNLP's so that the penalty's gradient is visible
+        loss_fn = R.make_loss_fn(0.01, 0.01, 0.01)
+        report = gradcheck_params(lambda m=model, b=batch, f=loss_fn: f(m, b)[0], model.named_parameters())
+        print(f"\n{kind.upper()}")
+        print(f"{'parameter':<22}{'shape':<16}{'max abs err':>14}{'max rel err':>14}  ok")
+        shapes = {n: p.shape for n, p in model.named_parameters()}
+        for c in report.comparisons:
+            print(f"{c.name:<22}{str(shapes.get(c.name, '')):<16}{c.max_abs:>14.3e}{c.max_rel:>14.3e}  "
+                  f"{'yes' if c.ok else 'NO'}")
+        ok &= report.ok
+        errs = derivation_agreement(model, ds)
+        print("derivation check vs chainrule.derivations.rntn (message passing, leaf_activation=True): "
+              + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
+        ok &= max(errs.values()) <= 1e-7
+    print("\nall checks passed" if ok else "\nSOME CHECKS FAILED")
+    return 0 if ok else 1
+
+
+def _rel(a, b):
+    return float(np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a)) + np.max(np.abs(b))))
+
+
+def nested(e):
+    """An :class:`~chainrule.models.rntn.EncodedTree` as the derivation's nested tuples."""
+    objs = [None] * len(e)
+    for i in range(len(e)):
+        if e.word[i] >= 0:
+            objs[i] = (int(e.label[i]), int(e.word[i]))
+        else:
+            objs[i] = (int(e.label[i]), objs[e.left[i]], objs[e.right[i]])
+    return objs[-1]
+
+
+def derivation_agreement(model, dataset):
+    """Relative error per parameter between the engine's gradient of the batched (unregularised)
+    loss and the seed's hand-derived message passing (:mod:`chainrule.derivations.rntn`)."""
+    from ..derivations import rntn as D
+    from ..models import rntn as R
+    p = model.params()
+    for t in p.values():
+        t.grad = None
+    batch = dataset.batch(np.arange(len(dataset)))
+    loss, _ = R.loss_batched(p, batch, model.leaf_tanh)
+    loss.backward()
+    B = len(dataset)
+    eng = {k: np.asarray(t.grad, dtype=np.float64) * B for k, t in p.items()}   # derivation sums over trees
+    for t in p.values():
+        t.grad = None
+    d = model.dim
+    dp = {"L": p["L"].data.T.astype(np.float64), "W": p["W"].data.astype(np.float64),
+          "b": p["b"].data.astype(np.float64), "Ws": p["Ws"].data.astype(np.float64),
+          "bs": p["bs"].data.astype(np.float64),
+          "V": p["V"].data.astype(np.float64) if "V" in p else np.zeros((2 * d, 2 * d, d))}
+    trees = [nested(e) for e in dataset.encoded]
+    ref = D.batch_gradients(dp, trees, leaf_activation=model.leaf_tanh)
+    errs = {"loss": abs(float(loss.item()) * B - D.batch_loss(dp, trees, leaf_activation=model.leaf_tanh))
+            / max(1.0, abs(float(loss.item()) * B))}
+    for k in eng:
+        errs[k] = _rel(eng[k], ref[k].T if k == "L" else ref[k])
+    return errs
+
+
+# ------------------------------------------------------------------------------------ registration
+def register(sub, train_sub, gradcheck_sub):
+    """Add ``train rntn``, ``sentiment`` and ``gradcheck rntn`` to the ``chainrule`` parser.
+
+    ``sub``: the top-level subparsers; ``train_sub``/``gradcheck_sub``: those of ``train`` and
+    ``gradcheck``.
+    """
+    p = train_sub.add_parser(
+        "rntn", help="recursive neural tensor network (seed 000) on the Stanford Sentiment Treebank",
+        description="Train an RNTN (or the plain RNN with --model rnn) on SST, batched by tree level, as "
+        "Stanford CoreNLP's sentiment trainer does (AdaGrad 0.01 reset each epoch, batch 27, L2 0.001 on "
+        "W,V and 0.0001 on Ws and word vectors). Prints the paper's Table 1 numbers on dev and test beside "
+        "the paper's.")
+    add_train_args(p)
+    p.set_defaults(func=cmd_train_rntn)
+
+    s = sub.add_parser("sentiment", help="sentiment of every phrase of a sentence with a trained RNTN",
+                       description="Print the tree of a sentence with each node's predicted sentiment "
+                       "(0 very negative .. 4 very positive). TEXT is a PTB tree '(2 (2 not) (3 good))' or a raw "
+                       "sentence, which is tokenised and binarised by a balanced fallback (no parser).")
+    s.add_argument("checkpoint")
+    s.add_argument("text", nargs="+", help='a sentence ("not a good movie") or a PTB tree string')
+    s.set_defaults(func=cmd_sentiment)
+
+    g = gradcheck_sub.add_parser("rntn", help="RNTN and RNN on real SST trees, and seed 000's equations",
+                                 description="Finite-difference check of every parameter of small float64 "
+                                 "RNTN and RNN models on a few real SST dev trees (batched-by-level path, "
+                                 "with the L2 penalty), and agreement of the engine's gradients with the "
+                                 "hand derivation chainrule.derivations.rntn (≤ 1e-7).")
+    g.add_argument("--dim", type=int, default=4)
+    g.add_argument("--trees", type=int, default=3, help="number of short dev trees (plus a deep one)")
+    g.add_argument("--models", nargs="+", default=["rntn", "rnn"], choices=["rntn", "rnn"])
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=cmd_gradcheck_rntn)
+
+
+def _parser():
+    ap = argparse.ArgumentParser(prog="chainrule")
+    sub = ap.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train").add_subparsers(dest="model", required=True)
+    gc = sub.add_parser("gradcheck").add_subparsers(dest="model", required=True)
+    register(sub, tr, gc)
+    return ap
+
+
+def main(argv):
+    """Run one of this module's commands from an argv list (``['train', 'rntn', ...]``), for tests
+    and scripts, without the rest of the ``chainrule`` parser."""
+    args = _parser().parse_args(argv)
+    return args.func(args) or 0
