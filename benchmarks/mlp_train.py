@@ -78,9 +78,9 @@ def chainrule_step_factory(sizes, lr=0.01):
 
     def step(x, y):
         loss = losses.cross_entropy(model(cr.Tensor._wrap(x)), y)
-        opt.zero_grad()
         loss.backward()
         opt.step()
+        opt.zero_grad()          # as chainrule.train.Trainer does: gradients released after the update
         return float(loss.item())
     return step
 
@@ -127,23 +127,41 @@ def measure(step, x, y, seconds=2.0, repeats=3):
     return best
 
 
-def run_all(seconds):
+IMPLS = {"numpy": numpy_step_factory, "chainrule": chainrule_step_factory, "torch": torch_step_factory}
+
+
+def _data(ci):
+    sizes, batch = CONFIGS[ci]
     rng = np.random.default_rng(1)
+    return sizes, batch, rng.standard_normal((batch, sizes[0])).astype(np.float32), rng.integers(0, sizes[-1], size=batch)
+
+
+def child(impl, ci, seconds):
+    """One implementation, one configuration, in a fresh process (the heap's history in a shared
+    process changes how many page faults each implementation pays)."""
+    sizes, batch, x, y = _data(ci)
+    try:
+        step = IMPLS[impl](sizes)
+    except ImportError:
+        return None
+    return measure(step, x, y, seconds)
+
+
+def losses_agree(ci):
+    sizes, batch, x, y = _data(ci)
+    a, b = numpy_step_factory(sizes), chainrule_step_factory(sizes)
+    la, lb = [a(x, y) for _ in range(3)], [b(x, y) for _ in range(3)]
+    return bool(np.allclose(la, lb, rtol=1e-4, atol=1e-5))
+
+
+def run_all(seconds, env):
     out = []
-    for sizes, batch in CONFIGS:
-        x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
-        y = rng.integers(0, sizes[-1], size=batch)
-        # the two implementations agree on the loss trajectory (a sanity check, not a timing)
-        a, b = numpy_step_factory(sizes), chainrule_step_factory(sizes)
-        la, lb = [a(x, y) for _ in range(3)], [b(x, y) for _ in range(3)]
-        agree = bool(np.allclose(la, lb, rtol=1e-4, atol=1e-5))
-        res = {"sizes": list(sizes), "batch": batch, "losses_agree": agree,
-               "numpy_steps_per_s": measure(numpy_step_factory(sizes), x, y, seconds),
-               "chainrule_steps_per_s": measure(chainrule_step_factory(sizes), x, y, seconds)}
-        try:
-            res["torch_steps_per_s"] = measure(torch_step_factory(sizes), x, y, seconds)
-        except ImportError:
-            res["torch_steps_per_s"] = None
+    for ci, (sizes, batch) in enumerate(CONFIGS):
+        res = {"sizes": list(sizes), "batch": batch, "losses_agree": losses_agree(ci)}
+        for impl in IMPLS:
+            p = subprocess.run([sys.executable, __file__, "--child", impl, str(ci), "--seconds", str(seconds)],
+                               env=env, capture_output=True, text=True, check=True)
+            res[f"{impl}_steps_per_s"] = json.loads(p.stdout.strip().splitlines()[-1])
         out.append(res)
     return out
 
@@ -164,18 +182,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0, help="timing budget per measurement")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=2, metavar=("IMPL", "CONFIG"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(run_all(args.seconds)))
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.seconds)))
         return
     runs = {}
     for label, extra in (("glibc default malloc", {}), ("MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_ raised", MALLOC_ENV)):
         env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
         env.update(extra)
-        p = subprocess.run([sys.executable, __file__, "--child", "--seconds", str(args.seconds)],
-                           env=env, capture_output=True, text=True, check=True)
-        runs[label] = json.loads(p.stdout.strip().splitlines()[-1])
+        runs[label] = run_all(args.seconds, env)
     if args.json:
         print(json.dumps(runs, indent=2))
         return

@@ -255,6 +255,8 @@ def build_parser():
     derive.register(sub)
     from .commands import rntn as rntn_cmd
     rntn_cmd.register(sub, trs, gcs)
+    from .commands import sequence as sequence_cmd
+    sequence_cmd.register(sub, trs, gcs)
     return ap
 
 

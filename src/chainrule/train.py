@@ -233,6 +233,9 @@ class Trainer:
                         from .optim import clip_grad_norm
                         clip_grad_norm(self.optimizer.params, cfg.clip_norm)
                     self.optimizer.step()
+                    # release the gradients now, not at the next step: large arrays freed in the
+                    # order they were made let malloc reuse them (no fresh page faults next step)
+                    self.optimizer.zero_grad()
                     lv = float(loss.item())
                     r = self._running
                     r["loss"] += lv * len(idx)

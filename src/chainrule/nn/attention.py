@@ -19,9 +19,9 @@ import numpy as np
 
 from ..ops import rules as R
 from ..tensor import Tensor, apply
+from . import init as _init
 from .layers import Linear
 from .module import Module, Parameter
-from . import init as _init
 
 __all__ = ["MultiHeadAttention", "AttentionPooling", "scaled_dot_product_attention", "causal_mask", "NEG_INF"]
 

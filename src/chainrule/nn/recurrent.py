@@ -19,7 +19,9 @@ Conventions
   anything, and (the ``where`` rule: x̄ = g ⊙ [c]) it receives exactly zero gradient.
 * Weights use chainrule's (in, out) layout: ``weight_ih`` (D, G·H), ``weight_hh`` (H, G·H), the gate
   blocks side by side along the last axis, so the gate pre-activations of the whole batch are
-  ``x W_ih + h W_hh + b`` -- one matmul per step (``[x, h] @ [W_ih; W_hh]``).
+  ``x W_ih + h W_hh + b``: one matmul per step, ``[x, h] @ [W_ih; W_hh]``, when the input needs a
+  gradient (its backward gives x̄ and h̄ in one matmul too); two when the input is a constant (then
+  backward skips x̄).
 * Initialisation as PyTorch: every weight and bias ~ U(−1/√H, 1/√H); the LSTM forget-gate bias is
   then set to ``forget_bias`` (1.0 by default; Jozefowicz et al. 2015) so the cell starts out
   remembering.
