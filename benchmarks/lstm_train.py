@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 
+from _harness import SETTINGS, run_child
+
 D, H, T, N = 64, 128, 50, 32
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(256 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(512 * 1024 * 1024)}
 
 
 def init_params(seed=0):
@@ -227,12 +226,8 @@ def main():
         print(json.dumps(run_all(args.seconds)))
         return
     runs = {}
-    for label, extra in (("glibc default malloc", {}), ("MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_ raised", MALLOC_ENV)):
-        env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
-        env.update(extra)
-        p = subprocess.run([sys.executable, __file__, "--child", "--seconds", str(args.seconds)],
-                           env=env, capture_output=True, text=True, check=True)
-        runs[label] = json.loads(p.stdout.strip().splitlines()[-1])
+    for label, extra in SETTINGS:
+        runs[label] = run_child(__file__, ["--child", "--seconds", args.seconds], extra)
     if args.json:
         print(json.dumps(runs, indent=2))
         return

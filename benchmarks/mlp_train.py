@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 
+from _harness import SETTINGS, run_child
+
 CONFIGS = [((784, 256, 256, 10), 128), ((64, 64, 64, 10), 16)]
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(256 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(512 * 1024 * 1024)}
 
 
 def init_params(sizes, seed=0):
@@ -154,14 +153,12 @@ def losses_agree(ci):
     return bool(np.allclose(la, lb, rtol=1e-4, atol=1e-5))
 
 
-def run_all(seconds, env):
+def run_all(seconds, malloc_env):
     out = []
     for ci, (sizes, batch) in enumerate(CONFIGS):
         res = {"sizes": list(sizes), "batch": batch, "losses_agree": losses_agree(ci)}
         for impl in IMPLS:
-            p = subprocess.run([sys.executable, __file__, "--child", impl, str(ci), "--seconds", str(seconds)],
-                               env=env, capture_output=True, text=True, check=True)
-            res[f"{impl}_steps_per_s"] = json.loads(p.stdout.strip().splitlines()[-1])
+            res[f"{impl}_steps_per_s"] = run_child(__file__, ["--child", impl, ci, "--seconds", seconds], malloc_env)
         out.append(res)
     return out
 
@@ -188,10 +185,8 @@ def main():
         print(json.dumps(child(args.child[0], int(args.child[1]), args.seconds)))
         return
     runs = {}
-    for label, extra in (("glibc default malloc", {}), ("MALLOC_MMAP_THRESHOLD_/TRIM_THRESHOLD_ raised", MALLOC_ENV)):
-        env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
-        env.update(extra)
-        runs[label] = run_all(args.seconds, env)
+    for label, extra in SETTINGS:
+        runs[label] = run_all(args.seconds, extra)
     if args.json:
         print(json.dumps(runs, indent=2))
         return

@@ -27,18 +27,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import subprocess
-import sys
 import time
 
 import numpy as np
 
+from _harness import SETTINGS, run_child
+
 SIZES = (16, 256, 4096)
 STEPS = 100
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(256 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(512 * 1024 * 1024)}
-SETTINGS = (("glibc default malloc", {}), ("MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised", MALLOC_ENV))
 
 
 # ----------------------------------------------------------------------------------------- chains
@@ -169,14 +166,7 @@ def main():
         return
     runs = {}
     for label, extra in SETTINGS:
-        env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
-        env.update(extra)
-        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--repeats", str(args.repeats),
-                            "--budget", str(args.budget)], env=env, capture_output=True, text=True)
-        if p.returncode:
-            sys.stderr.write(p.stderr)
-            raise SystemExit(f"op_overhead: the child run ({label}) failed")
-        runs[label] = json.loads(p.stdout.strip().splitlines()[-1])
+        runs[label] = run_child(__file__, ["--child", "--repeats", args.repeats, "--budget", args.budget], extra)
     if args.json:
         print(json.dumps({"python": platform.python_version(), "numpy": np.__version__,
                           "steps": STEPS, "runs": runs}, indent=2))

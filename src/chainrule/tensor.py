@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd as ag
-from .autograd import STATE, Node, RowSparseGrad
+from .autograd import STATE, Node
 from .ops import rules as R
 
 __all__ = ["Tensor", "tensor", "apply", "set_default_dtype", "get_default_dtype"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .autograd import no_grad
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["ArrayDataset", "Trainer", "TrainConfig", "minibatches", "rng_state", "set_rng_state",
            "module_generators", "plot_history"]
