@@ -107,15 +107,15 @@ class RowSparseGrad:
 
     def coalesce(self):
         """Sum repeated rows (negative indices wrapped first); returns a RowSparseGrad with unique,
-        sorted indices."""
+        sorted indices.  A stable sort, then one ``np.add.reduceat`` over the runs of equal indices."""
         idx = np.where(self.indices < 0, self.indices + self.shape[0], self.indices)
-        uniq, inv = np.unique(idx, return_inverse=True)
-        if uniq.shape[0] == idx.shape[0]:
-            order = np.argsort(idx, kind="stable")
-            return RowSparseGrad(idx[order], self.values[order], self.shape)
-        vals = np.zeros((uniq.shape[0],) + self.values.shape[1:], dtype=self.values.dtype)
-        np.add.at(vals, inv, self.values)
-        return RowSparseGrad(uniq, vals, self.shape)
+        order = np.argsort(idx, kind="stable")
+        sidx = idx[order]
+        vals = self.values[order]
+        if sidx.size < 2 or np.all(sidx[1:] != sidx[:-1]):
+            return RowSparseGrad(sidx, vals, self.shape)
+        starts = np.flatnonzero(np.concatenate(([True], sidx[1:] != sidx[:-1])))
+        return RowSparseGrad(sidx[starts], np.add.reduceat(vals, starts, axis=0), self.shape)
 
     def to_dense(self):
         out = np.zeros(self.shape, dtype=self.values.dtype)

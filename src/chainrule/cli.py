@@ -256,6 +256,8 @@ def build_parser():
     rntn_cmd.register(sub, trs, gcs)
     from .commands import sequence as sequence_cmd
     sequence_cmd.register(sub, trs, gcs)
+    from .commands import window as window_cmd
+    window_cmd.register(sub, trs, gcs)
     return ap
 
 

@@ -1,0 +1,267 @@
+"""The window classifier of seed 002 (chainrule.models.window) and its commands.
+
+All sentences here are made up; the tests write their own CoNLL-format files and a tiny
+GloVe-format file into tmp_path (the project ships no CoNLL-2003 text).
+"""
+import argparse
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from chainrule import optim
+from chainrule.autograd import RowSparseGrad
+from chainrule.checkpoint import load_checkpoint
+from chainrule.commands import window as cmd
+from chainrule.data import conll
+from chainrule.data.embeddings import Vocab
+from chainrule.gradcheck import gradcheck_params
+from chainrule.models import window as W
+from chainrule.models.window import WindowClassifier
+
+FIRST = ["Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hugo"]
+LAST = ["Moreau", "Lindqvist", "Okafor", "Petrov", "Quispe", "Rossi"]
+CITIES = ["Lyon", "Tampere", "Oaxaca", "Brisbane", "Kraków", "Valparaiso"]
+ORGS = [["Zentra", "Holdings"], ["Bluefin", "Labs"], ["Orvane"], ["Kestrel", "Bank"]]
+EVENTS = [["Winter", "Cup"], ["Harbour", "Games"]]
+
+
+def _sentence(rng):
+    """A made-up sentence as (token, tag) pairs in IOB1."""
+    kind = rng.integers(0, 4)
+    per = [(FIRST[rng.integers(len(FIRST))], "I-PER"), (LAST[rng.integers(len(LAST))], "I-PER")]
+    loc = [(CITIES[rng.integers(len(CITIES))], "I-LOC")]
+    org = [(w, "I-ORG") for w in ORGS[rng.integers(len(ORGS))]]
+    misc = [(w, "I-MISC") for w in EVENTS[rng.integers(len(EVENTS))]]
+    o = lambda *ws: [(w, "O") for w in ws]  # noqa: E731
+    if kind == 0:
+        s = per + o("visited") + loc + o("on", "Monday", ".")
+    elif kind == 1:
+        s = org + o("said") + per + o("would", "lead", "the", "team", ".")
+    elif kind == 2:
+        s = o("The") + misc + o("opens", "in") + loc + o("today", ".")
+    else:
+        s = o("Shares", "of") + org + o("rose", "3.5", "percent", "in") + loc + o(".")
+    return s
+
+
+def _write_conll(path, n, seed):
+    rng = np.random.default_rng(seed)
+    lines = ["-DOCSTART- -X- O O", ""]
+    for _ in range(n):
+        for w, t in _sentence(rng):
+            lines.append(f"{w} NNP I-NP {t}")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def ner_dir(tmp_path):
+    d = tmp_path / "ner"
+    d.mkdir()
+    _write_conll(d / "eng.train", 120, 0)
+    _write_conll(d / "eng.testa", 20, 1)
+    _write_conll(d / "eng.testb", 20, 2)
+    rng = np.random.default_rng(3)
+    words = ["the", "visited", "said", "lead", "lyon", "alice", "moreau", "shares", "of", "rose", ".", "0.0"]
+    with gzip.open(d / "vectors.txt.gz", "wt", encoding="utf-8") as f:
+        for w in words:
+            f.write(w + " " + " ".join(f"{v:.4f}" for v in rng.standard_normal(8)) + "\n")
+    return d
+
+
+def _parser():
+    ap = argparse.ArgumentParser(prog="chainrule")
+    sub = ap.add_subparsers(dest="command")
+    tr = sub.add_parser("train").add_subparsers(dest="model")
+    gc = sub.add_parser("gradcheck").add_subparsers(dest="model")
+    cmd.register(sub, tr, gc)
+    return ap
+
+
+def _run(argv):
+    a = _parser().parse_args(argv)
+    return a.func(a)
+
+
+# ------------------------------------------------------------------------------------ gradients
+@pytest.mark.parametrize("head,caps_dim,K", [("binary", 3, 2), ("softmax", 3, 5), ("binary", 0, 2)])
+def test_model_gradcheck(head, caps_dim, K):
+    rng = np.random.default_rng(0)
+    model = WindowClassifier(9, 4, window=3, hidden=5, n_tags=K, head=head, caps_dim=caps_dim, seed=1).to(np.float64)
+    words = rng.integers(0, 9, size=(4, 3))
+    words[0, 2] = words[0, 0]
+    caps = rng.integers(0, W.N_CAPS, size=(4, 3))
+    y = rng.integers(0, K, size=4)
+    loss_fn = W.make_loss_fn(C=0.7, m=10)
+    rep = gradcheck_params(lambda: loss_fn(model, (words, caps, y))[0], model.named_parameters())
+    assert rep.ok, str(rep)
+
+
+@pytest.mark.parametrize("window", [3, 5])
+def test_derivation_agreement(window):
+    """The engine's gradients equal seed 002's hand-derived equations (derivations.window)."""
+    rng = np.random.default_rng(window)
+    model = WindowClassifier(11, 4, window=window, hidden=6, head="binary", caps_dim=0, seed=2).to(np.float64)
+    words = rng.integers(0, 11, size=(6, window))
+    words[1, 1] = words[1, 0]
+    y = rng.integers(0, 2, size=6)
+    errs = cmd.derivation_agreement(model, words, y, C=0.3)
+    assert set(errs) == {"J", "U", "b2", "W", "b1", "L"}
+    for name, (a, r) in errs.items():
+        assert r <= 1e-7 and a <= 1e-9, (name, a, r)
+
+
+def test_gradcheck_command(capsys):
+    assert _run(["gradcheck", "window"]) == 0
+    out = capsys.readouterr().out
+    assert "emb.weight" in out and "hidden.weight" in out and "(30)" in out and "all agree" in out
+
+
+# ------------------------------------------------------------------------------------ sparse updates
+def test_sparse_update_moves_only_batch_rows_and_equals_dense():
+    rng = np.random.default_rng(0)
+    words = rng.integers(0, 50, size=(8, 3))
+    caps = rng.integers(0, W.N_CAPS, size=(8, 3))
+    y = rng.integers(0, 2, size=8)
+    models = []
+    for sparse in (True, False):
+        m = WindowClassifier(50, 6, window=3, hidden=7, head="binary", caps_dim=2, seed=4)
+        m.emb.sparse = sparse
+        models.append(m)
+    before = models[0].emb.weight.data.copy()
+    loss_fn = W.make_loss_fn(C=1.0, m=100)
+    for m in models:
+        opt = optim.SGD(m.parameters(), lr=0.5)
+        opt.zero_grad()
+        loss, _ = loss_fn(m, (words, caps, y))
+        loss.backward()
+        if m.emb.sparse:
+            assert isinstance(m.emb.weight.grad, RowSparseGrad)
+        opt.step()
+    after = models[0].emb.weight.data
+    touched = np.unique(words)
+    untouched = np.setdiff1d(np.arange(50), touched)
+    assert np.array_equal(after[untouched], before[untouched])
+    assert np.abs(after[touched] - before[touched]).max() > 0
+    np.testing.assert_allclose(after, models[1].emb.weight.data, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------ data, decoding
+def test_windows_pad_sentence_boundaries():
+    vocab = Vocab(["alice", "visited", "lyon"], lower=True, numbers=True)
+    words, caps = W.make_windows([["Alice", "visited", "Lyon"], ["LYON"]], vocab, 3)
+    a, v, l = vocab.index("alice"), vocab.index("visited"), vocab.index("lyon")
+    assert words.tolist() == [[0, a, v], [a, v, l], [v, l, 0], [0, l, 0]]
+    assert caps.tolist() == [[5, 2, 0], [2, 0, 2], [0, 2, 5], [5, 1, 5]]
+    words5, _ = W.make_windows([["Alice", "visited"]], vocab, 5)
+    assert words5.tolist() == [[0, 0, a, v, 0], [0, a, v, 0, 0]]
+
+
+@pytest.mark.parametrize("kind", ["person", "types", "iobes"])
+def test_scheme_round_trip(kind):
+    gold = ["I-PER", "I-PER", "O", "I-ORG", "I-LOC", "B-LOC", "O", "I-MISC"]
+    s = W.TagScheme(kind, ["LOC", "MISC", "ORG", "PER"])
+    labels = s.encode(gold)
+    logp = np.log(np.full((len(gold), len(s)), 1e-3))
+    logp[np.arange(len(gold)), labels] = 0.0
+    pred = s.decode(logp if kind != "person" else np.where(labels == 1, 3.0, -3.0))
+    if kind == "types":       # touching LOC entities merge: the documented limit of the IO labels
+        assert conll.entities(pred) == [("PER", 0, 2), ("ORG", 3, 4), ("LOC", 4, 6), ("MISC", 7, 8)]
+    else:
+        assert pred == s.gold_tags(gold)
+    if kind == "person":
+        assert s.gold_tags(gold) == ["I-PER", "I-PER", "O", "O", "O", "O", "O", "O"]
+
+
+def test_viterbi_gives_valid_iobes():
+    s = W.TagScheme("iobes", ["LOC", "PER"])
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        logp = rng.standard_normal((7, len(s)))
+        path = [s.labels[k] for k in W.viterbi_iobes(logp, s.labels)]
+        assert conll.to_iobes(path) == path       # already well-formed IOBES
+    # the best valid path, not the greedy one: a lone I-PER is impossible
+    logp = np.log(np.full((1, len(s)), 0.01))
+    logp[0, s.index["I-PER"]] = np.log(0.9)
+    logp[0, s.index["S-PER"]] = np.log(0.05)
+    assert [s.labels[k] for k in W.viterbi_iobes(logp, s.labels)] == ["S-PER"]
+
+
+def test_report_table_format():
+    gold = [["I-PER", "I-PER", "O", "I-LOC"], ["I-ORG", "O"]]
+    pred = [["I-PER", "I-PER", "O", "I-ORG"], ["I-ORG", "O"]]
+    text = conll.format_report(conll.evaluate(gold, pred))
+    lines = text.splitlines()
+    assert lines[1].split() == ["type", "precision", "recall", "f1", "gold", "pred", "correct"]
+    rows = {ln.split()[0]: ln.split()[1:] for ln in lines[2:] if ln and ln[0].isalpha() and not ln.startswith("token")}
+    assert rows["PER"][:3] == ["100.00", "100.00", "100.00"]
+    assert rows["LOC"][:3] == ["0.00", "0.00", "0.00"]
+    assert rows["ORG"][:3] == ["50.00", "100.00", "66.67"]
+    assert rows["overall"][:3] == ["66.67", "66.67", "66.67"]
+    assert lines[-1] == "token accuracy: 83.33%"
+
+
+# ------------------------------------------------------------------------------------ commands
+def test_train_command_and_tag(ner_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = _run(["train", "window", "--data-dir", str(ner_dir), "--embeddings", str(ner_dir / "vectors.txt.gz"),
+               "--epochs", "4", "--batch-size", "16", "--hidden", "20", "--lr", "0.01", "--out", str(out),
+               "--no-progress", "--min-count", "1", "--lr-decay", "cosine"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "dev (eng.testa)" in text and "test (eng.testb)" in text
+    assert "overall" in text and "PER" in text and "token accuracy" in text
+    res = json.loads((out / "results.json").read_text())
+    assert res["dev"]["overall"]["f1"] > 0.5          # the made-up data is easy
+    arrays, meta = load_checkpoint(str(out / "best.safetensors"))
+    vocab = Vocab.from_json(meta["extra"]["vocab"])
+    assert "visited" in vocab and meta["extra"]["config"]["labels"][0] == "O"
+    assert arrays["model.emb.weight"].shape == (len(vocab), 8)
+
+    assert _run(["tag", str(out / "best.safetensors"), "Alice Moreau visited Lyon on Monday ."]) == 0
+    tagged = capsys.readouterr().out.splitlines()[0].split()
+    assert [t.rsplit("/", 1)[0] for t in tagged] == ["Alice", "Moreau", "visited", "Lyon", "on", "Monday", "."]
+    tags = [t.rsplit("/", 1)[1] for t in tagged]
+    assert conll.iob1_to_iob2(tags) == tags                 # printed in IOB2, well formed
+
+    # resume continues the run from last.safetensors for one more epoch
+    rc = _run(["train", "window", "--data-dir", str(ner_dir), "--epochs", "5", "--out", str(out),
+               "--resume", "--no-progress"])
+    assert rc == 0
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["epoch"] == 5
+
+
+def test_person_task_seed_sgd(ner_dir, tmp_path, capsys):
+    """The seed's model and training: binary head, no caps features, SGD one window at a time."""
+    out = tmp_path / "person"
+    rc = _run(["train", "window", "--task", "person", "--data-dir", str(ner_dir), "--caps-dim", "0",
+               "--batch-size", "1", "--optimizer", "sgd", "--lr", "0.05", "--epochs", "1", "--hidden", "10",
+               "--dim", "8", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["head"] == "binary" and res["config"]["labels"] == ["O", "PER"]
+    assert set(res["test"]["per_type"]) <= {"PER"}
+    assert res["test"]["overall"]["f1"] > 0.5
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="eng.train"):
+        _run(["train", "window", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x")])
+
+
+def test_fused_bce_equals_bce_with_logits():
+    import chainrule as cr
+    rng = np.random.default_rng(0)
+    z0 = rng.standard_normal((7, 1)) * 5
+    y = rng.integers(0, 2, size=7)
+    za = cr.tensor(z0, requires_grad=True, dtype="float64")
+    zb = cr.tensor(z0[:, 0], requires_grad=True, dtype="float64")
+    la, lb = W.bce_fused(za, y), W.bce_with_logits(zb, y.astype(np.float64))
+    la.backward()
+    lb.backward()
+    assert abs(la.item() - lb.item()) < 1e-12
+    np.testing.assert_allclose(za.grad[:, 0], zb.grad, atol=1e-14)
+    np.testing.assert_allclose(zb.grad, (1 / (1 + np.exp(-z0[:, 0])) - y) / 7, atol=1e-14)   # eq. (12)
