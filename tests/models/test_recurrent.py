@@ -204,7 +204,9 @@ def test_engine_bptt_equals_the_hand_written_numpy_bptt_of_the_benchmark(monkeyp
     """benchmarks/lstm_train.py's BPTT written by hand (the gate derivatives of LSTMCell's docstring)
     is an independent witness: same loss and parameter gradients as the engine's unrolled graph."""
     import importlib.util
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "lstm_train.py")
+    bench_dir = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
+    monkeypatch.syspath_prepend(bench_dir)            # the script imports its sibling _harness
+    path = os.path.join(bench_dir, "lstm_train.py")
     spec = importlib.util.spec_from_file_location("lstm_train_bench", path)
     B = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(B)
