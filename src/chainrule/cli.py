@@ -14,6 +14,7 @@ import os
 import sys
 
 import numpy as np
+from .commands import add_run_args
 
 
 def _int_list(s):
@@ -47,11 +48,7 @@ def _add_mlp_args(p):
                    help="input scaling fitted on the training split: per-feature standardisation, one global "
                         "mean/std, or none (pixels in [0, 1]); default: feature for digits, global otherwise")
     p.add_argument("--patience", type=int, default=None, help="early stopping after N epochs without val improvement")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output directory (default runs/mlp-DATASET)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(p, "runs/mlp-DATASET")
 
 
 def _mlp_config(args):

@@ -66,27 +66,11 @@ def module_generators(model):
     """(name, np.random.Generator) for every generator held by the model's modules (dropout, rrelu):
     saved in checkpoints so a resumed run draws the same random numbers."""
     out = []
-    for mname, mod in _named_modules(model):
+    for mname, mod in model.named_modules():
         for k, v in vars(mod).items():
             if isinstance(v, np.random.Generator):
                 out.append((f"{mname}.{k}" if mname else k, v))
     return out
-
-
-def _named_modules(model):
-    stack = [("", model)]
-    seen = set()
-    while stack:
-        name, m = stack.pop()
-        if id(m) in seen:
-            continue
-        seen.add(id(m))
-        yield name, m
-        children = getattr(m, "named_children", None)
-        if children is not None:
-            kids = list(children())
-            for cname, c in reversed(kids):
-                stack.append((f"{name}.{cname}" if name else cname, c))
 
 
 @dataclass

@@ -26,6 +26,7 @@ import re
 import time
 
 import numpy as np
+from . import add_run_args
 
 METRICS = ("fine_all", "fine_root", "binary_all", "binary_root")
 METRIC_TITLES = {"fine_all": "fine all", "fine_root": "fine root", "binary_all": "binary all",
@@ -55,11 +56,7 @@ def add_train_args(p):
     p.add_argument("--patience", type=int, default=None, help="stop after N epochs without dev improvement")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--limit", type=int, default=None, help="train on the first N training trees only (smoke tests)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output directory (default runs/MODEL-sst)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(p, "runs/MODEL-sst")
 
 
 def config_from_args(args):

@@ -28,6 +28,7 @@ import os
 import time
 
 import numpy as np
+from . import add_run_args
 
 GLOVE_HINT = "/work/shared/data/ner/glove.6B.50d.txt.gz"
 
@@ -61,11 +62,7 @@ def add_train_args(p):
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--limit", type=int, default=None, help="train on the first N training trees only (smoke tests)")
     p.add_argument("--eval-limit", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output directory (default runs/sequence-CELL-sst)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(p, "runs/sequence-CELL-sst")
 
 
 DEFAULT_LR = {"adam": 2e-3, "adagrad": 0.05, "sgd": 0.5}

@@ -16,6 +16,7 @@ import os
 import time
 
 import numpy as np
+from . import add_run_args
 
 OPTIMIZERS = ("sgd", "adam", "adagrad")
 SPLIT_FILES = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
@@ -55,11 +56,7 @@ def add_train_args(p):
     p.add_argument("--min-count", type=int, default=2,
                    help="training words rarer than this and without a pre-trained vector map to <unk> (default 2)")
     p.add_argument("--patience", type=int, default=None, help="early stopping after N epochs without dev F1 gain")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output directory (default runs/window-TASK)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_args(p, "runs/window-TASK")
 
 
 def config_from_args(args):
