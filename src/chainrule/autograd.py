@@ -392,7 +392,7 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
                 capture[k] = g
             continue
         if t.grad is None:
-            t.grad = g if owned else (g.astype(g.dtype) if type(g) is not RowSparseGrad
+            t.grad = g if owned else (g.copy() if type(g) is not RowSparseGrad
                                       else RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape))
         elif type(t.grad) is np.ndarray and type(g) is not RowSparseGrad:
             t.grad += g
