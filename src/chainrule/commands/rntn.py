@@ -35,9 +35,13 @@ METRIC_TITLES = {"fine_all": "fine all", "fine_root": "fine root", "binary_all":
 
 # ------------------------------------------------------------------------------------ arguments
 def add_train_args(p):
-    p.add_argument("--model", default="rntn", choices=["rntn", "rnn"],
-                   help="rntn: tensor composition (default); rnn: the paper's plain recursive baseline")
+    p.add_argument("--model", default="rntn", choices=["rntn", "rnn", "treelstm"],
+                   help="rntn: tensor composition (default); rnn: the paper's plain recursive baseline; "
+                   "treelstm: binary constituency Tree-LSTM (Tai et al. 2015)")
     p.add_argument("--dim", type=int, default=25, help="word/node vector size d (default 25, as CoreNLP)")
+    p.add_argument("--hidden", type=int, default=50, help="treelstm: memory size (default 50)")
+    p.add_argument("--optimizer", default="adagrad", choices=["adagrad", "adam"],
+                   help="adagrad (default, as CoreNLP) or adam")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 60)")
     p.add_argument("--batch-size", type=int, default=None, help="trees per minibatch (default 27, as CoreNLP)")
     p.add_argument("--lr", type=float, default=None, help="AdaGrad learning rate (default 0.01)")
@@ -61,7 +65,8 @@ def add_train_args(p):
 
 def config_from_args(args):
     return {
-        "model": args.model, "dim": args.dim, "num_classes": 5, "leaf_tanh": args.leaf_tanh,
+        "model": args.model, "dim": args.dim, "hidden": args.hidden, "optimizer": args.optimizer,
+        "num_classes": 5, "leaf_tanh": args.leaf_tanh,
         "epochs": args.epochs if args.epochs is not None else 60,
         "batch_size": args.batch_size if args.batch_size is not None else 27,
         "lr": args.lr if args.lr is not None else 0.01, "adagrad_eps": 1e-3,
@@ -75,11 +80,22 @@ def config_from_args(args):
 def make_optimizer(config, model):
     """AdaGrad as CoreNLP: θ ← θ − lr g / (√(Σg²) + eps), eps = 1e-3, row-sparse for the word vectors."""
     from .. import optim
+    if config.get("optimizer") == "adam":
+        return optim.Adam(model.parameters(), lr=config["lr"])
     return optim.AdaGrad(model.parameters(), lr=config["lr"], eps=config.get("adagrad_eps", 1e-3))
 
 
 def _dtype(config):
     return np.float64 if config.get("dtype") == "float64" else np.float32
+
+
+def _models(config):
+    """The model module for ``config['model']``: :mod:`~chainrule.models.rntn` or :mod:`~chainrule.models.treelstm`."""
+    if config.get("model") == "treelstm":
+        from ..models import treelstm as T
+        return T
+    from ..models import rntn as R
+    return R
 
 
 def load_model(path):
@@ -89,10 +105,10 @@ def load_model(path):
     arrays, meta = load_checkpoint(path)
     extra = meta.get("extra", {})
     config = extra.get("config")
-    if not config or config.get("model") not in ("rntn", "rnn") or "vocab" not in extra:
+    if not config or config.get("model") not in ("rntn", "rnn", "treelstm") or "vocab" not in extra:
         raise ValueError(f"{path} is not a checkpoint written by 'chainrule train rntn'")
     vocab = R.Vocab.from_json(extra["vocab"])
-    model = R.build_model(config, vocab, seed=config.get("seed", 0), dtype=_dtype(config))
+    model = _models(config).build_model(config, vocab, seed=config.get("seed", 0), dtype=_dtype(config))
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
     model.eval()
     return model, config, meta
@@ -123,26 +139,30 @@ def cmd_train_rntn(args):
         train_trees = train_trees[:config["limit"]]
     if vocab is None:
         vocab = R.Vocab.from_trees(train_trees, lowercase=config["lowercase"])
-    model = R.build_model(config, vocab, seed=config["seed"], dtype=_dtype(config))
+    M = _models(config)
+    model = M.build_model(config, vocab, seed=config["seed"], dtype=_dtype(config))
     data = {"train": R.TreeDataset(train_trees, vocab), "dev": R.TreeDataset(sst.load("dev"), vocab),
             "test": R.TreeDataset(sst.load("test"), vocab)}
     opt = make_optimizer(config, model)
-    loss_fn = R.make_loss_fn(config["reg_transform"], config["reg_classification"], config["reg_words"])
+    loss_fn = M.make_loss_fn(config["reg_transform"], config["reg_classification"], config["reg_words"])
     tc = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], seed=config["seed"], out_dir=out,
                      monitor=config["monitor"], mode="max", patience=getattr(args, "patience", None),
                      progress=getattr(args, "progress", None),
                      extra={"config": config, "vocab": vocab.to_json()})
     # CoreNLP: adagradResetFrequency = 1 -- the squared-gradient history restarts every epoch
-    reset = config.get("adagrad_reset", True)
-    trainer = Trainer(model, opt, loss_fn, lambda m, ds: R.evaluate(m, ds), tc,
+    reset = config.get("adagrad_reset", True) and config.get("optimizer", "adagrad") == "adagrad"
+    trainer = Trainer(model, opt, loss_fn, lambda m, ds: M.evaluate(m, ds), tc,
                       on_epoch_start=(lambda epoch: opt.reset_state()) if reset else None)
     if args.resume:
         trainer.load(last)
         print(f"resuming {last}: epoch {trainer.epoch + 1}, batch {trainer.batch}")
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    print(f"chainrule train rntn: {config['model'].upper()} d={config['dim']} ({n_params:,} parameters, "
-          f"vocabulary {len(vocab):,}{', lower-cased' if config['lowercase'] else ''}), AdaGrad lr {config['lr']} "
-          f"({'history reset each epoch' if reset else 'history kept across epochs'}), batch {config['batch_size']}, L2 {config['reg_transform']}/"
+    tl = config["model"] == "treelstm"
+    opt_name = "Adam" if config.get("optimizer") == "adam" else "AdaGrad"
+    print(f"chainrule train rntn: {config['model'].upper()} d={config['dim']}"
+          f"{' H=%d' % config.get('hidden', 50) if tl else ''} ({n_params:,} parameters, "
+          f"vocabulary {len(vocab):,}{', lower-cased' if config['lowercase'] else ''}), {opt_name} lr {config['lr']} "
+          f"({'history reset each epoch' if reset else 'no reset'}), batch {config['batch_size']}, L2 {config['reg_transform']}/"
           f"{config['reg_classification']}/{config['reg_words']} (W,V / Ws / words), {config['epochs']} epochs; "
           f"trees train/dev/test = {len(data['train'])}/{len(data['dev'])}/{len(data['test'])}; "
           f"model selection on dev {config['monitor']}", flush=True)
@@ -156,10 +176,10 @@ def cmd_train_rntn(args):
 def report(out, data, train_seconds, wall_seconds=None):
     """Evaluate ``out/best.safetensors`` on dev and test, print the Table-1 comparison, write results.json."""
     from ..checkpoint import atomic_write_text
-    from ..models import rntn as R
     model, config, meta = load_model(os.path.join(out, "best.safetensors"))
-    rows = {s: R.evaluate(model, data[s]) for s in ("dev", "test")}
-    paper = R.PAPER_TABLE1[config["model"]]
+    M = _models(config)
+    rows = {s: M.evaluate(model, data[s]) for s in ("dev", "test")}
+    paper = M.PAPER_TABLE1[config["model"]]
     print(f"\nbest epoch {meta['best_epoch']} (by dev {config['monitor']}); training time {train_seconds:.1f} s"
           + (f", wall time {wall_seconds:.1f} s" if wall_seconds is not None else ""))
     print(format_table(rows, paper, config["model"]))
@@ -174,7 +194,8 @@ def report(out, data, train_seconds, wall_seconds=None):
 def format_table(rows, paper, model_name):
     """The four Table-1 numbers per split (percent) beside the paper's test row."""
     head = f"{'':<16}" + "".join(f"{METRIC_TITLES[k]:>13}" for k in METRICS)
-    lines = [f"Table 1 (Socher et al. 2013), {model_name.upper()}:", head]
+    src = "Tai et al. 2015, Table 2 (root only)" if model_name == "treelstm" else "Table 1 (Socher et al. 2013)"
+    lines = [f"{src}, {model_name.upper()}:", head]
     for split, m in rows.items():
         lines.append(f"{split + ' (ours)':<16}" + "".join(f"{100 * m[k]:>13.1f}" for k in METRICS))
     lines.append(f"{'test (paper)':<16}" + "".join(f"{paper[k]:>13.1f}" for k in METRICS))
