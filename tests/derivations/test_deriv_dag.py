@@ -7,30 +7,9 @@ import pytest
 
 from chainrule.derivations import dag
 from chainrule.derivations import numerical_gradient, rel_error
+from chainrule.derivations.dag import EXAMPLE_SPEC as SKIP_SPEC   # the skip-connection example DAG
 
 TOL = 1e-7
-
-SKIP_SPEC = {
-    "nodes": [
-        {"name": "x1", "unit": "input"}, {"name": "x2", "unit": "input"},
-        {"name": "h1", "unit": "sigmoid"}, {"name": "h2", "unit": "sigmoid"},
-        {"name": "m", "unit": "softmax", "pieces": 3},
-        {"name": "l", "unit": "linear"}, {"name": "y", "unit": "sigmoid"},
-        {"name": "z", "unit": "softmax", "pieces": 2},
-    ],
-    "edges": [
-        {"from": "x1", "to": "h1", "weight": 0.5}, {"from": "x2", "to": "h1", "weight": -0.7},
-        {"from": "x1", "to": "h2", "weight": 1.1}, {"from": "h1", "to": "h2", "weight": 0.9},
-        {"from": "h1", "to": "m", "weight": [0.1, -0.2, 0.3]},
-        {"from": "h2", "to": "m", "weight": [1.0, 0.4, -0.8]},
-        {"from": "x2", "to": "m", "weight": [0.3, 0.3, -1.0]},      # skip: input straight to the soft max
-        {"from": "m", "to": "l", "weight": 1.3}, {"from": "x1", "to": "l", "weight": -0.4},
-        {"from": "l", "to": "y", "weight": 0.8}, {"from": "h1", "to": "y", "weight": -1.2},
-        {"from": "y", "to": "z", "weight": [1.0, -1.0]}, {"from": "m", "to": "z", "weight": [0.5, 0.7]},
-    ],
-    "outputs": ["z"],
-    "loss": "squared",
-}
 
 
 def random_spec(seed, n_inputs=3, n_hidden=6, n_outputs=1):

@@ -28,7 +28,7 @@ import os
 import time
 
 import numpy as np
-from . import add_run_args
+from . import add_run_args, load_trained
 
 GLOVE_HINT = "/work/shared/data/ner/glove.6B.50d.txt.gz"
 
@@ -116,18 +116,8 @@ def make_optimizer(config, model):
 
 def load_model(path):
     """(model, config, vocab, meta) from a checkpoint written by ``chainrule train sequence``."""
-    from ..checkpoint import load_checkpoint
     from ..data.embeddings import Vocab
-    arrays, meta = load_checkpoint(path)
-    extra = meta.get("extra", {})
-    config = extra.get("config")
-    if not config or config.get("model") != "sequence" or "vocab" not in extra:
-        raise ValueError(f"{path} is not a checkpoint written by 'chainrule train sequence'")
-    vocab = Vocab.from_json(extra["vocab"])
-    model = build_model(config, vocab)
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-    model.eval()
-    return model, config, vocab, meta
+    return load_trained(path, "sequence", ("sequence",), Vocab, build_model)
 
 
 def _datasets(config, vocab):

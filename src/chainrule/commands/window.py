@@ -16,7 +16,7 @@ import os
 import time
 
 import numpy as np
-from . import add_run_args
+from . import add_run_args, load_trained
 
 OPTIMIZERS = ("sgd", "adam", "adagrad")
 SPLIT_FILES = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
@@ -135,19 +135,11 @@ def make_optimizer(config, params):
 
 
 def load_tagger(path):
-    """(model, config, vocab, scheme) from a checkpoint written by ``chainrule train window``."""
-    from ..checkpoint import load_checkpoint
+    """(model, config, vocab, scheme, meta) from a checkpoint written by ``chainrule train window``."""
     from ..data.embeddings import Vocab
     from ..models.window import TagScheme
-    arrays, meta = load_checkpoint(path)
-    extra = meta.get("extra", {})
-    config = extra.get("config")
-    if not config or config.get("model") != "window" or "vocab" not in extra:
-        raise ValueError(f"{path} is not a checkpoint written by 'chainrule train window'")
-    vocab = Vocab.from_json(extra["vocab"])
-    model = build_model(config, len(vocab))
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-    model.eval()
+    model, config, vocab, meta = load_trained(path, "window", ("window",), Vocab,
+                                              lambda config, vocab: build_model(config, len(vocab)))
     return model, config, vocab, TagScheme(config["scheme"], config["types"]), meta
 
 

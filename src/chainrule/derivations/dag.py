@@ -63,10 +63,35 @@ __all__ = [
     "sigmoid", "softmax", "soft_max_unit", "soft_max_unit_grad", "softmax_jacobian",
     "compile_spec", "forward", "backward", "loss", "output_sensitivities", "gradients",
     "weight_vector", "with_weights", "gradient_vector",
-    "two_layer_forward", "two_layer_loss", "two_layer_gradients", "two_layer_spec",
+    "two_layer_forward", "two_layer_loss", "two_layer_gradients", "two_layer_spec", "EXAMPLE_SPEC",
 ]
 
 UNITS = ("input", "sigmoid", "linear", "softmax")
+
+#: A DAG with skip connections, all four kinds of units and two soft-maximum units, the output one
+#: included (bias-free: the document's units have none). ``chainrule derive dag`` checks it; the
+#: DAG tests use it. Treat it as read-only (copy it, e.g. ``json.loads(json.dumps(...))``, to edit).
+EXAMPLE_SPEC = {
+    "nodes": [
+        {"name": "x1", "unit": "input"}, {"name": "x2", "unit": "input"},
+        {"name": "h1", "unit": "sigmoid"}, {"name": "h2", "unit": "sigmoid"},
+        {"name": "m", "unit": "softmax", "pieces": 3},
+        {"name": "l", "unit": "linear"}, {"name": "y", "unit": "sigmoid"},
+        {"name": "z", "unit": "softmax", "pieces": 2},
+    ],
+    "edges": [
+        {"from": "x1", "to": "h1", "weight": 0.5}, {"from": "x2", "to": "h1", "weight": -0.7},
+        {"from": "x1", "to": "h2", "weight": 1.1}, {"from": "h1", "to": "h2", "weight": 0.9},
+        {"from": "h1", "to": "m", "weight": [0.1, -0.2, 0.3]},
+        {"from": "h2", "to": "m", "weight": [1.0, 0.4, -0.8]},
+        {"from": "x2", "to": "m", "weight": [0.3, 0.3, -1.0]},      # skip: input straight to the soft max
+        {"from": "m", "to": "l", "weight": 1.3}, {"from": "x1", "to": "l", "weight": -0.4},
+        {"from": "l", "to": "y", "weight": 0.8}, {"from": "h1", "to": "y", "weight": -1.2},
+        {"from": "y", "to": "z", "weight": [1.0, -1.0]}, {"from": "m", "to": "z", "weight": [0.5, 0.7]},
+    ],
+    "outputs": ["z"],
+    "loss": "squared",
+}
 
 
 # --------------------------------------------------------------------------- unit functions
