@@ -26,7 +26,7 @@ import re
 import time
 
 import numpy as np
-from . import add_run_args
+from . import add_run_args, load_trained
 
 METRICS = ("fine_all", "fine_root", "binary_all", "binary_root")
 METRIC_TITLES = {"fine_all": "fine all", "fine_root": "fine root", "binary_all": "binary all",
@@ -45,7 +45,9 @@ def add_train_args(p):
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 60)")
     p.add_argument("--batch-size", type=int, default=None, help="trees per minibatch (default 27, as CoreNLP)")
     p.add_argument("--lr", type=float, default=None, help="AdaGrad learning rate (default 0.01)")
-    p.add_argument("--reg-transform", type=float, default=1e-3, help="L2 on W, b and V (default 0.001)")
+    p.add_argument("--reg-transform", type=float, default=1e-3, help="L2 on W and b (default 0.001)")
+    p.add_argument("--reg-tensor", type=float, default=None,
+                   help="L2 on the tensor V (default: the same as --reg-transform, as CoreNLP)")
     p.add_argument("--reg-classification", type=float, default=1e-4, help="L2 on Ws (default 0.0001)")
     p.add_argument("--reg-words", type=float, default=1e-4,
                    help="L2 on the word vectors used in each batch (default 0.0001)")
@@ -71,7 +73,7 @@ def config_from_args(args):
         "batch_size": args.batch_size if args.batch_size is not None else 27,
         "lr": args.lr if args.lr is not None else 0.01, "adagrad_eps": 1e-3,
         "reg_transform": args.reg_transform, "reg_classification": args.reg_classification,
-        "reg_words": args.reg_words, "lowercase": args.lowercase, "monitor": args.monitor,
+        "reg_words": args.reg_words, "reg_tensor": args.reg_tensor, "lowercase": args.lowercase, "monitor": args.monitor,
         "adagrad_reset": args.adagrad_reset,
         "dtype": args.dtype, "limit": args.limit, "seed": args.seed,
     }
@@ -100,17 +102,11 @@ def _models(config):
 
 def load_model(path):
     """(model, config, meta) from a checkpoint written by ``chainrule train rntn``."""
-    from ..checkpoint import load_checkpoint
     from ..models import rntn as R
-    arrays, meta = load_checkpoint(path)
-    extra = meta.get("extra", {})
-    config = extra.get("config")
-    if not config or config.get("model") not in ("rntn", "rnn", "treelstm") or "vocab" not in extra:
-        raise ValueError(f"{path} is not a checkpoint written by 'chainrule train rntn'")
-    vocab = R.Vocab.from_json(extra["vocab"])
-    model = _models(config).build_model(config, vocab, seed=config.get("seed", 0), dtype=_dtype(config))
-    model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-    model.eval()
+    model, config, _, meta = load_trained(
+        path, "rntn", ("rntn", "rnn", "treelstm"), R.Vocab,
+        lambda config, vocab: _models(config).build_model(config, vocab, seed=config.get("seed", 0),
+                                                          dtype=_dtype(config)))
     return model, config, meta
 
 
@@ -144,7 +140,8 @@ def cmd_train_rntn(args):
     data = {"train": R.TreeDataset(train_trees, vocab), "dev": R.TreeDataset(sst.load("dev"), vocab),
             "test": R.TreeDataset(sst.load("test"), vocab)}
     opt = make_optimizer(config, model)
-    loss_fn = M.make_loss_fn(config["reg_transform"], config["reg_classification"], config["reg_words"])
+    loss_fn = M.make_loss_fn(config["reg_transform"], config["reg_classification"], config["reg_words"],
+                             config.get("reg_tensor"))
     tc = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], seed=config["seed"], out_dir=out,
                      monitor=config["monitor"], mode="max", patience=getattr(args, "patience", None),
                      progress=getattr(args, "progress", None),
@@ -163,7 +160,8 @@ def cmd_train_rntn(args):
           f"{' H=%d' % config.get('hidden', 50) if tl else ''} ({n_params:,} parameters, "
           f"vocabulary {len(vocab):,}{', lower-cased' if config['lowercase'] else ''}), {opt_name} lr {config['lr']} "
           f"({'history reset each epoch' if reset else 'no reset'}), batch {config['batch_size']}, L2 {config['reg_transform']}/"
-          f"{config['reg_classification']}/{config['reg_words']} (W,V / Ws / words), {config['epochs']} epochs; "
+          f"{config['reg_transform'] if config.get('reg_tensor') is None else config['reg_tensor']}/"
+          f"{config['reg_classification']}/{config['reg_words']} (W / V / Ws / words), {config['epochs']} epochs; "
           f"trees train/dev/test = {len(data['train'])}/{len(data['dev'])}/{len(data['test'])}; "
           f"model selection on dev {config['monitor']}", flush=True)
     try:
@@ -220,14 +218,14 @@ def tokenize(text):
 
 
 def analyse(model, tree):
-    """Predicted class and probabilities of every node of ``tree`` (a Tree), in post-order:
-    a list of (node, predicted_label, probs)."""
+    """Predicted class and probabilities of every node of ``tree`` (a Tree) by ``model`` (an RNTN,
+    RNN or Tree-LSTM), in post-order: a list of (node, predicted_label, probs)."""
     from ..autograd import no_grad
     from ..models import rntn as R
     ds = R.TreeDataset([tree], model.vocab)
     batch = ds.batch([0])
     with no_grad():
-        _, logits = R.forward_batched(model.params(), batch, model.leaf_tanh)
+        logits = model.forward(batch)[-1]          # RNTN/RNN: (table, logits); Tree-LSTM: (h, c, logits)
     probs = R._softmax_rows(logits.data.astype(np.float64))[batch.tree_pos[0]]
     return [(n, int(p.argmax()), p) for n, p in zip(ds.encoded[0].nodes, probs)]
 
@@ -280,7 +278,8 @@ def cmd_sentiment(args):
                 "pass a PTB tree for that)")
     lines = render(model, tree)
     root = analyse(model, tree)[-1]
-    print(f"{args.checkpoint}: {config['model'].upper()} d={config['dim']}")
+    print(f"{args.checkpoint}: {config['model'].upper()} d={config['dim']}"
+          + (f" H={config.get('hidden', 50)}" if config["model"] == "treelstm" else ""))
     print(note)
     print(f"sentence sentiment: {root[1]} ({LABEL_NAMES[root[1]]}), p = {root[2][root[1]]:.2f}; "
           f"P(positive) = {root[2][3] + root[2][4]:.2f}, P(negative) = {root[2][0] + root[2][1]:.2f}")
@@ -309,14 +308,17 @@ def cmd_gradcheck_rntn(args):
     vocab = R.Vocab.from_trees(trees)
     ok = True
     print(f"gradcheck rntn: {len(trees)} real SST dev trees ({sum(len(t) for t in trees)} nodes, heights "
-          f"{[t.height() for t in trees]}), d={args.dim}, float64, central differences eps=1e-6, "
-          f"loss = batched data term + CoreNLP L2 penalty")
+          f"{[t.height() for t in trees]}), d={args.dim}"
+          f"{f' (Tree-LSTM H={args.hidden})' if 'treelstm' in args.models else ''}, float64, central "
+          f"differences eps=1e-6, loss = batched data term + L2 penalty")
     for kind in args.models:
-        model = R.build_model({"model": kind, "dim": args.dim}, vocab, seed=args.seed, dtype=np.float64)
+        config = {"model": kind, "dim": args.dim, "hidden": args.hidden}
+        M = _models(config)
+        model = M.build_model(config, vocab, seed=args.seed, dtype=np.float64)
         ds = R.TreeDataset(trees, vocab)
         batch = ds.batch(np.arange(len(ds)))
         # larger regularisation constants than CoreNLP's so that the penalty's gradient is visible
-        loss_fn = R.make_loss_fn(0.01, 0.01, 0.01)
+        loss_fn = M.make_loss_fn(0.01, 0.01, 0.01)
         report = gradcheck_params(lambda m=model, b=batch, f=loss_fn: f(m, b)[0], model.named_parameters())
         print(f"\n{kind.upper()}")
         print(f"{'parameter':<22}{'shape':<16}{'max abs err':>14}{'max rel err':>14}  ok")
@@ -325,6 +327,16 @@ def cmd_gradcheck_rntn(args):
             print(f"{c.name:<22}{str(shapes.get(c.name, '')):<16}{c.max_abs:>14.3e}{c.max_rel:>14.3e}  "
                   f"{'yes' if c.ok else 'NO'}")
         ok &= report.ok
+        if kind == "treelstm":
+            # no hand derivation of the Tree-LSTM in chainrule.derivations (seed 000 derives the RNTN);
+            # the independent reference is the node-by-node forward pass
+            print("derivation check: none for the Tree-LSTM (chainrule.derivations has no Tree-LSTM "
+                  "derivation; the seeds derive the RNTN/RNN only)")
+            errs = per_node_agreement(model, ds)
+            print("batched vs node-by-node reference (chainrule.models.treelstm.loss_per_node): "
+                  + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
+            ok &= max(errs.values()) <= 1e-7
+            continue
         errs = derivation_agreement(model, ds)
         print("derivation check vs chainrule.derivations.rntn (message passing, leaf_activation=True): "
               + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
@@ -335,6 +347,33 @@ def cmd_gradcheck_rntn(args):
 
 def _rel(a, b):
     return float(np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a)) + np.max(np.abs(b))))
+
+
+def _engine_grads(params, loss):
+    """Backpropagate ``loss``; the gradient of every tensor of ``params`` as dense float64 arrays
+    (zeros where none reached it); the tensors' ``grad`` is cleared before and after."""
+    for t in params.values():
+        t.grad = None
+    loss.backward()
+    out = {k: np.zeros(t.shape) if t.grad is None else
+           np.asarray(t.grad.to_dense() if hasattr(t.grad, "to_dense") else t.grad, dtype=np.float64)
+           for k, t in params.items()}
+    for t in params.values():
+        t.grad = None
+    return out
+
+
+def per_node_agreement(model, dataset):
+    """Tree-LSTM: relative error per parameter between the gradients of the batched-by-level loss
+    and of the node-by-node reference (:func:`chainrule.models.treelstm.loss_per_node`)."""
+    from ..models import treelstm as T
+    p = model.params()
+    batched, _ = T.loss_batched(p, dataset.batch(np.arange(len(dataset))))
+    reference = T.loss_per_node(p, dataset.encoded)
+    errs = {"loss": abs(batched.item() - reference.item()) / max(1.0, abs(reference.item()))}
+    gb, gr = _engine_grads(p, batched), _engine_grads(p, reference)
+    errs.update({k: _rel(gb[k], gr[k]) for k in p})
+    return errs
 
 
 def nested(e):
@@ -354,15 +393,10 @@ def derivation_agreement(model, dataset):
     from ..derivations import rntn as D
     from ..models import rntn as R
     p = model.params()
-    for t in p.values():
-        t.grad = None
     batch = dataset.batch(np.arange(len(dataset)))
     loss, _ = R.loss_batched(p, batch, model.leaf_tanh)
-    loss.backward()
     B = len(dataset)
-    eng = {k: np.asarray(t.grad, dtype=np.float64) * B for k, t in p.items()}   # derivation sums over trees
-    for t in p.values():
-        t.grad = None
+    eng = {k: g * B for k, g in _engine_grads(p, loss).items()}   # derivation sums over trees
     d = model.dim
     dp = {"L": p["L"].data.T.astype(np.float64), "W": p["W"].data.astype(np.float64),
           "b": p["b"].data.astype(np.float64), "Ws": p["Ws"].data.astype(np.float64),
@@ -393,7 +427,7 @@ def register(sub, train_sub, gradcheck_sub):
     add_train_args(p)
     p.set_defaults(func=cmd_train_rntn)
 
-    s = sub.add_parser("sentiment", help="sentiment of every phrase of a sentence with a trained RNTN",
+    s = sub.add_parser("sentiment", help="sentiment of every phrase of a sentence with a trained RNTN/RNN/Tree-LSTM",
                        description="Print the tree of a sentence with each node's predicted sentiment "
                        "(0 very negative .. 4 very positive). TEXT is a PTB tree '(2 (2 not) (3 good))' or a raw "
                        "sentence, which is tokenised and binarised by a balanced fallback (no parser).")
@@ -401,14 +435,18 @@ def register(sub, train_sub, gradcheck_sub):
     s.add_argument("text", nargs="+", help='a sentence ("not a good movie") or a PTB tree string')
     s.set_defaults(func=cmd_sentiment)
 
-    g = gradcheck_sub.add_parser("rntn", help="RNTN and RNN on real SST trees, and seed 000's equations",
+    g = gradcheck_sub.add_parser("rntn", help="RNTN, RNN (or Tree-LSTM) on real SST trees, and seed 000's equations",
                                  description="Finite-difference check of every parameter of small float64 "
-                                 "RNTN and RNN models on a few real SST dev trees (batched-by-level path, "
-                                 "with the L2 penalty), and agreement of the engine's gradients with the "
-                                 "hand derivation chainrule.derivations.rntn (≤ 1e-7).")
+                                 "RNTN and RNN models (and the Tree-LSTM with --model treelstm) on a few real "
+                                 "SST dev trees (batched-by-level path, with the L2 penalty), and agreement of "
+                                 "the engine's gradients with the hand derivation chainrule.derivations.rntn "
+                                 "(≤ 1e-7). There is no Tree-LSTM derivation: its gradients are compared with "
+                                 "those of the node-by-node reference pass instead.")
     g.add_argument("--dim", type=int, default=4)
+    g.add_argument("--hidden", type=int, default=3, help="treelstm: memory size H (default 3)")
     g.add_argument("--trees", type=int, default=3, help="number of short dev trees (plus a deep one)")
-    g.add_argument("--models", nargs="+", default=["rntn", "rnn"], choices=["rntn", "rnn"])
+    g.add_argument("--models", "--model", dest="models", nargs="+", default=["rntn", "rnn"],
+                   choices=["rntn", "rnn", "treelstm"], help="models to check (default: rntn rnn)")
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_gradcheck_rntn)
 

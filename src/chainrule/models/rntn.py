@@ -359,14 +359,18 @@ def loss_per_node(params, trees, leaf_tanh=True):
     return total
 
 
-def penalty(params, active_words, reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4):
-    """CoreNLP's L2 term: λ_T/2 (‖W‖²+‖b‖²+‖V‖²) + λ_C/2 ‖Wₛ‖² + λ_L/2 Σ_{w active} ‖L[w]‖²."""
+def penalty(params, active_words, reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4,
+            reg_tensor=None):
+    """CoreNLP's L2 term: λ_T/2 (‖W‖²+‖b‖²) + λ_V/2 ‖V‖² + λ_C/2 ‖Wₛ‖² + λ_L/2 Σ_{w active} ‖L[w]‖².
+
+    λ_V (``reg_tensor``) defaults to λ_T, as in CoreNLP (both 0.001)."""
     terms = []
+    reg_tensor = reg_transform if reg_tensor is None else reg_tensor
     if reg_transform:
         s = F.sum(params["W"] * params["W"]) + F.sum(params["b"] * params["b"])
-        if "V" in params:
-            s = s + F.sum(params["V"] * params["V"])
         terms.append(s * (0.5 * reg_transform))
+    if reg_tensor and "V" in params:
+        terms.append(F.sum(params["V"] * params["V"]) * (0.5 * reg_tensor))
     if reg_classification:
         terms.append(F.sum(params["Ws"] * params["Ws"]) * (0.5 * reg_classification))
     if reg_words and len(active_words):
@@ -380,14 +384,14 @@ def penalty(params, active_words, reg_transform=1e-3, reg_classification=1e-4, r
     return out
 
 
-def make_loss_fn(reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4):
+def make_loss_fn(reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4, reg_tensor=None):
     """``loss_fn(model, batch) -> (loss, stats)`` for :class:`~chainrule.train.Trainer`: the batched
     data term plus :func:`penalty`; stats count correct fine-grained node predictions."""
 
     def loss_fn(model, batch):
         p = model.params()
         loss, logits = loss_batched(p, batch, model.leaf_tanh)
-        pen = penalty(p, batch.active_words, reg_transform, reg_classification, reg_words)
+        pen = penalty(p, batch.active_words, reg_transform, reg_classification, reg_words, reg_tensor)
         if pen is not None:
             loss = loss + pen
         pred = logits.data.argmax(axis=1)
@@ -404,13 +408,16 @@ def _softmax_rows(z):
 
 def predict(model, dataset, batch_size=256):
     """Class probabilities of every node: returns ``(probs, labels, is_root)`` over all nodes of
-    ``dataset`` (a :class:`TreeDataset`), batched by level without recording a graph."""
+    ``dataset`` (a :class:`TreeDataset`), batched by level without recording a graph.
+
+    ``model`` is any tree model whose ``forward(batch)`` returns a tuple ending with the (N, K)
+    logits in the batch's table order: :class:`RNTN`, :class:`RNN` and
+    :class:`~chainrule.models.treelstm.TreeLSTM` (whose ``predict`` is this function)."""
     probs, labels, roots = [], [], []
-    p = model.params()
     with no_grad():
         for i in range(0, len(dataset), batch_size):
             batch = dataset.batch(np.arange(i, min(i + batch_size, len(dataset))))
-            _, logits = forward_batched(p, batch, model.leaf_tanh)
+            logits = model.forward(batch)[-1]
             probs.append(_softmax_rows(logits.data.astype(np.float64)))
             labels.append(batch.labels)
             r = np.zeros(batch.num_nodes, dtype=bool)
@@ -458,5 +465,6 @@ def metrics_from_predictions(probs, labels, is_root):
 
 
 def evaluate(model, dataset, batch_size=256):
-    """Table-1 metrics of ``model`` on a :class:`TreeDataset` (see :func:`metrics_from_predictions`)."""
+    """Table-1 metrics of ``model`` (any model :func:`predict` takes) on a :class:`TreeDataset`
+    (see :func:`metrics_from_predictions`)."""
     return metrics_from_predictions(*predict(model, dataset, batch_size))

@@ -65,10 +65,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from ..autograd import no_grad
 from ..ops import functional as F
-from .rntn import (NUM_CLASSES, TreeBatch, TreeDataset, Vocab, _softmax_rows, encode_tree,  # noqa: F401 (re-exported)
-                   metrics_from_predictions)
+# predict/evaluate: the RNTN module's, which run any tree model's forward (ours returns (h, c, logits))
+from .rntn import (NUM_CLASSES, TreeBatch, TreeDataset, Vocab, encode_tree, evaluate,  # noqa: F401 (re-exported)
+                   predict)
 
 __all__ = ["TreeLSTM", "build_model", "forward_batched", "forward_per_node", "loss_batched", "loss_per_node",
            "penalty", "make_loss_fn", "predict", "evaluate", "PAPER_TABLE1", "Vocab", "TreeDataset", "TreeBatch"]
@@ -228,9 +228,10 @@ def penalty(params, active_words, reg_transform=1e-4, reg_classification=1e-4, r
     return out
 
 
-def make_loss_fn(reg_transform=1e-4, reg_classification=1e-4, reg_words=1e-4):
+def make_loss_fn(reg_transform=1e-4, reg_classification=1e-4, reg_words=1e-4, reg_tensor=None):
     """``loss_fn(model, batch) -> (loss, stats)`` for :class:`~chainrule.train.Trainer` (same
-    signature as :func:`chainrule.models.rntn.make_loss_fn`)."""
+    signature as :func:`chainrule.models.rntn.make_loss_fn`; the Tree-LSTM has no tensor, so
+    ``reg_tensor`` is unused)."""
 
     def loss_fn(model, batch):
         p = model.params()
@@ -241,25 +242,3 @@ def make_loss_fn(reg_transform=1e-4, reg_classification=1e-4, reg_words=1e-4):
         pred = logits.data.argmax(axis=1)
         return loss, {"correct": int((pred == batch.labels).sum()), "count": batch.num_nodes}
     return loss_fn
-
-
-# ---------------------------------------------------------------------------------------- evaluation
-def predict(model, dataset, batch_size=256):
-    """``(probs, labels, is_root)`` over every node of ``dataset``, batched by level, no graph."""
-    probs, labels, roots = [], [], []
-    p = model.params()
-    with no_grad():
-        for s in range(0, len(dataset), batch_size):
-            batch = dataset.batch(np.arange(s, min(s + batch_size, len(dataset))))
-            _, _, logits = forward_batched(p, batch)
-            probs.append(_softmax_rows(logits.data.astype(np.float64)))
-            labels.append(batch.labels)
-            r = np.zeros(batch.num_nodes, dtype=bool)
-            r[batch.roots] = True
-            roots.append(r)
-    return np.concatenate(probs), np.concatenate(labels), np.concatenate(roots)
-
-
-def evaluate(model, dataset, batch_size=256):
-    """Table-1 metrics (:func:`chainrule.models.rntn.metrics_from_predictions`) on a TreeDataset."""
-    return metrics_from_predictions(*predict(model, dataset, batch_size))
