@@ -347,6 +347,8 @@ MATMUL_SHAPES = [
     ((2, 3, 4), (4,)),            # batched matrix . vector
     ((4,), (2, 4, 5)),            # vector . batched matrix
     ((1, 4), (4, 1)),             # size-1 axes
+    ((6, 1, 4), (6, 4, 3)),       # a stack of row vectors (b̄ by the outer-product path)
+    ((2, 3, 1, 4), (3, 4, 2)),    # ... with broadcast batch dims
 ]
 
 
@@ -523,6 +525,21 @@ def test_einsum_same_operand_twice_and_constants():
     check(lambda a: cr.einsum("ij,jk->ik", a, m), a)
     with pytest.raises(ValueError, match="einsum"):
         cr.einsum("ij,jk->ik", a)
+
+
+@pytest.mark.parametrize("xshape", [(5,), (3, 5), (2, 3, 5)])
+def test_bilinear(xshape):
+    x, V = rand(*xshape), rand(5, 5, 4)
+    check(cr.bilinear, x, V)
+    ref = np.einsum("...i,ijk,...j->...k", x.data, V.data, x.data)
+    np.testing.assert_allclose(cr.bilinear(x, V).data, ref, atol=1e-12)
+    assert cr.bilinear(x, V).shape == xshape[:-1] + (4,)
+
+
+def test_bilinear_shape_errors_name_the_op():
+    for xs, vs in [((3, 5), (5, 4, 4)), ((3, 4), (5, 5, 2)), ((3, 5), (5, 5))]:
+        with pytest.raises(ValueError, match="bilinear"):
+            cr.bilinear(rand(*xs), rand(*vs))
 
 
 def test_outer():

@@ -105,10 +105,20 @@ class RowSparseGrad:
     def ndim(self):
         return len(self.shape)
 
+    def _rows(self):
+        """The indices wrapped into 0..n-1, and whether they are all distinct (one sort)."""
+        idx = self.indices
+        if idx.size and idx.min() < 0:
+            idx = np.where(idx < 0, idx + self.shape[0], idx)
+        s = np.sort(idx)
+        return idx, s.size < 2 or bool((s[1:] != s[:-1]).all())
+
     def coalesce(self):
         """Sum repeated rows (negative indices wrapped first); returns a RowSparseGrad with unique,
         sorted indices.  A stable sort, then one ``np.add.reduceat`` over the runs of equal indices."""
-        idx = np.where(self.indices < 0, self.indices + self.shape[0], self.indices)
+        idx = self.indices
+        if idx.size and idx.min() < 0:
+            idx = np.where(idx < 0, idx + self.shape[0], idx)
         order = np.argsort(idx, kind="stable")
         sidx = idx[order]
         vals = self.values[order]
@@ -117,9 +127,27 @@ class RowSparseGrad:
         starts = np.flatnonzero(np.concatenate(([True], sidx[1:] != sidx[:-1])))
         return RowSparseGrad(sidx[starts], np.add.reduceat(vals, starts, axis=0), self.shape)
 
+    def add_to(self, out):
+        """``out[indices[k]] += values[k]`` for every k, in place; returns ``out``.  One fancy-indexed
+        add when the rows are distinct, else after :meth:`coalesce` sums the repeats: never
+        ``np.add.at``, which is several times slower per row."""
+        idx, distinct = self._rows()
+        if distinct:
+            out[idx] += self.values
+        else:
+            c = self.coalesce()
+            out[c.indices] += c.values
+        return out
+
     def to_dense(self):
+        """The dense array: zeros with the rows written in (repeats summed)."""
         out = np.zeros(self.shape, dtype=self.values.dtype)
-        np.add.at(out, self.indices, self.values)
+        idx, distinct = self._rows()
+        if distinct:
+            out[idx] = self.values
+        else:
+            c = self.coalesce()
+            out[c.indices] = c.values
         return out
 
     def __array__(self, dtype=None, copy=None):
@@ -147,9 +175,7 @@ def accumulate(a, b):
         return RowSparseGrad(np.concatenate([a.indices, b.indices]),
                              np.concatenate([a.values, b.values]), a.shape)
     dense, sp = (b, a) if ta else (a, b)
-    out = np.array(dense, copy=True)
-    np.add.at(out, sp.indices, sp.values)
-    return out
+    return sp.add_to(np.array(dense, copy=True))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -323,6 +349,7 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
     grads = {root_node: seed}
     heap = [(-root_node.seq, root_node)]
     leaf = {}                      # id(tensor) -> [tensor, grad, owned]
+    owned = set()                  # nodes whose entry in grads is an array only this pass holds
     pop, push = heapq.heappop, heapq.heappush
     while heap:
         node = pop(heap)[1]
@@ -341,7 +368,8 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
             raise RuntimeError(_FREED.format(what=describe(node)))
         if anomaly:
             _check_forward(node)
-        for p, gi in zip(parents, node.op.backward(g, node.saved, node.needs)):
+        outs = node.op.backward(g, node.saved, node.needs)
+        for p, gi in zip(parents, outs):
             if p is None or gi is None:
                 continue
             if type(p) is Node:
@@ -355,10 +383,16 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
                 if type(gi) is RowSparseGrad:
                     gi = gi.to_dense()
                 if p in grads:
-                    grads[p] = accumulate(grads[p], gi)
+                    if p in owned:                # ours alone: add in place, no new array
+                        grads[p] += gi
+                    else:
+                        grads[p] = accumulate(grads[p], gi)
+                        owned.add(p)
                 else:
                     grads[p] = gi
                     push(heap, (-p.seq, p))
+                    if _fresh(gi, g, outs):
+                        owned.add(p)
             else:
                 d = p.data
                 if gi.shape != d.shape:
@@ -370,9 +404,9 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
                 k = id(p)
                 ent = leaf.get(k)
                 if ent is None:
-                    # a rule's fresh array is ours to keep; g itself or a view of something is not
-                    owned = gi is not g and (gi.values if type(gi) is RowSparseGrad else gi).base is None
-                    leaf[k] = [p, gi, owned]
+                    leaf[k] = [p, gi, _fresh(gi, g, outs)]
+                elif ent[2] and type(ent[1]) is np.ndarray and type(gi) is not RowSparseGrad:
+                    ent[1] += gi
                 else:
                     ent[1] = accumulate(ent[1], gi)
                     ent[2] = True
@@ -399,6 +433,16 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
         else:
             t.grad = accumulate(t.grad, g)
     return capture
+
+
+def _fresh(gi, g, outs):
+    """Whether a rule's output ``gi`` is an array nobody else holds, so the pass may add into it in
+    place: not the incoming gradient ``g``, not a view of another array, and not returned twice by
+    the rule (``outs``)."""
+    arr = gi.values if type(gi) is RowSparseGrad else gi
+    if gi is g or arr.base is not None:
+        return False
+    return sum(o is gi for o in outs) == 1
 
 
 def _check_forward(node):

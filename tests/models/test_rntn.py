@@ -178,7 +178,7 @@ def test_rntn_train_benchmark_runs(monkeypatch, capsys):
     step agrees with the engine, and both goals are reported."""
     import json
     B = _load_rntn_bench(monkeypatch)
-    assert B.main(["--batches", "2", "--batch-size", "2", "--dim", "6", "--no-torch", "--json"]) == 0
+    assert B.main(["--batches", "2", "--batch-size", "2", "--dim", "6", "--rounds", "1", "--no-torch", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["batch_size"] == 2 and out["dim"] == 6
     assert set(out["trees_per_s"]) == {"chainrule batched", "numpy batched (hand)", "chainrule per-node"}
@@ -188,7 +188,7 @@ def test_rntn_train_benchmark_runs(monkeypatch, capsys):
     assert err["loss"] < 1e-4 and err["grad"] < 1e-4
     assert out["torch"]["vs_chainrule_float64_rel_error"] is None and "skipped" in out["torch"]["note"]
     assert [g["goal"] for g in out["goals_step"].values()] == [0.7, 5.0]
-    assert B.main(["--batches", "2", "--batch-size", "2", "--dim", "6", "--no-torch", "--model", "rnn"]) == 0
+    assert B.main(["--batches", "2", "--batch-size", "2", "--dim", "6", "--rounds", "2", "--no-torch", "--model", "rnn"]) == 0
     assert "goal: chainrule batched vs chainrule per-node >= 5x" in capsys.readouterr().out
 
 

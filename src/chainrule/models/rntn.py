@@ -22,8 +22,8 @@ the length of its longest path down to a leaf, so all children of a node of heig
 height < h. The *node table* holds the vectors of every node of the batch sorted by height:
 one ``take`` gives every leaf, then for h = 1..H one gather of the children of all height-h
 nodes from the table (``take`` with an (n_h, 2) index → (n_h, 2d)), one matmul with Wᵀ, the
-batched bilinear form in two matmuls (U = c · V reshaped to (2d, 2d·d), one GEMM giving
-U[n, j, k] = Σ_i c_i V[i, j, k]; then the batched contraction Σ_j c_j U[n, j, k] by einsum), one tanh, and one
+tensor term of every node of the level in one ``bilinear`` op (one GEMM U = c · V, V viewed as
+(2d, 2d·d), then Σ_j c_j U[n, j, k]; see :func:`chainrule.bilinear`), one tanh, and one
 ``concat`` that appends the level to the table. Then a
 single classifier matmul over all nodes and a single fused ``softmax_cross_entropy``.
 Backpropagation through structure is the engine's reverse pass over these ~8 ops per level;
@@ -300,16 +300,13 @@ def forward_batched(params, batch, leaf_tanh=True):
     if leaf_tanh:
         x = F.tanh(x)
     WT = F.transpose(W)                                           # (2d, d), once per batch
-    Vm = F.reshape(V, (2 * d, 2 * d * d)) if V is not None else None   # V[i, j, k] -> [i, j*d + k]
     table = x
     for ch in batch.children:
         n = ch.shape[0]
         c = F.reshape(F.take(table, ch), (n, 2 * d))             # [a; b] for every node of the level
         z = F.matmul(c, WT) + b
-        if Vm is not None:
-            # U[n, j, k] = Σ_i c_i V[i, j, k] (one GEMM), then (cᵀ V c)_k = Σ_j c_j U[n, j, k]
-            u = F.reshape(F.matmul(c, Vm), (n, 2 * d, d))
-            z = z + F.einsum("nj,njk->nk", c, u)
+        if V is not None:
+            z = z + F.bilinear(c, V)                              # (cᵀ V^[k] c)_k for every node: one op
         table = F.concat([table, F.tanh(z)], axis=0)              # append the level to the table
     logits = F.matmul(table, F.transpose(Ws)) + bs                # every node's classifier: one matmul
     return table, logits

@@ -17,7 +17,7 @@ __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
     "relu", "leaky_relu", "rrelu", "softplus", "maximum", "minimum", "clip", "where", "sum", "mean",
     "max", "min", "matmul", "transpose", "permute", "reshape", "concat", "stack", "split", "take",
-    "einsum", "outer", "softmax", "log_softmax", "logsumexp", "smax", "softmax_cross_entropy",
+    "einsum", "bilinear", "outer", "softmax", "log_softmax", "logsumexp", "smax", "softmax_cross_entropy",
     "getitem",
 ]
 
@@ -239,6 +239,11 @@ def take(x, indices, sparse=False):
 @_doc(R.EINSUM)
 def einsum(subscripts, *operands):
     return apply(R.EINSUM, (subscripts, *operands))
+
+
+@_doc(R.BILINEAR)
+def bilinear(x, V):
+    return apply(R.BILINEAR, (x, V))
 
 
 def outer(a, b):

@@ -19,6 +19,7 @@ This module is pure NumPy: it knows nothing of tensors or graphs.
 """
 from __future__ import annotations
 
+import itertools
 import string
 
 import numpy as np
@@ -381,11 +382,44 @@ def _matmul_vjp(g, s, n):
         if a.ndim == 1:
             ga = ga[..., 0, :]
     if n[1]:
-        gb = np.swapaxes(a2, -1, -2) @ g2
+        if a2.ndim > 2 and a2.shape[-2] == 1:
+            # a batch of row vectors: each b̄ is the outer product aᵀg; NumPy's stacked matmul with a
+            # size-1 contraction is a slow loop of tiny GEMMs, einsum's outer product is not
+            gb = np.einsum("...k,...n->...kn", a2[..., 0, :], g2[..., 0, :])
+        else:
+            gb = np.swapaxes(a2, -1, -2) @ g2
         if b.ndim == 1:
             gb = gb[..., 0]
     return ga, gb
 MATMUL = defop("matmul", _matmul, _matmul_vjp)
+
+
+def _bilinear(x, V):
+    """z[..., k] = Σ_ij x_i V[i, j, k] x_j (x (..., m), V (m, m, k); the RNTN's tensor term xᵀV^[k]x)   |
+    x̄ = Σ_k g_k (V^[k] + V^[k]ᵀ) x,   V̄[i, j, k] = Σ_batch x_i x_j g_k
+    Computed as U = x V (one GEMM, U[n, j, k] = Σ_i x_i V[i, j, k]) then z = Σ_j x_j U[n, j, k]; the
+    backward reuses U: x̄ = U g + (x ⊗ g) Vᵀ, V̄ = xᵀ (x ⊗ g)."""
+    if V.ndim != 3 or V.shape[0] != V.shape[1] or x.ndim < 1 or x.shape[-1] != V.shape[0]:
+        raise ValueError(f"bilinear: x {x.shape} and V {V.shape} do not fit: need x (..., m) and V (m, m, k)")
+    m, k = V.shape[1], V.shape[2]
+    x2 = x.reshape(-1, m)
+    U = (x2 @ V.reshape(m, m * k)).reshape(-1, m, k)
+    z = (x2[:, None, :] @ U)[:, 0, :]
+    return z.reshape(x.shape[:-1] + (k,)), (x2, U, V, x.shape)
+
+
+def _bilinear_vjp(g, s, n):
+    x2, U, V, xshape = s
+    m, k = V.shape[1], V.shape[2]
+    g2 = g.reshape(-1, k)
+    xg = np.einsum("nj,nk->njk", x2, g2).reshape(-1, m * k)          # (x ⊗ g) per row
+    gx = gV = None
+    if n[0]:
+        gx = ((U @ g2[:, :, None])[:, :, 0] + xg @ V.reshape(m, m * k).T).reshape(xshape)
+    if n[1]:
+        gV = (x2.T @ xg).reshape(V.shape)
+    return gx, gV
+BILINEAR = defop("bilinear", _bilinear, _bilinear_vjp)
 
 
 _LETTERS = string.ascii_letters
@@ -510,17 +544,21 @@ def _take_vjp(g, s, n):
     shape, idx, sparse = s
     if sparse:
         return (RowSparseGrad(idx, g, shape),)
-    out = np.zeros(shape, dtype=g.dtype)
-    np.add.at(out, idx.reshape(-1), g.reshape((-1,) + tuple(shape[1:])))
-    return (out,)
+    return (RowSparseGrad(idx, g, shape).to_dense(),)      # one assignment; repeats summed first
 TAKE = defop("take", _take, _take_vjp)
 
 
 def _concat(*xs, axis=0):
     """z = concatenate(x₁, …, xₖ) along axis   |   x̄ᵢ = the i-th block of g along axis"""
-    sizes = np.cumsum([x.shape[axis] for x in xs])[:-1]
-    return np.concatenate(xs, axis=axis), (sizes, axis)
-CONCAT = defop("concat", _concat, lambda g, s, n: tuple(np.split(g, s[0], axis=s[1])))
+    ends = list(itertools.accumulate(x.shape[axis] for x in xs))
+    return np.concatenate(xs, axis=axis), (ends, axis % xs[0].ndim)
+
+
+def _concat_vjp(g, s, n):
+    ends, axis = s
+    lead = (slice(None),) * axis
+    return tuple(g[lead + (slice(a, b),)] for a, b in zip([0] + ends[:-1], ends))
+CONCAT = defop("concat", _concat, _concat_vjp)
 
 
 def _stack(*xs, axis=0):
