@@ -178,7 +178,7 @@ def test_rntn_train_benchmark_runs(monkeypatch, capsys):
     step agrees with the engine, and both goals are reported."""
     import json
     B = _load_rntn_bench(monkeypatch)
-    assert B.main(["--batches", "2", "--batch-size", "2", "--dim", "6", "--rounds", "1", "--no-torch", "--json"]) == 0
+    assert B.main(["--batches", "2", "--batch-size", "2", "--dim", "6", "--rounds", "3", "--no-torch", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["batch_size"] == 2 and out["dim"] == 6
     assert set(out["trees_per_s"]) == {"chainrule batched", "numpy batched (hand)", "chainrule per-node"}
@@ -188,6 +188,10 @@ def test_rntn_train_benchmark_runs(monkeypatch, capsys):
     assert err["loss"] < 1e-4 and err["grad"] < 1e-4
     assert out["torch"]["vs_chainrule_float64_rel_error"] is None and "skipped" in out["torch"]["note"]
     assert [g["goal"] for g in out["goals_step"].values()] == [0.7, 5.0]
+    # batched paths run every round, per-node paths once; ratios are paired per round
+    assert [len(out["trees_per_s_by_round"][k]["step"]) for k in out["trees_per_s"]] == [3, 3, 1]
+    g = out["goals_step"]["chainrule batched vs hand-written batched NumPy"]
+    assert g["rounds"] == 3 and g["range"][0] <= g["ratio"] <= g["range"][1]
     assert B.main(["--batches", "2", "--batch-size", "2", "--dim", "6", "--rounds", "2", "--no-torch", "--model", "rnn"]) == 0
     assert "goal: chainrule batched vs chainrule per-node >= 5x" in capsys.readouterr().out
 
