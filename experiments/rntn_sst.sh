@@ -6,6 +6,11 @@
 #   experiments/rntn_sst.sh rnn                  # RNN  -> experiments/results/rnn_sst/,  log rnn_sst.log
 #   TAG=rootsel experiments/rntn_sst.sh rntn --monitor fine_root   # variants: extra flags, results in rntn_sst_TAG/
 #
+# The runs closest to the paper's Table 1 (stronger L2 on W, b and V; see rntn_sst.md):
+#   for s in 0 1 2; do EPOCHS=150 PATIENCE=25 TAG=regT3_d30_seed$s experiments/rntn_sst.sh rntn --reg-transform 0.3 --dim 30 --seed $s; done
+#   EPOCHS=150 PATIENCE=25 TAG=regT3 experiments/rntn_sst.sh rnn --reg-transform 0.3
+#   python experiments/rntn_report.py          # the table of every finished run, seed means
+#
 # Single-threaded BLAS, niced: the machine has 2 cores shared with other runs.
 set -euo pipefail
 MODEL="${1:-rntn}"

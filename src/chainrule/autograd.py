@@ -349,7 +349,7 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
     grads = {root_node: seed}
     heap = [(-root_node.seq, root_node)]
     leaf = {}                      # id(tensor) -> [tensor, grad, owned]
-    owned = set()                  # nodes whose entry in grads is an array only this pass holds
+    owned = set()                  # nodes whose entry in grads is a sum this pass made (only it holds it)
     pop, push = heapq.heappop, heapq.heappush
     while heap:
         node = pop(heap)[1]
@@ -383,7 +383,7 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
                 if type(gi) is RowSparseGrad:
                     gi = gi.to_dense()
                 if p in grads:
-                    if p in owned:                # ours alone: add in place, no new array
+                    if p in owned:                # made by this pass's own sum: add in place
                         grads[p] += gi
                     else:
                         grads[p] = accumulate(grads[p], gi)
@@ -391,8 +391,6 @@ def run_backward(root_node, seed, retain_graph=False, capture=None):
                 else:
                     grads[p] = gi
                     push(heap, (-p.seq, p))
-                    if _fresh(gi, g, outs):
-                        owned.add(p)
             else:
                 d = p.data
                 if gi.shape != d.shape:
@@ -442,7 +440,7 @@ def _fresh(gi, g, outs):
     arr = gi.values if type(gi) is RowSparseGrad else gi
     if gi is g or arr.base is not None:
         return False
-    return sum(o is gi for o in outs) == 1
+    return len(outs) == 1 or sum(o is gi for o in outs) == 1
 
 
 def _check_forward(node):

@@ -108,6 +108,20 @@ def test_penalty_is_corenlp_l2():
     assert np.allclose(g["L"][active], 0.001 * P["L"].data[active])
 
 
+def test_penalty_separate_tensor_l2():
+    P = _params("rntn", 3, 10)
+    active = np.array([2])
+    pen = R.penalty(P, active, 0.1, 0.0, 0.0, reg_tensor=0.7)
+    want = 0.05 * sum(float((P[k].data ** 2).sum()) for k in ("W", "b")) + 0.35 * float((P["V"].data ** 2).sum())
+    assert abs(pen.item() - want) < 1e-12
+    g = _grads(P, pen)
+    assert np.allclose(g["V"], 0.7 * P["V"].data) and np.allclose(g["W"], 0.1 * P["W"].data)
+    # the RNN has no tensor: reg_tensor changes nothing
+    Q = _params("rnn", 3, 10)
+    assert R.penalty(Q, active, 0.1, 0.0, 0.0, reg_tensor=5.0).item() == pytest.approx(
+        R.penalty(Q, active, 0.1, 0.0, 0.0).item(), abs=1e-15)
+
+
 def test_metrics_hand_made():
     # 6 nodes, two trees: roots are nodes 2 and 5
     labels = np.array([0, 2, 4, 1, 3, 2])
