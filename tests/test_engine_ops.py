@@ -347,7 +347,7 @@ MATMUL_SHAPES = [
     ((2, 3, 4), (4,)),            # batched matrix . vector
     ((4,), (2, 4, 5)),            # vector . batched matrix
     ((1, 4), (4, 1)),             # size-1 axes
-    ((6, 1, 4), (6, 4, 3)),       # a stack of row vectors (b̄ by the outer-product path)
+    ((6, 1, 4), (6, 4, 3)),       # a stack of row vectors
     ((2, 3, 1, 4), (3, 4, 2)),    # ... with broadcast batch dims
 ]
 
@@ -478,6 +478,20 @@ def test_take_dense_and_sparse():
     (W * 1.0).sum().backward()
     assert isinstance(W.grad, np.ndarray)
     np.testing.assert_allclose(W.grad, dense + extra + 1.0)
+
+
+@pytest.mark.parametrize("idx", [[4, 0, 2], [-1, 2, 5], [5, 5, 0], []])
+def test_row_sparse_scatter_distinct_repeated_and_negative_rows(idx):
+    idx = np.array(idx, dtype=np.intp)
+    vals = RNG.standard_normal((len(idx), 3))
+    want = np.zeros((6, 3))
+    np.add.at(want, idx, vals)                                  # the slow reference
+    g = cr.RowSparseGrad(idx, vals, (6, 3))
+    np.testing.assert_allclose(g.to_dense(), want)
+    base = RNG.standard_normal((6, 3))
+    out = base.copy()
+    assert g.add_to(out) is out
+    np.testing.assert_allclose(out, base + want)
 
 
 def test_take_sparse_only_for_leaves_and_gradients_densify():

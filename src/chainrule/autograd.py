@@ -105,20 +105,17 @@ class RowSparseGrad:
     def ndim(self):
         return len(self.shape)
 
-    def _rows(self):
-        """The indices wrapped into 0..n-1, and whether they are all distinct (one sort)."""
+    def _wrapped(self):
+        """The indices with negative ones wrapped into 0..n-1."""
         idx = self.indices
         if idx.size and idx.min() < 0:
             idx = np.where(idx < 0, idx + self.shape[0], idx)
-        s = np.sort(idx)
-        return idx, s.size < 2 or bool((s[1:] != s[:-1]).all())
+        return idx
 
     def coalesce(self):
         """Sum repeated rows (negative indices wrapped first); returns a RowSparseGrad with unique,
         sorted indices.  A stable sort, then one ``np.add.reduceat`` over the runs of equal indices."""
-        idx = self.indices
-        if idx.size and idx.min() < 0:
-            idx = np.where(idx < 0, idx + self.shape[0], idx)
+        idx = self._wrapped()
         order = np.argsort(idx, kind="stable")
         sidx = idx[order]
         vals = self.values[order]
@@ -127,27 +124,28 @@ class RowSparseGrad:
         starts = np.flatnonzero(np.concatenate(([True], sidx[1:] != sidx[:-1])))
         return RowSparseGrad(sidx[starts], np.add.reduceat(vals, starts, axis=0), self.shape)
 
+    def _summed(self):
+        """``(indices, values)`` with every row once: as they are when the rows are already distinct
+        (one sort tells, and nothing is copied), else :meth:`coalesce`'s.  What lets a scatter be one
+        fancy-indexed assignment or add instead of ``np.add.at``, several times slower per row."""
+        idx = self._wrapped()
+        s = np.sort(idx)
+        if s.size < 2 or (s[1:] != s[:-1]).all():
+            return idx, self.values
+        c = self.coalesce()
+        return c.indices, c.values
+
     def add_to(self, out):
-        """``out[indices[k]] += values[k]`` for every k, in place; returns ``out``.  One fancy-indexed
-        add when the rows are distinct, else after :meth:`coalesce` sums the repeats: never
-        ``np.add.at``, which is several times slower per row."""
-        idx, distinct = self._rows()
-        if distinct:
-            out[idx] += self.values
-        else:
-            c = self.coalesce()
-            out[c.indices] += c.values
+        """``out[indices[k]] += values[k]`` for every k, in place; returns ``out``."""
+        idx, vals = self._summed()
+        out[idx] += vals
         return out
 
     def to_dense(self):
         """The dense array: zeros with the rows written in (repeats summed)."""
         out = np.zeros(self.shape, dtype=self.values.dtype)
-        idx, distinct = self._rows()
-        if distinct:
-            out[idx] = self.values
-        else:
-            c = self.coalesce()
-            out[c.indices] = c.values
+        idx, vals = self._summed()
+        out[idx] = vals
         return out
 
     def __array__(self, dtype=None, copy=None):

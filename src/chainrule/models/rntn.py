@@ -67,7 +67,8 @@ from ..ops import functional as F
 
 __all__ = [
     "Vocab", "EncodedTree", "encode_tree", "TreeBatch", "TreeDataset", "RNTN", "RNN", "build_model",
-    "forward_batched", "forward_per_node", "loss_batched", "loss_per_node", "penalty", "make_loss_fn",
+    "forward_batched", "forward_per_node", "loss_batched", "loss_per_node", "l2_penalty", "penalty",
+    "tree_loss_fn", "make_loss_fn",
     "predict", "evaluate", "metrics_from_predictions", "PAPER_TABLE1", "UNK",
 ]
 
@@ -356,20 +357,18 @@ def loss_per_node(params, trees, leaf_tanh=True):
     return total
 
 
-def penalty(params, active_words, reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4,
-            reg_tensor=None):
-    """CoreNLP's L2 term: λ_T/2 (‖W‖²+‖b‖²) + λ_V/2 ‖V‖² + λ_C/2 ‖Wₛ‖² + λ_L/2 Σ_{w active} ‖L[w]‖².
-
-    λ_V (``reg_tensor``) defaults to λ_T, as in CoreNLP (both 0.001)."""
+def l2_penalty(params, groups, active_words, reg_words):
+    """Σ over ``groups`` of λ/2 Σ_{k in keys} ‖params[k]‖² plus λ_L/2 Σ_{w active} ‖L[w]‖² (only the
+    word vectors a batch used, so the embedding gradient stays row-sparse); ``groups`` is a list of
+    ``(keys, λ)``. None when every λ is zero. Shared by the RNTN/RNN and the Tree-LSTM."""
     terms = []
-    reg_tensor = reg_transform if reg_tensor is None else reg_tensor
-    if reg_transform:
-        s = F.sum(params["W"] * params["W"]) + F.sum(params["b"] * params["b"])
-        terms.append(s * (0.5 * reg_transform))
-    if reg_tensor and "V" in params:
-        terms.append(F.sum(params["V"] * params["V"]) * (0.5 * reg_tensor))
-    if reg_classification:
-        terms.append(F.sum(params["Ws"] * params["Ws"]) * (0.5 * reg_classification))
+    for keys, lam in groups:
+        if lam and keys:
+            s = None
+            for k in keys:
+                t = F.sum(params[k] * params[k])
+                s = t if s is None else s + t
+            terms.append(s * (0.5 * lam))
     if reg_words and len(active_words):
         rows = F.take(params["L"], np.asarray(active_words), sparse=True)
         terms.append(F.sum(rows * rows) * (0.5 * reg_words))
@@ -381,19 +380,37 @@ def penalty(params, active_words, reg_transform=1e-3, reg_classification=1e-4, r
     return out
 
 
-def make_loss_fn(reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4, reg_tensor=None):
-    """``loss_fn(model, batch) -> (loss, stats)`` for :class:`~chainrule.train.Trainer`: the batched
-    data term plus :func:`penalty`; stats count correct fine-grained node predictions."""
+def penalty(params, active_words, reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4,
+            reg_tensor=None):
+    """CoreNLP's L2 term: λ_T/2 (‖W‖²+‖b‖²) + λ_V/2 ‖V‖² + λ_C/2 ‖Wₛ‖² + λ_L/2 Σ_{w active} ‖L[w]‖².
+
+    λ_V (``reg_tensor``) defaults to λ_T, as in CoreNLP (both 0.001)."""
+    reg_tensor = reg_transform if reg_tensor is None else reg_tensor
+    return l2_penalty(params, [(("W", "b"), reg_transform), (("V",) if "V" in params else (), reg_tensor),
+                               (("Ws",), reg_classification)], active_words, reg_words)
+
+
+def tree_loss_fn(penalty_of):
+    """``loss_fn(model, batch) -> (loss, stats)`` for :class:`~chainrule.train.Trainer`, for any tree
+    model whose ``forward(batch)`` ends with the logits: (1/B) Σ_nodes −log softmax[gold] (one fused
+    op) plus ``penalty_of(params, active_words)``; stats count correct fine-grained node predictions."""
 
     def loss_fn(model, batch):
         p = model.params()
-        loss, logits = loss_batched(p, batch, model.leaf_tanh)
-        pen = penalty(p, batch.active_words, reg_transform, reg_classification, reg_words, reg_tensor)
+        logits = model.forward(batch)[-1]
+        loss = F.softmax_cross_entropy(logits, batch.labels, weight=1.0 / len(batch))
+        pen = penalty_of(p, batch.active_words)
         if pen is not None:
             loss = loss + pen
         pred = logits.data.argmax(axis=1)
         return loss, {"correct": int((pred == batch.labels).sum()), "count": batch.num_nodes}
     return loss_fn
+
+
+def make_loss_fn(reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4, reg_tensor=None):
+    """The batched data term plus :func:`penalty` (see :func:`tree_loss_fn`)."""
+    return tree_loss_fn(lambda p, active: penalty(p, active, reg_transform, reg_classification, reg_words,
+                                                  reg_tensor))
 
 
 # ---------------------------------------------------------------------------------------- evaluation

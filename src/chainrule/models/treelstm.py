@@ -68,7 +68,7 @@ from .. import nn
 from ..ops import functional as F
 # predict/evaluate: the RNTN module's, which run any tree model's forward (ours returns (h, c, logits))
 from .rntn import (NUM_CLASSES, TreeBatch, TreeDataset, Vocab, encode_tree, evaluate,  # noqa: F401 (re-exported)
-                   predict)
+                   l2_penalty, predict, tree_loss_fn)
 
 __all__ = ["TreeLSTM", "build_model", "forward_batched", "forward_per_node", "loss_batched", "loss_per_node",
            "penalty", "make_loss_fn", "predict", "evaluate", "PAPER_TABLE1", "Vocab", "TreeDataset", "TreeBatch"]
@@ -208,37 +208,12 @@ def loss_per_node(params, trees):
 
 def penalty(params, active_words, reg_transform=1e-4, reg_classification=1e-4, reg_words=1e-4):
     """λ_T/2 (‖W_x‖²+‖b_x‖²+‖U‖²+‖b‖²) + λ_C/2 ‖Wₛ‖² + λ_L/2 Σ_{w active} ‖L[w]‖²."""
-    terms = []
-    if reg_transform:
-        s = None
-        for k in ("Wx", "bx", "U", "b"):
-            t = F.sum(params[k] * params[k])
-            s = t if s is None else s + t
-        terms.append(s * (0.5 * reg_transform))
-    if reg_classification:
-        terms.append(F.sum(params["Ws"] * params["Ws"]) * (0.5 * reg_classification))
-    if reg_words and len(active_words):
-        rows = F.take(params["L"], np.asarray(active_words), sparse=True)
-        terms.append(F.sum(rows * rows) * (0.5 * reg_words))
-    if not terms:
-        return None
-    out = terms[0]
-    for t in terms[1:]:
-        out = out + t
-    return out
+    return l2_penalty(params, [(("Wx", "bx", "U", "b"), reg_transform), (("Ws",), reg_classification)],
+                      active_words, reg_words)
 
 
 def make_loss_fn(reg_transform=1e-4, reg_classification=1e-4, reg_words=1e-4, reg_tensor=None):
-    """``loss_fn(model, batch) -> (loss, stats)`` for :class:`~chainrule.train.Trainer` (same
+    """The batched data term plus :func:`penalty` (:func:`chainrule.models.rntn.tree_loss_fn`; same
     signature as :func:`chainrule.models.rntn.make_loss_fn`; the Tree-LSTM has no tensor, so
     ``reg_tensor`` is unused)."""
-
-    def loss_fn(model, batch):
-        p = model.params()
-        loss, logits = loss_batched(p, batch)
-        pen = penalty(p, batch.active_words, reg_transform, reg_classification, reg_words)
-        if pen is not None:
-            loss = loss + pen
-        pred = logits.data.argmax(axis=1)
-        return loss, {"correct": int((pred == batch.labels).sum()), "count": batch.num_nodes}
-    return loss_fn
+    return tree_loss_fn(lambda p, active: penalty(p, active, reg_transform, reg_classification, reg_words))

@@ -382,12 +382,7 @@ def _matmul_vjp(g, s, n):
         if a.ndim == 1:
             ga = ga[..., 0, :]
     if n[1]:
-        if a2.ndim > 2 and a2.shape[-2] == 1:
-            # a batch of row vectors: each b̄ is the outer product aᵀg; NumPy's stacked matmul with a
-            # size-1 contraction is a slow loop of tiny GEMMs, einsum's outer product is not
-            gb = np.einsum("...k,...n->...kn", a2[..., 0, :], g2[..., 0, :])
-        else:
-            gb = np.swapaxes(a2, -1, -2) @ g2
+        gb = np.swapaxes(a2, -1, -2) @ g2
         if b.ndim == 1:
             gb = gb[..., 0]
     return ga, gb
