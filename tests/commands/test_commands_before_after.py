@@ -38,6 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DAG_SPEC = os.path.join(ROOT, "examples", "dag_softmax.json")
 NUM = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 SKIP_KEYS = ("seconds", "examples_per_s", "time")
+pytestmark = pytest.mark.usefixtures("release_parsed_sst")
 
 
 # ------------------------------------------------------------------------------------ running
