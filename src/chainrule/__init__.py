@@ -27,4 +27,4 @@ __all__ = [
 ]
 
 from . import nn, losses, optim  # noqa: E402,F401  (built on the engine above; imported last)
-from .explain import explain  # noqa: E402,F401  (the function; the package stays importable as chainrule.explain)
+from . import explain  # noqa: E402,F401  (a package that is also callable: cr.explain(loss))

@@ -63,3 +63,14 @@ def _write(path, s):
 
 
 __all__ = ["explain", "derive", "Derivation", "Equation", "ExplainError"]
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``chainrule.explain`` is both this package and the function: ``cr.explain(loss)`` calls
+    :func:`explain`, and ``import chainrule.explain.models`` still finds the package."""
+
+    def __call__(self, *args, **kwargs):
+        return explain(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule
