@@ -58,7 +58,7 @@ def window(seed=0, m=3):
     t = params_to_tensors(params)
     with ag.record_forward():
         J = window_engine_loss(t, idx, y, C=0.3)
-    return J, {"y": y}, f"Seed 002: window classifier (batch m = {m}, penalty C/2m)"
+    return J, {"y": y, "idx": idx}, f"Seed 002: window classifier (batch m = {m}, penalty C/2m)"
 
 
 def multilabel_mlp(seed=0, N=4, D=5, H=4, K=3, lam=0.1):
@@ -73,7 +73,7 @@ def multilabel_mlp(seed=0, N=4, D=5, H=4, K=3, lam=0.1):
     return J, {"X": X, "Y": Y}, f"Seed 003: Alg 1 -- two sigmoid layers, summed BCE / N (N = {N}), λ = {lam}"
 
 
-def layerwise(seed=0, B=3):
+def layerwise(seed=0, B=4):
     from ..models.seeds import layerwise_engine_loss
     rng = np.random.default_rng(seed)
     layers = [{"W": _p(rng, (4, 3), "W1"), "b": _p(rng, 4, "b1"), "activation": "tanh"},
@@ -97,7 +97,7 @@ def dag(seed=0):
     y = rng.random(1)
     with ag.record_forward():
         J = dag_engine_loss(spec, w, x, y)
-    return J, {"y": y}, "Seed 001: a DAG of sigmoid and soft-maximum units, squared loss"
+    return J, {"y": y, "x": x.reshape(1, -1)}, "Seed 001: a DAG of sigmoid and soft-maximum units, squared loss"
 
 
 TREE = (1, (0, (2, 0), (1, 1)), (3, (1, 2), (4, 3)))     # ((w0 w1) (w2 w3)) with a label per node
