@@ -324,47 +324,56 @@ class _UserCtx(Context):
 _FP_NAMES = {"sigmoid": "σ′", "tanh": "tanh′", "relu": "relu′", "identity": "1", "leaky_relu": "lrelu′"}
 
 
-def _replace(root, target, new):
-    """A copy of the tree ``root`` with the node ``target`` (by identity) replaced by ``new``."""
-    if root is target:
+def _positions(root):
+    """(path, node) for every occurrence of every node of the tree (a shared subtree -- one δ ⊙ f′
+    used by two terms -- has one position per use), iteratively."""
+    out, stack = [], [((), root)]
+    while stack:
+        path, e = stack.pop()
+        out.append((path, e))
+        for i, k in enumerate(e.children()):
+            stack.append((path + (i,), k))
+    return out
+
+
+def _replace(root, path, new):
+    """A copy of ``root`` with the node at ``path`` replaced by ``new`` (the tree is shallow: the
+    depth of an equation, not of the graph)."""
+    if not path:
         return new
-    kids = root.children()
-    if not kids:
-        return root
-    nk = [_replace(k, target, new) for k in kids]
-    if all(a is b for a, b in zip(nk, kids)):
-        return root
-    return root.rebuild(nk)
+    kids = list(root.children())
+    kids[path[0]] = _replace(kids[path[0]], path[1:], new)
+    return root.rebuild(kids)
 
 
 def _candidates(e, d, leaf_ids):
     """(kind, sentence, mutated tree) for every single change of the correct formula."""
     rhs = e.rhs
     out = []
-    for node in list(rhs.walk()):
+    for path, node in _positions(rhs):
         if isinstance(node, X.Fp):
             fname = _FP_NAMES.get(node.f, node.f + "′")
             arg = (node.out or node.z).txt()
-            out.append(("missing f′", f"the factor {fname}({arg}) = {node.txt()} is missing", _replace(rhs, node, X.Num(1.0))))
+            out.append(("missing f′", f"the factor {fname}({arg}) = {node.txt()} is missing", _replace(rhs, path, X.Num(1.0))))
             for other in ("sigmoid", "tanh", "relu", "identity"):
                 if other != node.f:
                     alt = X.Fp(other, node.z, node.out if other in ("sigmoid", "tanh", "relu") else node.out)
                     out.append(("wrong f′", f"{_FP_NAMES.get(other, other)} was used where {fname} belongs "
-                                f"(the activation of {arg} is {node.f})", _replace(rhs, node, alt)))
+                                f"(the activation of {arg} is {node.f})", _replace(rhs, path, alt)))
         elif isinstance(node, X.SoftmaxJac):
             diag = X.had(node.g, X.Fp("sigmoid", None, node.y))
             out.append(("wrong f′", "the softmax Jacobian was replaced by the elementwise y ⊙ (1 − y) (its "
-                        "diagonal only): softmax is a vector activation", _replace(rhs, node, diag)))
-            out.append(("missing f′", "the softmax Jacobian (diag(y) − y yᵀ) is missing", _replace(rhs, node, node.g)))
+                        "diagonal only): softmax is a vector activation", _replace(rhs, path, diag)))
+            out.append(("missing f′", "the softmax Jacobian (diag(y) − y yᵀ) is missing", _replace(rhs, path, node.g)))
         elif isinstance(node, X.T):
-            out.append(("transpose", f"the transpose on {node.a.txt()} is missing", _replace(rhs, node, node.a)))
+            out.append(("transpose", f"the transpose on {node.a.txt()} is missing", _replace(rhs, path, node.a)))
         elif isinstance(node, (X.MatMul, X.Outer)):
             for side in ("a", "b"):
                 sub = getattr(node, side)
                 if isinstance(sub, X.T):
                     continue
                 new = type(node)(X.T(sub), node.b) if side == "a" else type(node)(node.a, X.T(sub))
-                out.append(("transpose", f"an extra transpose on {sub.txt()}", _replace(rhs, node, new)))
+                out.append(("transpose", f"an extra transpose on {sub.txt()}", _replace(rhs, path, new)))
         elif isinstance(node, X.Scale) and isinstance(node.c, X.Num) and node.c.c not in (1.0, -1.0):
             c = node.c.c
             inv = 1.0 / c if c else 0
@@ -373,19 +382,20 @@ def _candidates(e, d, leaf_ids):
                 continue
             kind = "missing 1/m" if is_m else "missing term"
             out.append((kind, f"the factor {node.c.txt()} is missing" + (f" (the 1/m of the mean, m = {int(round(inv))})"
-                                                                       if is_m else ""), _replace(rhs, node, node.a)))
+                                                                       if is_m else ""), _replace(rhs, path, node.a)))
         elif isinstance(node, X.Slice):
             size = node.hi - node.lo
             other_lo = node.hi if node.lo == 0 else node.lo - size
             if other_lo >= 0:
                 new = X.Slice(node.a, node.axis, other_lo, other_lo + size)
                 out.append(("swapped children", f"the other child's half {new.txt()} was used instead of {node.txt()} "
-                            "(left and right children swapped)", _replace(rhs, node, new)))
+                            "(left and right children swapped)", _replace(rhs, path, new)))
     if isinstance(rhs, X.Add) or (isinstance(rhs, X.Scale) and isinstance(rhs.a, X.Add)):
         add = rhs if isinstance(rhs, X.Add) else rhs.a
+        apath = () if add is rhs else (1,)
         for t in add.terms:
             rest = X.add(*[u for u in add.terms if u is not t])
-            new = _replace(rhs, add, rest)
+            new = _replace(rhs, apath, rest)
             if _is_reg(t, leaf_ids):
                 out.append(("missing regularisation", f"the regularisation term {t.txt()} is missing", new))
             elif e.consumers > 1:
@@ -396,7 +406,7 @@ def _candidates(e, d, leaf_ids):
         if e.consumers > 1 and len(add.terms) > 2:
             for t in add.terms:
                 out.append(("missing sum over consumers", f"only the term {t.txt()} was kept, of the sum over the "
-                            f"{e.consumers} consumers", _replace(rhs, add, t)))
+                            f"{e.consumers} consumers", _replace(rhs, apath, t)))
     out.append(("sign", "the sign is wrong", X.neg(rhs)))
     # an extra 1/m, or an extra / missing-by-half regularisation term
     for k in _batch_sizes(d):
