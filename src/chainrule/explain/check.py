@@ -199,6 +199,8 @@ def _as_array(name, v, eq, table_columns):
     from ..autograd import RowSparseGrad
     shape = eq.shape
     if isinstance(v, RowSparseGrad):
+        if table_columns and tuple(v.shape) == tuple(shape[::-1]):
+            return v.to_dense().T, "given as rows of the transposed table (columns of the table)"
         v = v.to_dense()
     if isinstance(v, dict):
         if len(shape) != 2:
