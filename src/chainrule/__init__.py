@@ -14,6 +14,7 @@ from .autograd import (  # noqa: F401
 from .tensor import Tensor, get_default_dtype, set_default_dtype, tensor  # noqa: F401
 from .ops.functional import *  # noqa: F401,F403
 from .ops.functional import __all__ as _ops_all
+from .ops.table import NodeTable  # noqa: F401
 from .creation import *  # noqa: F401,F403
 from .creation import __all__ as _creation_all
 from .random import (  # noqa: F401
@@ -30,9 +31,10 @@ __all__ = [
     "Tensor", "tensor", "set_default_dtype", "get_default_dtype", "no_grad", "enable_grad",
     "is_grad_enabled", "grad", "value_and_grad", "gradients", "record_deltas", "Deltas",
     "detect_anomaly", "RowSparseGrad", "unbroadcast", "gradcheck", "check_gradient",
-    "GradcheckError", "GradcheckReport", "draw", "explain", "record_forward", *_ops_all, *_creation_all,
-    "manual_seed", "default_generator", "get_rng_state", "set_rng_state", "rand", "randn", "randint", "randperm",
-    "rand_like", "randn_like", "randint_like", "random",
+    "GradcheckError", "GradcheckReport", "draw", "NodeTable", "explain", "record_forward", *_ops_all,
+    # api: creation and randomness
+    *_creation_all, "manual_seed", "default_generator", "get_rng_state", "set_rng_state", "rand", "randn",
+    "randint", "randperm", "rand_like", "randn_like", "randint_like", "random",
 ]
 
 from . import nn, losses, optim  # noqa: E402,F401  (built on the engine above; imported last)
