@@ -12,7 +12,7 @@ import pytest
 
 from chainrule import distributed as D
 
-from test_mpi_equivalence import env, mpiexec
+from test_distributed_equivalence import env, mpiexec
 
 
 def cli(*args, **kw):
