@@ -83,6 +83,8 @@ def apply(op, args, kw=None):
         t.requires_grad = True
         if STATE.anomaly:
             ag.note_forward(t._node, out, datas)
+        if STATE.forward:
+            t._node.fwd = (out, datas, kw)
     else:
         t._node = None
         t.requires_grad = False
