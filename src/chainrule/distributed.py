@@ -283,6 +283,15 @@ def _install_excepthook(comm):
     sys.excepthook = hook
 
 
+def abort_all(code=1):
+    """Under MPI (after :func:`init`): take every rank down with exit status ``code``; else nothing."""
+    if _WORLD is not None and _WORLD.size > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _WORLD.comm.Abort(code)
+        os._exit(code)
+
+
 def rank():
     """This process's rank (0 in a single process); reads the launcher's environment."""
     return _WORLD.rank if _WORLD is not None else (_launched_rank() if launched_size() > 1 else 0)
