@@ -24,17 +24,18 @@ import numpy as np
 
 __all__ = [
     "Node", "RowSparseGrad", "unbroadcast", "run_backward", "no_grad", "enable_grad",
-    "is_grad_enabled", "record_deltas", "Deltas", "detect_anomaly",
+    "is_grad_enabled", "record_deltas", "record_forward", "Deltas", "detect_anomaly",
 ]
 
 
 class _State:
-    __slots__ = ("grad_enabled", "anomaly", "deltas")
+    __slots__ = ("grad_enabled", "anomaly", "deltas", "forward")
 
     def __init__(self):
         self.grad_enabled = True
         self.anomaly = False
         self.deltas = None   # a Deltas while record_deltas() is active
+        self.forward = False  # True while record_forward() is active
 
 
 STATE = _State()
@@ -50,7 +51,8 @@ class Node:
     drops them.
     """
     __slots__ = ("seq", "op", "parents", "saved", "needs", "shape", "dtype", "name", "hooks",
-                 "nonfinite")      # set (only) by note_forward under detect_anomaly
+                 "nonfinite",      # set (only) by note_forward under detect_anomaly
+                 "fwd")            # (output, input arrays, keyword params): set under record_forward()
 
     def __init__(self, op, parents, saved, needs, shape, dtype):
         self.seq = next(_SEQ)
@@ -305,6 +307,20 @@ class Deltas:
 
     def __len__(self):
         return len(self._order)
+
+
+@contextmanager
+def record_forward():
+    """Nodes recorded inside the block keep their forward values: ``node.fwd = (output, input
+    arrays, keyword parameters)`` -- what :func:`chainrule.explain` needs to write and check a
+    derivation (it evaluates each printed equation from these values).  Costs the memory of every
+    intermediate, so use it for explaining and checking, not for training."""
+    prev = STATE.forward
+    STATE.forward = True
+    try:
+        yield
+    finally:
+        STATE.forward = prev
 
 
 @contextmanager

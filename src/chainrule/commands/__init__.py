@@ -8,6 +8,7 @@ window     ``train window``, ``tag``, ``gradcheck window``
 rntn       ``train rntn`` (RNTN, RNN, Tree-LSTM), ``sentiment``, ``gradcheck rntn``
 sequence   ``train sequence``, ``gradcheck lstm|gru|attention``
 derive     ``derive``, ``dag``
+explain    ``explain``
 ========== ==========================================================================
 
 Every module has ``register(sub, train_sub, gradcheck_sub)`` -- the top-level subparsers and those
@@ -21,7 +22,7 @@ defaults come from the one optimizer table, :data:`chainrule.optim.OPTIMIZERS`).
 import argparse
 import os
 
-MODULES = ("mlp", "window", "rntn", "sequence", "derive")
+MODULES = ("mlp", "window", "rntn", "sequence", "derive", "explain")
 
 
 def add_threads_arg(p):
