@@ -35,6 +35,8 @@ def build_parser():
     ap.add_argument("--threads", type=int, default=None,
                     help="BLAS threads (default: the BLAS library's own choice). Use 1 on a busy machine: "
                          "OpenBLAS worker threads competing for oversubscribed cores slow small matmuls many-fold")
+    ap.add_argument("--debug", action="store_true",
+                    help="show the full traceback of an error (default: one line naming the problem, exit code 2)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     tr = sub.add_parser("train", help="train a model", description="Train a model and write checkpoints, "
@@ -49,18 +51,53 @@ def build_parser():
     return ap
 
 
+#: Errors that mean "the input or the environment is wrong", not "chainrule has a bug": the command
+#: prints one line naming the problem and exits with 2 (``--debug`` or CHAINRULE_DEBUG=1 shows the
+#: traceback).  Every chainrule error class for bad input (CheckpointError, TreeParseError,
+#: ConllFormatError, GloveFormatError, IdxFormatError, DAGSpecError, ...) is a ValueError; files that
+#: are missing, unreadable or unwritable are OSErrors.  Anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (ValueError, OSError, EOFError)
+
+
+def _quiet_broken_pipe():
+    """stdout's reader went away (``chainrule ... | head``): stop quietly, as a Unix tool does."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141                 # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
+
+
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
     ap = build_parser()
     args = ap.parse_args(argv)
+    args._argv = argv
+    debug = getattr(args, "debug", False) or bool(os.environ.get("CHAINRULE_DEBUG"))
     if getattr(args, "threads", None):
         _limit_threads(args.threads)
+    name = " ".join(v for v in (getattr(args, "command", None), getattr(args, "model", None)) if isinstance(v, str))
     try:
         return args.func(args) or 0
-    except (FileNotFoundError, ValueError) as e:   # bad input: one clear line (CHAINRULE_DEBUG=1 for the traceback)
-        if os.environ.get("CHAINRULE_DEBUG"):
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        print(f"chainrule {name}: interrupted", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as e:
+        if debug:
             raise
-        print(f"chainrule {args.command}: error: {e}", file=sys.stderr)
+        print(f"chainrule {name}: error: {_describe(e)}", file=sys.stderr)
         return 2
+
+
+def _describe(e):
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    if isinstance(e, EOFError):
+        return f"unexpected end of a file ({e}); the file is truncated"
+    return str(e) or type(e).__name__
 
 
 if __name__ == "__main__":    # pragma: no cover
