@@ -67,6 +67,7 @@ import numpy as np
 from .. import nn
 from ..autograd import no_grad
 from ..ops import functional as F
+from ..ops.fused import sum_squares
 from ..ops.table import NodeTable
 
 __all__ = [
@@ -367,23 +368,17 @@ def l2_penalty(params, groups, active_words, reg_words):
     """Σ over ``groups`` of λ/2 Σ_{k in keys} ‖params[k]‖² plus λ_L/2 Σ_{w active} ‖L[w]‖² (only the
     word vectors a batch used, so the embedding gradient stays row-sparse); ``groups`` is a list of
     ``(keys, λ)``. None when every λ is zero. Shared by the RNTN/RNN and the Tree-LSTM."""
-    terms = []
+    xs, scales = [], []
     for keys, lam in groups:
         if lam and keys:
-            s = None
-            for k in keys:
-                t = F.sum(params[k] * params[k])
-                s = t if s is None else s + t
-            terms.append(s * (0.5 * lam))
+            xs += [params[k] for k in keys]
+            scales += [lam] * len(keys)
     if reg_words and len(active_words):
-        rows = F.take(params["L"], np.asarray(active_words), sparse=True)
-        terms.append(F.sum(rows * rows) * (0.5 * reg_words))
-    if not terms:
+        xs.append(F.take(params["L"], np.asarray(active_words), sparse=True))
+        scales.append(reg_words)
+    if not xs:
         return None
-    out = terms[0]
-    for t in terms[1:]:
-        out = out + t
-    return out
+    return sum_squares(xs, scales)                  # the whole penalty: one fused op
 
 
 def penalty(params, active_words, reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4,

@@ -46,6 +46,7 @@ import numpy as np
 
 from .. import nn
 from ..ops import functional as F
+from ..ops.fused import bce_with_logits as _bce_logits_op
 from ..tensor import Tensor
 from ..data import conll
 from ..data.embeddings import Vocab, capitalization_features
@@ -171,18 +172,15 @@ def penalty(model, C, m):
 def bce_fused(z, y):
     """mean_i BCE(sigmoid(z_i), y_i) for logits ``z`` of shape ``(B, 1)``, as one fused op.
 
-    With ``p = sigmoid(z) = softmax([0, z])[1]``,
-    ``−y log p − (1−y) log(1−p) = CE(softmax([0, z]), [1−y, y])``: the seed's cost (eq. 11) is
-    the two-class softmax cross-entropy of the logits ``[0, z]`` against the targets ``[1−y, y]``,
-    and its gradient ``∂J/∂z = p − y`` (eq. 12) comes out of the fused rule
-    ``softmax − target``.  Two engine ops (concat with a constant 0 column, the fused loss)
-    instead of the seven of :func:`bce_with_logits`; the values agree to rounding
-    (``tests/models/test_window.py``).
+    The seed's cost (eq. 11) ``−y log p − (1−y) log(1−p)`` with ``p = σ(z)`` equals
+    ``max(z, 0) − y z + log(1 + e^(−|z|))`` (no overflow), and its gradient ``∂J/∂z = p − y``
+    (eq. 12) is the rule of :func:`chainrule.ops.fused.bce_with_logits`: one engine op, where a
+    two-class softmax cross-entropy of ``[0, z]`` took two and :func:`bce_with_logits` seven; the
+    values agree to rounding (``tests/models/``).
     """
     zd = z.data if isinstance(z, Tensor) else np.asarray(z)
-    y = np.asarray(y, dtype=zd.dtype).reshape(-1)
-    logits = F.concat([np.zeros_like(zd), z], axis=1)
-    return F.softmax_cross_entropy(logits, np.stack([1 - y, y], axis=1))
+    y = np.asarray(y, dtype=zd.dtype).reshape(zd.shape)
+    return _bce_logits_op(z, y, 1.0 / max(zd.shape[0], 1))
 
 
 def bce_with_logits(z, y):
