@@ -52,6 +52,9 @@ def add_run_args(p, default_out, epochs_help, batch_help):
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="train data-parallel on N processes: runs this command under 'mpiexec -n N' "
+                        "(needs pip install 'chainrule[mpi]'); --batch-size stays the global batch")
     add_threads_arg(p)
 
 
@@ -92,8 +95,10 @@ def plural(n, word):
 def start_run(args, out, config_from_args):
     """``(config, extra)`` of a run: with ``--resume`` the configuration and metadata stored in
     ``out/last.safetensors`` (``--epochs`` may extend it); else ``config_from_args(args)`` and None
-    (an earlier run's metrics.jsonl in ``out`` is kept as metrics.previous.jsonl)."""
+    (an earlier run's metrics.jsonl in ``out`` is kept as metrics.previous.jsonl, by rank 0 alone
+    under MPI)."""
     from ..checkpoint import load_checkpoint
+    from ..distributed import is_main
     if args.resume:
         _, meta = load_checkpoint(os.path.join(out, "last.safetensors"))
         extra = meta["extra"]
@@ -103,7 +108,7 @@ def start_run(args, out, config_from_args):
         return config, extra
     config = config_from_args(args)
     metrics = os.path.join(out, "metrics.jsonl")
-    if os.path.exists(metrics):
+    if os.path.exists(metrics) and is_main():
         os.replace(metrics, os.path.join(out, "metrics.previous.jsonl"))
     return config, None
 
@@ -117,13 +122,16 @@ def resume_trainer(trainer, args, out):
 
 
 def fit(trainer, train, val):
-    """``trainer.fit(train, val)``; returns 130 (the shell's Ctrl-C status) if interrupted, else None
-    (the Trainer has then saved last.safetensors)."""
+    """``trainer.fit(train, val)``; returns None when the caller should report (evaluate the best
+    checkpoint, write results.json), else the exit status: 130 (the shell's Ctrl-C status) if
+    interrupted (the Trainer has saved last.safetensors), 0 on a data-parallel rank other than 0
+    (rank 0 alone reports and writes results)."""
+    from ..distributed import is_main
     try:
         trainer.fit(train, val)
     except KeyboardInterrupt:
         return 130
-    return None
+    return None if is_main() else 0
 
 
 def print_gradcheck_table(report, shapes, width=24, note=None):

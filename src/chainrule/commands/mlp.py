@@ -115,7 +115,8 @@ def cmd_train_mlp(args):
           f"{config['activation']}, loss {config['loss']}, {config['optimizer']} lr {config['lr']}, "
           f"{plural(config['epochs'], 'epoch')}, batch {config['batch_size']}; "
           f"train/val/test = {len(data['train'])}/{len(data['val'])}/{len(data['test'])}")
-    return fit(trainer, data["train"], data["val"]) or report(out, config, data, args.data_dir, trainer.train_seconds)
+    rc = fit(trainer, data["train"], data["val"])
+    return rc if rc is not None else report(out, config, data, args.data_dir, trainer.train_seconds)
 
 
 def report(out, config, data, data_dir, seconds):

@@ -136,7 +136,7 @@ def cmd_train_rntn(args):
                      extra={"config": config, "vocab": vocab.to_json()})
     # CoreNLP: adagradResetFrequency = 1 -- the squared-gradient history restarts every epoch
     reset = config.get("adagrad_reset", True) and config.get("optimizer", "adagrad") == "adagrad"
-    trainer = Trainer(model, opt, loss_fn, lambda m, ds: M.evaluate(m, ds), tc,
+    trainer = Trainer(model, opt, loss_fn, M.evaluate_sharded, tc,
                       scheduler=optim.make_scheduler(config.get("schedule", "none"), opt, config["epochs"]),
                       on_epoch_start=(lambda epoch: opt.reset_state()) if reset else None)
     resume_trainer(trainer, args, out)
@@ -151,8 +151,8 @@ def cmd_train_rntn(args):
           f"{config['reg_classification']}/{config['reg_words']} (W / V / Ws / words), {plural(config['epochs'], 'epoch')}; "
           f"trees train/dev/test = {len(data['train'])}/{len(data['dev'])}/{len(data['test'])}; "
           f"model selection on dev {config['monitor']}", flush=True)
-    return fit(trainer, data["train"], data["dev"]) or report(out, data, trainer.train_seconds,
-                                                              time.perf_counter() - wall0)
+    rc = fit(trainer, data["train"], data["dev"])
+    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - wall0)
 
 
 def report(out, data, train_seconds, wall_seconds=None):

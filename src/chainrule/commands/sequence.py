@@ -158,7 +158,7 @@ def cmd_train_sequence(args):
     tc = TrainConfig(epochs=config["epochs"], batch_size=1, seed=config["seed"], out_dir=out, monitor="acc", mode="max",
                      patience=args.patience, clip_norm=config["clip"] or None, progress=args.progress,
                      extra={"config": config, "vocab": vocab.to_json()})
-    trainer = Trainer(model, opt, S.make_loss_fn(), lambda m, ds: S.evaluate(m, ds), tc,
+    trainer = Trainer(model, opt, S.make_loss_fn(), S.evaluate_sharded, tc,
                       scheduler=optim.make_scheduler(config.get("schedule", "none"), opt, config["epochs"]),
                       on_epoch_start=buckets.reshuffle)
     resume_trainer(trainer, args, out)
@@ -174,7 +174,8 @@ def cmd_train_sequence(args):
           f"(sentence/words), clip {config['clip']}, {plural(config['epochs'], 'epoch')}; train examples "
           f"{len(data['train']):,} ({'sentences + phrases' if config['phrases'] else 'sentences'}) in "
           f"{len(buckets)} batches, dev/test sentences {len(data['dev'])}/{len(data['test'])}", flush=True)
-    return fit(trainer, buckets, data["dev"]) or report(out, data, trainer.train_seconds, time.perf_counter() - wall0)
+    rc = fit(trainer, buckets, data["dev"])
+    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - wall0)
 
 
 def report(out, data, train_seconds, wall_seconds=None):

@@ -162,8 +162,8 @@ def cmd_train_window(args):
           f"{config['caps_dim']}) = {n_in}, H = {config['hidden']}; {config['optimizer']} lr {config['lr']}, "
           f"batch {config['batch_size']}, {plural(config['epochs'], 'epoch')}, C = {config['C']} (C/m = {config['C'] / m:.3g}); "
           f"windows train/dev/test = {len(data['train'])}/{len(data['dev'])}/{len(data['test'])}", flush=True)
-    return fit(trainer, data["train"], data["dev"]) or report(out, data, trainer.train_seconds,
-                                                              time.perf_counter() - t_start)
+    rc = fit(trainer, data["train"], data["dev"])
+    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - t_start)
 
 
 def report(out, data, train_seconds, wall_seconds=None):
