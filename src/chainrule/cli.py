@@ -96,6 +96,7 @@ def _mlp_setup(config, data_dir=None):
 
 def cmd_train_mlp(args):
     from .checkpoint import load_checkpoint
+    from .distributed import is_main
     from .train import TrainConfig, Trainer
     out = args.out or os.path.join("runs", f"mlp-{args.dataset}")
     last = os.path.join(out, "last.safetensors")
@@ -106,7 +107,7 @@ def cmd_train_mlp(args):
             config["epochs"] = args.epochs
     else:
         config = _mlp_config(args)
-        if os.path.exists(os.path.join(out, "metrics.jsonl")):
+        if os.path.exists(os.path.join(out, "metrics.jsonl")) and is_main():
             os.replace(os.path.join(out, "metrics.jsonl"), os.path.join(out, "metrics.previous.jsonl"))
     splits, model, opt, sched, data, loss_fn, evaluate_fn = _mlp_setup(config, args.data_dir)
     tc = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], seed=config["seed"],
@@ -124,6 +125,8 @@ def cmd_train_mlp(args):
         trainer.fit(data["train"], data["val"])
     except KeyboardInterrupt:
         return 130
+    if not is_main():          # data-parallel: rank 0 reports and writes results
+        return 0
     return _report_mlp(out, config, data, args.data_dir, trainer.train_seconds)
 
 
@@ -262,6 +265,25 @@ def build_parser():
     return ap
 
 
+def _distributed(args, argv):
+    """``--workers N``: relaunch under mpiexec (returns its exit status).  Under mpiexec: start MPI,
+    and mute stdout on ranks other than 0 (errors still reach stderr).  None: carry on here."""
+    from . import distributed
+    n = distributed.launched_size()
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if n == 1 and workers and workers > 1:
+        return distributed.launch(list(argv), workers)
+    if n > 1:
+        if workers not in (None, n):
+            raise ValueError(f"--workers {workers}, but mpiexec started {n} processes; drop --workers under mpiexec")
+        distributed.init()
+        if not distributed.is_main():
+            sys.stdout = open(os.devnull, "w")
+    return None
+
+
 #: Errors that mean "the input or the environment is wrong", not "chainrule has a bug": the command
 #: prints one line naming the problem and exits with 2 (``--debug`` or CHAINRULE_DEBUG=1 shows the
 #: traceback).  Every chainrule error class for bad input (CheckpointError, TreeParseError,
@@ -290,6 +312,13 @@ def main(argv=None):
         _limit_threads(args.threads)
     name = " ".join(v for v in (getattr(args, "command", None), getattr(args, "model", None)) if isinstance(v, str))
     try:
+        rc = _distributed(args, argv)
+    except (ImportError, ValueError) as e:
+        print(f"chainrule {name}: error: {e}", file=sys.stderr)
+        return 2
+    if rc is not None:
+        return rc
+    try:
         return args.func(args) or 0
     except BrokenPipeError:
         return _quiet_broken_pipe()
@@ -300,6 +329,8 @@ def main(argv=None):
         if debug:
             raise
         print(f"chainrule {name}: error: {_describe(e)}", file=sys.stderr)
+        from .distributed import abort_all
+        abort_all(2)             # under mpiexec: the other ranks must not wait for this one
         return 2
 
 

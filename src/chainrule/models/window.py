@@ -426,6 +426,12 @@ def make_loss_fn(C=0.0, m=1):
 def predict_scores(model, data, batch_size=4096):
     """Per-token scores of a :class:`WindowData` (no graph): logits ``(N,)`` for the binary head,
     log-probabilities ``(N, K)`` for the softmax head; also the mean loss (without penalty)."""
+    scores, loss_sum = _scores_part(model, data, 0, len(data), batch_size)
+    return scores, float(loss_sum[0]) / max(len(data), 1)
+
+
+def _scores_part(model, data, lo, hi, batch_size=4096):
+    """Scores of tokens lo..hi-1 and their summed loss (as a 1-element array)."""
     from ..autograd import no_grad
     outs = []
     loss_sum = 0.0
@@ -433,8 +439,8 @@ def predict_scores(model, data, batch_size=4096):
     model.eval()
     try:
         with no_grad():
-            for i in range(0, len(data), batch_size):
-                w, c, y = data.batch(slice(i, i + batch_size))
+            for i in range(lo, hi, batch_size):
+                w, c, y = data.batch(slice(i, min(i + batch_size, hi)))
                 z = model(w, c).data.astype(np.float64)
                 if model.head == "binary":
                     loss_sum += float(np.sum(np.logaddexp(0.0, z) - y * z))
@@ -446,8 +452,8 @@ def predict_scores(model, data, batch_size=4096):
                     outs.append(lp)
     finally:
         model.train(was)
-    scores = np.concatenate(outs) if outs else np.zeros((0,))
-    return scores, loss_sum / max(len(data), 1)
+    empty = np.zeros((0,) if model.head == "binary" else (0, model.n_tags))
+    return (np.concatenate(outs) if outs else empty), np.array([loss_sum])
 
 
 def predict_tags(model, data, scheme=None, batch_size=4096):
@@ -461,16 +467,24 @@ def predict_tags(model, data, scheme=None, batch_size=4096):
 def evaluate_model(model, data, batch_size=4096):
     """(conll.Report, mean loss): entity-level P/R/F1 per type and overall, token accuracy."""
     scores, loss = predict_scores(model, data, batch_size)
+    return _report(data, scores), loss
+
+
+def _report(data, scores):
     o = data.offsets
     pred = [data.scheme.decode(scores[o[k]:o[k + 1]]) for k in range(len(o) - 1)]
-    return conll.evaluate(data.gold(), pred), loss
+    return conll.evaluate(data.gold(), pred)
 
 
 def make_evaluate_fn():
-    """``evaluate_fn(model, data) -> {'loss', 'acc', 'precision', 'recall', 'f1'}`` (fractions)."""
+    """``evaluate_fn(model, data) -> {'loss', 'acc', 'precision', 'recall', 'f1'}`` (fractions), a
+    :class:`~chainrule.train.ShardedEvaluation`: data-parallel training splits the tokens across
+    ranks and scores the entities of all sentences from the gathered per-token scores."""
+    from ..train import ShardedEvaluation
 
-    def evaluate_fn(model, data):
-        rep, loss = evaluate_model(model, data)
-        return {"loss": loss, "acc": rep.accuracy, "precision": rep.precision, "recall": rep.recall,
-                "f1": rep.f1}
-    return evaluate_fn
+    def finish(data, parts):
+        scores, loss_sums = parts
+        rep = _report(data, scores)
+        return {"loss": float(loss_sums.sum()) / max(len(data), 1), "acc": rep.accuracy,
+                "precision": rep.precision, "recall": rep.recall, "f1": rep.f1}
+    return ShardedEvaluation(_scores_part, finish)
