@@ -112,6 +112,8 @@ def worker(args):
         out["bytes_per_step"] = (after["bytes_sent"] - before["bytes_sent"]) / args.steps
         if args.allreduce_table:          # collective: every rank takes part
             out["allreduce"] = allreduce_table(dp, net, opt)
+    if dp is not None:
+        out["dense_grad_bytes"] = int(sum(g["size"] * g["dtype"].itemsize for g in dp._plan["groups"]))
     out["params"] = int(sum(p.size for p in net.parameters()))
     out["dense_param_bytes"] = int(sum(p.data.nbytes for p in net.parameters()))
     if D.is_main():
@@ -181,12 +183,20 @@ def main():
     ap.add_argument("--mnist-dir", default="/work/shared/data/mnist")
     ap.add_argument("--conll-dir", default="/work/shared/data/ner/conll2003")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--report", default=None, metavar="JSON", help="print the report of an earlier --json run")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=128, help=argparse.SUPPRESS)
     ap.add_argument("--allreduce-table", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    if args.report:
+        with open(args.report) as f:
+            out = json.load(f)
+        out["projection"] = projection(out)
+        report(out)
+        print_projection(out["projection"])
+        return None
     configs = [("mlp", 128), ("window", 256)]
     # (label, ranks, batch per process given global B)
     modes = [("1 process, batch B", 1, lambda B: B), ("2 ranks, B/2 each (strong)", 2, lambda B: B),
@@ -199,10 +209,12 @@ def main():
                 results.setdefault((model, label), []).append(res)
                 print(f"round {r + 1}: {model:<7} {label:<28} {res['steps_per_s']:8.1f} steps/s", file=sys.stderr)
     out = summarize(results, configs, modes)
+    out["projection"] = projection(out)
     if args.json:
         print(json.dumps(out, indent=1))
     else:
         report(out)
+        print_projection(out["projection"])
 
 
 def summarize(results, configs, modes):
@@ -224,6 +236,7 @@ def summarize(results, configs, modes):
                 d["reduce_ms_per_step"] = 1e3 * statistics.median(x["reduce_s_per_step"] for x in rs)
                 d["collective_ms_per_step"] = 1e3 * statistics.median(x["collective_s_per_step"] for x in rs)
                 d["bytes_per_step_per_rank"] = statistics.median(x["bytes_per_step"] for x in rs)
+                m["dense_grad_bytes"] = rs[0].get("dense_grad_bytes")
                 tab = [x["allreduce"] for x in rs if "allreduce" in x]
                 if tab:
                     m["allreduce"] = tab[0]
@@ -257,6 +270,56 @@ def report(out):
             print(f"  fusion, {f['tensors']} dense tensors, {f['bytes']:,} B: one flat buffer "
                   f"{1e3 * f['one_flat_buffer_s']:.3f} ms, one allreduce per tensor {1e3 * f['one_per_tensor_s']:.3f} ms, "
                   f"256 KB buckets {1e3 * f['buckets_256KB_s']:.3f} ms")
+
+
+NETWORKS = (("10 Gb Ethernet", 20e-6, 1.25e9), ("100 Gb/s InfiniBand", 2e-6, 12.5e9))
+
+
+def ring_seconds(nbytes, n, alpha, beta):
+    """Ring allreduce: 2(N-1) steps, each one latency plus 1/N of the buffer: 2(N-1)/N * S/beta + 2(N-1) alpha."""
+    return 2 * (n - 1) / n * nbytes / beta + 2 * (n - 1) * alpha
+
+
+def allgather_seconds(nbytes_per_rank, n, alpha, beta):
+    """Ring allgather(v): every rank receives the other N-1 ranks' parts: (N-1) * s/beta + (N-1) alpha."""
+    return (n - 1) * nbytes_per_rank / beta + (n - 1) * alpha
+
+
+def projection(out, nodes=(8, 64, 256)):
+    """Per model and network: time per step and efficiency on N nodes (weak scaling, the measured
+    per-node batch B and compute time), and b* = the per-node batch at which the gradient exchange
+    takes as long as the compute (below b* communication cannot hide behind compute even with
+    perfect overlap; without overlap, the efficiency at b* is 50%)."""
+    rows = []
+    for model, m in out["models"].items():
+        one = m["modes"]["1 process, batch B"]
+        B = m["global_batch"]
+        t_step = one["compute_ms_per_step"] / 1e3              # measured: one process, batch B
+        t_ex = t_step / B
+        strong = m["modes"]["2 ranks, B/2 each (strong)"]
+        total = strong["bytes_per_step_per_rank"]
+        dense = m["dense_param_bytes"] if model == "mlp" else m.get("dense_grad_bytes", total)
+        sparse = max(0.0, total - dense) if model != "mlp" else 0.0
+        for name, alpha, beta in NETWORKS:
+            for n in nodes:
+                comm = ring_seconds(dense, n, alpha, beta) + (allgather_seconds(sparse, n, alpha, beta) if sparse else 0.0)
+                rows.append({"model": model, "network": name, "nodes": n, "batch_per_node": B,
+                             "compute_ms": 1e3 * t_step, "comm_ms": 1e3 * comm,
+                             "efficiency_no_overlap": t_step / (t_step + comm),
+                             "efficiency_full_overlap": min(1.0, t_step / comm),
+                             "b_star": comm / t_ex})
+    return rows
+
+
+def print_projection(rows):
+    print("\nProjection (weak scaling: the measured per-node batch and compute time per step; ring allreduce "
+          "2(N-1)/N*S/beta + 2(N-1)*alpha for dense gradients, ring allgather (N-1)*s/beta + (N-1)*alpha for "
+          "the sparse rows):")
+    print(f"  {'model':<8}{'network':<22}{'N':>5}{'compute ms':>12}{'comm ms':>10}{'eff. (no overlap)':>19}"
+          f"{'eff. (overlap)':>16}{'b* per node':>13}")
+    for r in rows:
+        print(f"  {r['model']:<8}{r['network']:<22}{r['nodes']:>5}{r['compute_ms']:>12.2f}{r['comm_ms']:>10.2f}"
+              f"{r['efficiency_no_overlap']:>19.2f}{r['efficiency_full_overlap']:>16.2f}{r['b_star']:>13.0f}")
 
 
 if __name__ == "__main__":
