@@ -7,13 +7,13 @@
     >>> cr.gradcheck(lambda x: (cr.tanh(x) * x).sum(), x)
     True
 """
-from .autograd import (  # noqa: F401
-    RowSparseGrad, Deltas, detect_anomaly, enable_grad, gradients, grad, is_grad_enabled, no_grad,
-    record_deltas, unbroadcast, value_and_grad,
-)
+from .sparse import RowSparseGrad  # noqa: F401
+from .autograd import enable_grad, is_grad_enabled, no_grad, unbroadcast  # noqa: F401
+from .debug import Deltas, detect_anomaly, record_deltas  # noqa: F401
 from .tensor import Tensor, get_default_dtype, set_default_dtype, tensor  # noqa: F401
 from .ops.functional import *  # noqa: F401,F403
 from .ops.functional import __all__ as _ops_all
+from .transforms import gradients, grad, value_and_grad, vjp, jvp, hvp, jacobian, hessian  # noqa: F401
 from .gradcheck import GradcheckError, GradcheckReport, check_gradient, gradcheck  # noqa: F401
 from .draw import draw  # noqa: F401
 
@@ -21,7 +21,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Tensor", "tensor", "set_default_dtype", "get_default_dtype", "no_grad", "enable_grad",
-    "is_grad_enabled", "grad", "value_and_grad", "gradients", "record_deltas", "Deltas",
+    "is_grad_enabled", "grad", "value_and_grad", "gradients", "vjp", "jvp", "hvp", "jacobian", "hessian",
+    "record_deltas", "Deltas",
     "detect_anomaly", "RowSparseGrad", "unbroadcast", "gradcheck", "check_gradient",
     "GradcheckError", "GradcheckReport", "draw", *_ops_all,
 ]

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .autograd import gradients, no_grad
+from .autograd import no_grad
+from .transforms import gradients
 from .tensor import Tensor
 
 __all__ = ["gradcheck", "check_gradient", "gradcheck_params", "GradcheckError", "GradcheckReport"]

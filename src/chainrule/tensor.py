@@ -3,14 +3,18 @@
 Every operation goes through :func:`apply`, which runs a primitive's forward function on the
 arrays and -- when gradients are enabled and some input requires them -- records a
 :class:`~chainrule.autograd.Node` with what the op's backward rule needs.
+
+This module owns the Tensor's state (data, grad, node, hooks, version) and ``backward``.  Its
+operators and op methods (``+``, ``@``, ``x[i]``, ``x.sum()``, ``x.tanh()``, ...) are the public ops
+of :mod:`chainrule.ops.functional`, installed on the class there: one definition for both spellings.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import autograd as ag
+from . import debug
 from .autograd import STATE, Node
-from .ops import rules as R
 
 __all__ = ["Tensor", "tensor", "apply", "set_default_dtype", "get_default_dtype"]
 
@@ -78,11 +82,14 @@ def apply(op, args, kw=None):
     t = _new(Tensor)
     t.data = out
     t.grad = t._name = t._hooks = None
+    t._version = 0
     if parents is not None and STATE.grad_enabled:
         t._node = Node(op, parents, saved, needs, out.shape, out.dtype)
         t.requires_grad = True
         if STATE.anomaly:
-            ag.note_forward(t._node, out, datas)
+            debug.note_forward(t._node, out, datas)
+        if STATE.forward:
+            t._node.fwd = (out, datas, kw)
     else:
         t._node = None
         t.requires_grad = False
@@ -106,7 +113,7 @@ class Tensor:
     >>> x.grad
     array([2., 4., 6.], dtype=float32)
     """
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_name", "_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_name", "_hooks", "_version", "__weakref__")
     __array_ufunc__ = None          # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -117,6 +124,7 @@ class Tensor:
         self._node = None
         self._name = name
         self._hooks = None
+        self._version = 0
 
     # ---------------------------------------------------------------- attributes
     @property
@@ -148,10 +156,6 @@ class Tensor:
         self._name = value
         if self._node is not None:
             self._node.name = value
-
-    @property
-    def T(self):
-        return apply(R.TRANSPOSE, (self,))
 
     def __len__(self):
         return len(self.data)
@@ -194,6 +198,7 @@ class Tensor:
         t._node = None
         t._name = None
         t._hooks = None
+        t._version = 0
         return t
 
     def __repr__(self):
@@ -220,20 +225,27 @@ class Tensor:
     __hash__ = object.__hash__
 
     # ---------------------------------------------------------------- autograd
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, grad=None, retain_graph=None, create_graph=False):
         """Compute ∂self/∂t for every leaf t that requires grad and add it to ``t.grad``.
 
         ``grad`` is the seed ∂L/∂self; it may be omitted only for a tensor with one element.
-        The graph is freed afterwards unless ``retain_graph=True``.
+        The graph is freed afterwards unless ``retain_graph=True``.  ``create_graph=True`` records
+        the backward pass itself (the gradients added to ``.grad`` are then tensors with a graph, so
+        they can be differentiated again); it implies ``retain_graph=True``, as in PyTorch.
         """
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no graph "
                                "(was it computed under no_grad(), or from tensors without requires_grad=True?)")
+        if retain_graph is None:
+            retain_graph = create_graph
         seed = _seed(self, grad)
         if self._node is None:                       # a leaf: ∂t/∂t = 1
             self.grad = seed.copy() if self.grad is None else self.grad + seed
             return
-        ag.run_backward(self._node, seed, retain_graph)
+        if create_graph:
+            GRAPH_MODE[0](self._node, Tensor._wrap(seed), None)
+        else:
+            ag.run_backward(self._node, seed, retain_graph)
 
     def register_hook(self, fn):
         """Call ``fn(grad)`` with the gradient flowing into this tensor during backward; if it
@@ -252,57 +264,20 @@ class Tensor:
         lst.append(fn)
         return _HookHandle(lst, fn)
 
-    # ---------------------------------------------------------------- operators
-    def __add__(self, o):
-        return apply(R.ADD, (self, o))
-
-    def __radd__(self, o):
-        return apply(R.ADD, (o, self))
-
-    def __sub__(self, o):
-        return apply(R.SUB, (self, o))
-
-    def __rsub__(self, o):
-        return apply(R.SUB, (o, self))
-
-    def __mul__(self, o):
-        return apply(R.MUL, (self, o))
-
-    def __rmul__(self, o):
-        return apply(R.MUL, (o, self))
-
-    def __truediv__(self, o):
-        return apply(R.DIV, (self, o))
-
-    def __rtruediv__(self, o):
-        return apply(R.DIV, (o, self))
-
-    def __neg__(self):
-        return apply(R.NEG, (self,))
-
-    def __pos__(self):
-        return self
-
-    def __pow__(self, o):
-        return apply(R.POW, (self, o))
-
-    def __rpow__(self, o):
-        return apply(R.POW, (o, self))
-
-    def __matmul__(self, o):
-        return apply(R.MATMUL, (self, o))
-
-    def __rmatmul__(self, o):
-        return apply(R.MATMUL, (o, self))
-
-    def __getitem__(self, idx):
+    # ---------------------------------------------------------------- in place (the version counter)
+    def __setitem__(self, idx, value):
+        """``t[idx] = value`` in place.  Allowed on tensors that do not require grad, and on any
+        tensor inside ``no_grad()`` (an optimizer-style update).  Every in-place change bumps the
+        tensor's version: a graph recorded earlier that saved this tensor for its backward rule
+        then refuses to backprop through it, naming the op, instead of using the new values."""
+        if self.requires_grad and STATE.grad_enabled:
+            raise RuntimeError("setitem: in-place assignment to a tensor that requires grad would not be "
+                               "differentiated; do it inside chainrule.no_grad(), or build a new tensor "
+                               "(where, concat)")
         if isinstance(idx, Tensor):
             idx = idx.data
-        elif isinstance(idx, tuple):
-            idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
-        elif isinstance(idx, list):
-            idx = np.asarray(idx)
-        return apply(R.GETITEM, (self,), {"idx": idx})
+        self.data[idx] = value.data if isinstance(value, Tensor) else value
+        ag.mark_edited(self)
 
     # comparisons give plain boolean tensors (no gradient)
     def __lt__(self, o):
@@ -317,58 +292,10 @@ class Tensor:
     def __ge__(self, o):
         return Tensor._wrap(self.data >= _data(o))
 
-    # ---------------------------------------------------------------- methods
-    def sum(self, axis=None, keepdims=False):
-        return apply(R.SUM, (self,), {"axis": axis, "keepdims": keepdims})
 
-    def mean(self, axis=None, keepdims=False):
-        from .ops.functional import mean
-        return mean(self, axis, keepdims)
-
-    def max(self, axis=None, keepdims=False):
-        return apply(R.MAX, (self,), {"axis": axis, "keepdims": keepdims})
-
-    def min(self, axis=None, keepdims=False):
-        return apply(R.MIN, (self,), {"axis": axis, "keepdims": keepdims})
-
-    def reshape(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return apply(R.RESHAPE, (self,), {"shape": shape})
-
-    def transpose(self, *axes):
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return apply(R.TRANSPOSE, (self,), {"axes": axes or None})
-
-    permute = transpose
-
-    def exp(self):
-        return apply(R.EXP, (self,))
-
-    def log(self):
-        return apply(R.LOG, (self,))
-
-    def sqrt(self):
-        return apply(R.SQRT, (self,))
-
-    def abs(self):
-        return apply(R.ABS, (self,))
-
-    def tanh(self):
-        return apply(R.TANH, (self,))
-
-    def sigmoid(self):
-        return apply(R.SIGMOID, (self,))
-
-    def relu(self):
-        return apply(R.RELU, (self,))
-
-    def softmax(self, axis=-1):
-        return apply(R.SOFTMAX, (self,), {"axis": axis})
-
-    def log_softmax(self, axis=-1):
-        return apply(R.LOG_SOFTMAX, (self,), {"axis": axis})
+# run_backward with create_graph=True: installed by chainrule.ops.functional, which has the tensor
+# namespace the rules then run on (a function (node, seed tensor, capture) -> capture).
+GRAPH_MODE = [None]
 
 
 class _HookHandle:

@@ -335,6 +335,7 @@ def _dag_data(net, args):
 
 def cmd_dag(args):
     from .. import autograd as ag
+    from .. import debug
     from ..draw import draw
     from ..nn.dag import DAGNetwork
     net = DAGNetwork(args.spec)
@@ -367,7 +368,7 @@ def cmd_dag(args):
         from ..nn.dag import dag_loss
         L = dag_loss(g, cache, y0, reduction="sum")
         L.name = "loss"
-        with ag.record_deltas() as deltas:
+        with debug.record_deltas() as deltas:
             L.backward(retain_graph=True)
         for p in net.parameters():
             p.grad = None
