@@ -14,7 +14,7 @@ from .tensor import Tensor, get_default_dtype, set_default_dtype, tensor  # noqa
 from .ops.functional import *  # noqa: F401,F403
 from .ops.functional import __all__ as _ops_all
 from .transforms import gradients, grad, value_and_grad, vjp, jvp, hvp, jacobian, hessian  # noqa: F401
-from .gradcheck import GradcheckError, GradcheckReport, check_gradient, gradcheck  # noqa: F401
+from .gradcheck import GradcheckError, GradcheckReport, check_gradient, gradcheck, gradgradcheck  # noqa: F401
 from .draw import draw  # noqa: F401
 
 __version__ = "0.1.0"
@@ -23,7 +23,7 @@ __all__ = [
     "Tensor", "tensor", "set_default_dtype", "get_default_dtype", "no_grad", "enable_grad",
     "is_grad_enabled", "grad", "value_and_grad", "gradients", "vjp", "jvp", "hvp", "jacobian", "hessian",
     "record_deltas", "Deltas",
-    "detect_anomaly", "RowSparseGrad", "unbroadcast", "gradcheck", "check_gradient",
+    "detect_anomaly", "RowSparseGrad", "unbroadcast", "gradcheck", "gradgradcheck", "check_gradient",
     "GradcheckError", "GradcheckReport", "draw", *_ops_all,
 ]
 

@@ -181,14 +181,15 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
     (recording a graph of the backward pass itself); the gradients are then Tensors.
     """
     obs = STATE.observer
-    versions = STATE.edited
-    grads = {root_node: [seed, False]}      # Node or leaf Tensor -> [gradient, owned by this pass]
+    checked = STATE.edited or graph is not None    # the slower path: version checks, or create_graph
+    grads = {root_node: seed}      # Node or leaf Tensor -> its gradient so far
+    owned = set()                  # those whose gradient is an array this pass made (may add in place)
     heap = [(-root_node.seq, root_node)]
     leaves = []
     pop, push = heapq.heappop, heapq.heappush
     while heap:
         node = pop(heap)[1]
-        g = grads.pop(node)[0]
+        g = grads.pop(node)
         if node.hooks:
             g = _run_hooks(node, node.hooks, g, obs)
         if obs is not None:
@@ -198,43 +199,49 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
         parents = node.parents
         if parents is None:
             raise RuntimeError(_FREED.format(what=describe(node)))
-        if versions:
-            _check_versions(node)
-        if graph is None:
+        if not checked:
             outs = node.op.backward(g, node.needs, *node.saved)
         else:
-            outs = graph.backward(node, g)
+            if STATE.edited:
+                _check_versions(node)
+            outs = node.op.backward(g, node.needs, *node.saved) if graph is None else graph.backward(node, g)
         for p, gi in zip(parents, outs):
             if p is None or gi is None:
                 continue
             if gi.shape != p.shape:
                 gi = unbroadcast(gi, p.shape)
             if gi.dtype != p.dtype:
-                gi = gi.astype(p.dtype)
+                gi = gi.astype(p.dtype) if graph is None else graph.cast(gi, p.dtype)
             if obs is not None:
                 obs.edge(node, parents.index(p), p, gi)
-            ent = grads.get(p)
-            if ent is None:
-                grads[p] = [gi, type(gi) is np.ndarray and gi.base is None and gi is not g]
+            prev = grads.get(p)
+            if prev is None:
+                grads[p] = gi
                 if type(p) is Node:
                     push(heap, (-p.seq, p))
                 else:
                     leaves.append(p)
-            elif ent[1] and type(gi) is np.ndarray:
-                ent[0] += gi
+                    if type(gi) is np.ndarray and gi.base is None and gi is not g:
+                        owned.add(p)          # a fresh array from the rule: the leaf may keep it
+            elif type(gi) is np.ndarray and p in owned:
+                prev += gi
+            elif type(gi) is RowSparseGrad and p in owned:
+                gi.add_to(prev)
             else:
-                s = accumulate(ent[0], gi)
-                ent[0] = s
-                ent[1] = type(s) is np.ndarray
+                s = accumulate(prev, gi)
+                grads[p] = s
+                if type(s) is np.ndarray:
+                    owned.add(p)
         if not retain_graph:
             node.parents = None
             node.saved = None
     for t in leaves:
-        g, owned = grads.pop(t)
+        g = grads.pop(t)
+        mine = t in owned
         if t._hooks:
             h = _run_hooks(t, t._hooks, g, obs)
             if h is not g:
-                g, owned = h, False
+                g, mine = h, False
         if obs is not None:
             obs.reached(id(t), t, g)
         if capture is not None:
@@ -242,7 +249,7 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
                 capture[t] = g
             continue
         if t.grad is None:
-            if not owned and type(g) is np.ndarray:
+            if not mine and type(g) is np.ndarray:
                 g = g.copy()
             elif type(g) is RowSparseGrad:
                 g = RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape)
@@ -280,7 +287,7 @@ def _check_versions(node):
         for p, whose in cands:
             if p is None:
                 continue
-            stamp = getattr(p, "edited", None) if type(p) is Node else p._version
+            stamp = getattr(p, "edited", None) if type(p) is Node else getattr(p, "_version", None)
             if stamp and stamp > node.seq:
                 who = "" if p is node else f" ({describe(p)})"
                 raise RuntimeError(

@@ -82,7 +82,6 @@ def apply(op, args, kw=None):
     t = _new(Tensor)
     t.data = out
     t.grad = t._name = t._hooks = None
-    t._version = 0
     if parents is not None and STATE.grad_enabled:
         t._node = Node(op, parents, saved, needs, out.shape, out.dtype)
         t.requires_grad = True
@@ -113,7 +112,8 @@ class Tensor:
     >>> x.grad
     array([2., 4., 6.], dtype=float32)
     """
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_name", "_hooks", "_version", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_name", "_hooks", "__weakref__",
+                 "_version")          # set (only) when modified in place: see autograd.mark_edited
     __array_ufunc__ = None          # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -124,7 +124,6 @@ class Tensor:
         self._node = None
         self._name = name
         self._hooks = None
-        self._version = 0
 
     # ---------------------------------------------------------------- attributes
     @property
@@ -198,7 +197,6 @@ class Tensor:
         t._node = None
         t._name = None
         t._hooks = None
-        t._version = 0
         return t
 
     def __repr__(self):

@@ -450,10 +450,10 @@ def _softmax_cross_entropy(z, target, weight):
     else:
         nll = -np.sum(target * logp, axis=-1)
     loss = np.sum(nll * weight)
-    return np.asarray(loss, dtype=z.dtype), (logp, target, weight)
+    return np.asarray(loss, dtype=z.dtype), (z, logp, target, weight)
 
 
-def _softmax_cross_entropy_vjp(g, n, logp, target, weight):
+def _softmax_cross_entropy_vjp(g, n, z, logp, target, weight):
     p = xp.exp(logp)
     if target.dtype.kind in "iu":
         t = np.zeros(p.shape, dtype=p.dtype)
