@@ -294,3 +294,18 @@ def _check_versions(node):
                     f"backward: {whose}{who} of {describe(node)} was modified in place after the op was "
                     f"recorded (its version changed), so the gradient would use the new values. Modify a "
                     f"copy, or run the forward pass again after the change.")
+
+
+# Old import paths (``chainrule.autograd.record_deltas`` etc.): these moved to debug.py and
+# transforms.py, which import this module -- so they are looked up lazily, on first use.
+_MOVED = {"detect_anomaly": "debug", "record_deltas": "debug", "record_forward": "debug", "Deltas": "debug",
+          "note_forward": "debug", "gradients": "transforms", "grad": "transforms",
+          "value_and_grad": "transforms", "accumulate": "sparse"}
+
+
+def __getattr__(name):
+    mod = _MOVED.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'chainrule.autograd' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(f"chainrule.{mod}"), name)

@@ -255,6 +255,8 @@ def build_parser():
     sequence_cmd.register(sub, trs, gcs)
     from .commands import window as window_cmd
     window_cmd.register(sub, trs, gcs)
+    from .commands import explain as explain_cmd
+    explain_cmd.register(sub)
     return ap
 
 

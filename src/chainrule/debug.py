@@ -14,7 +14,7 @@ import numpy as np
 from .autograd import STATE, describe
 from .sparse import RowSparseGrad
 
-__all__ = ["detect_anomaly", "record_deltas", "Deltas", "Observer", "note_forward"]
+__all__ = ["detect_anomaly", "record_deltas", "record_forward", "Deltas", "Observer", "note_forward"]
 
 
 class Observer:
@@ -184,3 +184,17 @@ def record_deltas():
     finally:
         STATE.deltas = prev
         _refresh()
+
+
+@contextmanager
+def record_forward():
+    """Nodes recorded inside the block keep their forward values: ``node.fwd = (output, input
+    arrays, keyword parameters)`` -- what :func:`chainrule.explain` needs to write and check a
+    derivation (it evaluates each printed equation from these values).  Costs the memory of every
+    intermediate, so use it for explaining and checking, not for training."""
+    prev = STATE.forward
+    STATE.forward = True
+    try:
+        yield
+    finally:
+        STATE.forward = prev

@@ -69,8 +69,10 @@ def _shape(shape):
     return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
 
 
-def to_dot(tensor, show_grad=True, deltas=None, rankdir="TB", max_nodes=5000, title=None):
-    """The DOT source text of the graph that produced ``tensor`` (see :func:`draw`)."""
+def to_dot(tensor, show_grad=True, deltas=None, rankdir="TB", max_nodes=5000, title=None, edge_deltas=False):
+    """The DOT source text of the graph that produced ``tensor`` (see :func:`draw`).  With
+    ``edge_deltas`` each edge is labelled with the norm of the δ that flows back along it (the δ of
+    the tensor it leaves), as :func:`chainrule.explain`'s HTML page shows it."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"draw: expected a Tensor, got {type(tensor).__name__}")
     by_key = getattr(deltas, "_by_key", {}) if deltas is not None else {}
@@ -99,7 +101,7 @@ def to_dot(tensor, show_grad=True, deltas=None, rankdir="TB", max_nodes=5000, ti
                 ids[k] = f"n{len(ids)}"
                 order.append(p)
                 stack.append(p)
-            edges.append((ids[k], ids[id(item)], i, len(parents)))
+            edges.append((ids[k], ids[id(item)], i, len(parents), p))
     for item in order:
         nid = ids[id(item)]
         is_root = item is root
@@ -132,8 +134,13 @@ def to_dot(tensor, show_grad=True, deltas=None, rankdir="TB", max_nodes=5000, ti
     if title:
         out.append(f'  labelloc=t; label="{_esc(title)}";')
     out += lines
-    for src, dst, i, n in edges:
-        out.append(f'  {src} -> {dst}' + (f' [label="{i}"]' if n > 1 else "") + ";")
+    for src, dst, i, n, p in edges:
+        lab = [str(i)] if n > 1 else []
+        if edge_deltas:
+            gl = _grad_line(by_key.get(p if type(p) is Node else id(p)))
+            if gl:
+                lab.append(gl.replace("‖grad‖", "‖δ‖").replace("grad", "δ"))
+        out.append(f'  {src} -> {dst}' + (f' [label="{_esc(chr(10).join(lab))}"]' if lab else "") + ";")
     out.append("}")
     text = "\n".join(out) + "\n"
     if freed:

@@ -1,28 +1,50 @@
-"""Optimizers (SGD with momentum/Nesterov, AdaGrad, Adam, AdamW), learning-rate schedules and
-gradient clipping.  Updates are in place on ``p.data``.
+"""Optimizers (SGD with momentum/Nesterov, AdaGrad, RMSprop, Adam, AdamW), learning-rate schedules
+and gradient clipping.  Updates are in place on ``p.data``.
 
-Every optimizer keeps one flat list of parameters (``opt.params``) and its hyperparameters as
-attributes (``opt.lr`` is what schedulers set).  ``step()`` applies one update to every parameter
-whose ``.grad`` is not None; ``zero_grad()`` sets every ``.grad`` to None.
+**Parameter groups** (PyTorch's ``param_groups``).  ``params`` is an iterable of tensors, a Module,
+or a list of dicts ``{'params': [...], 'lr': ..., 'weight_decay': ...}``; each dict is one group
+whose missing hyperparameters come from the constructor's keyword arguments (``opt.defaults``).
+``opt.param_groups`` is that list of dicts (assign ``group['lr']`` to change one group);
+``opt.add_param_group(d)`` adds one.  ``opt.params`` is the flat list of every parameter, group by
+group.  ``opt.lr`` (any hyperparameter name) reads the *first* group's value; assigning
+``opt.lr = x`` sets it in *every* group (a shorthand for the one-group case; schedulers scale each
+group from its own base lr instead).
 
-**Row-sparse gradients** (:class:`cr.RowSparseGrad`, from ``nn.Embedding``): the gradient is first
-coalesced (duplicate rows summed, negative indices wrapped), then the update is applied to the
-touched rows only -- the rows' parameters and state are gathered, updated with the same formula as
-a dense gradient, and scattered back.  This is a *lazy* update (PyTorch's SparseAdam semantics):
+``step()`` applies one update to every parameter whose ``.grad`` is not None;
+``zero_grad()`` sets every ``.grad`` to None (``set_to_none=False``: to zeros).
+
+**Per-parameter step counts.**  Every parameter counts the steps in which it had a gradient
+(``opt.param_steps[i]``; PyTorch's ``state[p]['step']``): Adam's bias corrections use that count,
+so a parameter that first gets a gradient at the optimizer's 5th step takes a first Adam step
+(−lr·sign(g) in size), as in PyTorch.  ``opt.step_count`` counts ``step()`` calls.
+
+**Row-sparse gradients** (:class:`cr.RowSparseGrad`, from ``nn.Embedding(..., sparse=True)``): the
+gradient is first coalesced (duplicate rows summed, negative indices wrapped), then the update is
+applied to the touched rows only -- the rows' parameters and state are gathered, updated with the
+same formula as a dense gradient, and scattered back.  This is a *lazy* update (PyTorch's SparseAdam
+semantics):
 
 * rows not in the gradient are not changed at all: their parameters do not move, and their
   momentum buffers / Adam moments / AdaGrad accumulators do not decay;
-* Adam's bias corrections use the optimizer's global step count t (the number of ``step()``
-  calls), not a per-row count;
+* Adam's bias corrections use the parameter's step count t (the steps in which the table had any
+  gradient), not a per-row count;
 * weight decay (L2 or decoupled) is applied to the touched rows only;
 * with all rows touched every step, the sparse update equals the dense one (except SGD momentum
   with ``dampening > 0``: a dense buffer starts as the first gradient, a sparse one starts at 0).
 
-**State dicts** are flat: ``'type'`` (class name), ``'step'``, one entry per hyperparameter
-(``'lr'``, ``'momentum'``, ...), and one array per parameter state, keyed ``'state.<i>.<name>'``
-(i = the parameter's position in ``opt.params``; e.g. ``'state.3.momentum'``, ``'state.0.m'``).
-Values are ndarrays or Python scalars, so a checkpoint can put the arrays in safetensors and the
-scalars in JSON; ``load_state_dict`` restores them exactly (a resumed run is bit for bit the same).
+**State dicts** are flat: ``'type'`` (class name), ``'step'`` (``step()`` calls), the first group's
+hyperparameters (``'lr'``, ``'momentum'``, ...), the other groups' as ``'group.<k>.<name>'``
+(k ≥ 1), each parameter's step count ``'state.<i>.step'`` (an int) and one array per parameter
+state, ``'state.<i>.<name>'`` (i = the parameter's position in ``opt.params``; e.g.
+``'state.3.momentum'``, ``'state.0.m'``).  Values are ndarrays or Python scalars, so a checkpoint can
+put the arrays in safetensors and the scalars in JSON; ``load_state_dict`` restores them exactly (a
+resumed run is bit for bit the same).  A state dict written before per-parameter steps existed (no
+``'state.<i>.step'``) gives every parameter with state the global step count.
+
+**Differences from PyTorch** (names are PyTorch's where the concept is): ``Linear`` weights are
+(in, out) so optimizer state is too; ``AdaGrad``'s accumulator argument is ``initial_accumulator``
+(``initial_accumulator_value`` accepted); there is no ``closure`` re-evaluation loop beyond calling
+it once; ``CosineLR`` stays at η_min after T_max.
 """
 from __future__ import annotations
 
@@ -33,8 +55,8 @@ import numpy as np
 from .autograd import RowSparseGrad
 from .tensor import Tensor
 
-__all__ = ["Optimizer", "SGD", "AdaGrad", "Adam", "AdamW", "StepLR", "CosineLR", "clip_grad_norm",
-           "OptimizerStateError"]
+__all__ = ["Optimizer", "SGD", "AdaGrad", "RMSprop", "Adam", "AdamW", "StepLR", "CosineLR",
+           "clip_grad_norm", "clip_grad_value", "clip_grad_norm_", "clip_grad_value_", "OptimizerStateError"]
 
 
 class OptimizerStateError(ValueError):
@@ -51,17 +73,19 @@ def _py(v):
 
 
 class Optimizer:
-    """Base class.  ``Optimizer(params, **hyper)``: ``params`` an iterable of Parameters (or leaf
-    tensors with ``requires_grad``; a Module's ``parameters()``); ``hyper`` the hyperparameters,
-    stored as attributes and in the state dict.
+    """Base class.  ``Optimizer(params, **defaults)``: ``params`` an iterable of Parameters (or leaf
+    tensors with ``requires_grad``; a Module), or of dicts (parameter groups, see the module doc);
+    ``defaults`` the hyperparameters, the values of every group that does not set its own.
 
-    Subclasses define ``_new_state(p)`` (dict name -> array, created the first time p gets a
-    gradient) and ``_rule(w, g, state, new)``, which updates the arrays ``w`` (the parameter) and
-    ``state`` in place given the dense gradient ``g`` -- for a row-sparse gradient, ``w``, ``g`` and
-    ``state`` are the gathered touched rows.
+    Subclasses define ``_check(h)`` (validate one group's hyperparameters), ``_new_state(p, h)``
+    (dict name -> array, created the first time p gets a gradient) and ``_rule(w, g, st, new, h, t)``,
+    which updates the arrays ``w`` (the parameter) and ``st`` in place given the dense gradient
+    ``g``, the group's hyperparameters ``h`` and the parameter's step count ``t`` (1 at its first
+    update) -- for a row-sparse gradient, ``w``, ``g`` and ``st`` are the gathered touched rows.
     """
+    _aliases = {}
 
-    def __init__(self, params, **hyper):
+    def __init__(self, params, **defaults):
         name = type(self).__name__
         if isinstance(params, Tensor):
             raise TypeError(f"{name}: params must be an iterable of tensors (e.g. model.parameters()), "
@@ -71,8 +95,47 @@ class Optimizer:
         params = list(params)
         if not params:
             raise ValueError(f"{name}: got an empty parameter list")
-        seen = set()
-        for i, p in enumerate(params):
+        object.__setattr__(self, "defaults", dict(defaults))
+        object.__setattr__(self, "param_groups", [])
+        self.params, self.state, self.param_steps = [], [], []
+        self.step_count = 0
+        self._check(self.defaults)
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for g in groups:
+            if not isinstance(g, dict):
+                raise TypeError(f"{name}: mix of parameter groups (dicts) and tensors in params")
+            self.add_param_group(g)
+
+    @property
+    def _hyper(self):
+        return tuple(self.defaults)
+
+    def add_param_group(self, group):
+        """Add a group ``{'params': [...], <hyperparameter>: value, ...}``; unset hyperparameters
+        take the constructor's defaults.  A parameter may belong to one group only."""
+        name = type(self).__name__
+        group = dict(group)
+        if "params" not in group:
+            raise ValueError(f"{name}.add_param_group: a parameter group needs a 'params' entry")
+        ps = group.pop("params")
+        if isinstance(ps, Tensor):
+            ps = [ps]
+        ps = list(ps)
+        for k in list(group):
+            if k in self._aliases:
+                group.update(self._aliases[k](group.pop(k)))
+        unknown = [k for k in group if k not in self.defaults]
+        if unknown:
+            raise ValueError(f"{name}.add_param_group: unknown hyperparameter(s) {unknown}; this optimizer "
+                             f"has {list(self.defaults)}")
+        h = {**self.defaults, **group}
+        for k, v in self.defaults.items():
+            if isinstance(v, (bool, float)) and not isinstance(h[k], type(v)):
+                h[k] = type(v)(h[k])
+        self._check(h)
+        seen = {id(p) for p in self.params}
+        for j, p in enumerate(ps):
+            i = len(self.params) + j
             if not isinstance(p, Tensor):
                 raise TypeError(f"{name}: parameter {i} is a {type(p).__name__}, expected a Tensor/Parameter")
             if not p.is_leaf:
@@ -80,85 +143,126 @@ class Optimizer:
             if p.dtype.kind != "f":
                 raise TypeError(f"{name}: parameter {i} has dtype {p.dtype}; only floating tensors can be optimized")
             if id(p) in seen:
-                raise ValueError(f"{name}: parameter {i} (shape {p.shape}) appears twice in the list")
+                raise ValueError(f"{name}: parameter {i} (shape {p.shape}) appears twice in the parameter list"
+                                 f"{'s' if self.param_groups else ''}")
             seen.add(id(p))
-        self.params = params
-        self._hyper = tuple(hyper)
-        for k, v in hyper.items():
-            setattr(self, k, v)
-        self.state = [dict() for _ in params]
-        self.step_count = 0
+        self.param_groups.append({"params": ps, **h})
+        self.params.extend(ps)
+        self.state.extend(dict() for _ in ps)
+        self.param_steps.extend(0 for _ in ps)
+
+    def __getattr__(self, k):
+        # hyperparameters read as attributes: the first group's value (opt.lr, opt.momentum, ...)
+        d = self.__dict__
+        if k in d.get("defaults", ()) and d.get("param_groups"):
+            return d["param_groups"][0][k]
+        raise AttributeError(f"{type(self).__name__!s} object has no attribute {k!r}")
+
+    def __setattr__(self, k, v):
+        d = self.__dict__
+        if k in d.get("defaults", ()) and d.get("param_groups"):
+            for g in d["param_groups"]:
+                g[k] = v
+        else:
+            object.__setattr__(self, k, v)
+
+    def _check(self, h):
+        pass
 
     # -------------------------------------------------------------- the update
-    def zero_grad(self):
-        """Set every parameter's ``.grad`` to None (the next backward writes fresh gradients)."""
+    def zero_grad(self, set_to_none=True):
+        """Set every parameter's ``.grad`` to None (default; the next backward writes fresh
+        gradients) or, with ``set_to_none=False``, to dense zeros."""
         for p in self.params:
-            p.grad = None
-
-    def _begin_step(self):
-        """Per-step scalars (e.g. Adam's bias corrections), computed once per step."""
-
-    def step(self):
-        """Apply one update to every parameter that has a gradient; increments ``step_count``."""
-        self.step_count += 1
-        self._begin_step()
-        for i, p in enumerate(self.params):
-            g = p.grad
-            if g is None:
-                continue
-            st = self.state[i]
-            new = not st
-            if new:
-                st.update(self._new_state(p))
-            if type(g) is RowSparseGrad:
-                g = _coalesce(g)
-                idx = g.indices
-                w = p.data[idx]
-                rows = {k: a[idx] for k, a in st.items()}
-                self._rule(w, g.values, rows, False)
-                p.data[idx] = w
-                for k, a in rows.items():
-                    st[k][idx] = a
+            if set_to_none or p.grad is None:
+                p.grad = None
             else:
-                if g.shape != p.shape:
-                    raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape} but its "
-                                     f"gradient has shape {g.shape}")
-                self._rule(p.data, g, st, new)
+                p.grad = np.zeros_like(p.data)
 
-    def _new_state(self, p):
+    def step(self, closure=None):
+        """Apply one update to every parameter that has a gradient; increments ``step_count`` and
+        the step count of every updated parameter.  ``closure`` (optional): called first (with
+        gradients enabled); its value is returned."""
+        loss = None
+        if closure is not None:
+            from .autograd import enable_grad
+            with enable_grad():
+                loss = closure()
+        self.step_count += 1
+        i = 0
+        for h in self.param_groups:
+            for p in h["params"]:
+                self._update(i, p, h)
+                i += 1
+        return loss
+
+    def _update(self, i, p, h):
+        g = p.grad
+        if g is None:
+            return
+        st = self.state[i]
+        new = not st and self.param_steps[i] == 0
+        if new:
+            st.update(self._new_state(p, h))
+        self.param_steps[i] += 1
+        t = self.param_steps[i]
+        if type(g) is RowSparseGrad:
+            g = _coalesce(g)
+            idx = g.indices
+            w = p.data[idx]
+            rows = {k: a[idx] for k, a in st.items()}
+            self._rule(w, g.values, rows, False, h, t)
+            p.data[idx] = w
+            for k, a in rows.items():
+                st[k][idx] = a
+        else:
+            if g.shape != p.shape:
+                raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape} but its "
+                                 f"gradient has shape {g.shape}")
+            self._rule(p.data, g, st, new, h, t)
+
+    def _new_state(self, p, h):
         return {}
 
-    def _rule(self, w, g, st, new):  # pragma: no cover - abstract
+    def _rule(self, w, g, st, new, h, t):  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -------------------------------------------------------------- state
     def state_dict(self):
-        """Flat dict: 'type', 'step', the hyperparameters (Python scalars) and 'state.<i>.<name>'
-        arrays (copies)."""
+        """Flat dict: 'type', 'step', the first group's hyperparameters, 'group.<k>.<name>' for the
+        other groups, 'state.<i>.step' (ints) and 'state.<i>.<name>' arrays (copies)."""
         sd = {"type": type(self).__name__, "step": int(self.step_count)}
         for k in self._hyper:
-            sd[k] = _py(getattr(self, k))
+            sd[k] = _py(self.param_groups[0][k])
+        for gi, g in enumerate(self.param_groups[1:], start=1):
+            for k in self._hyper:
+                sd[f"group.{gi}.{k}"] = _py(g[k])
         for i, st in enumerate(self.state):
+            if st:
+                sd[f"state.{i}.step"] = int(self.param_steps[i])
             for k, a in st.items():
                 sd[f"state.{i}.{k}"] = a.copy()
         return sd
 
     def load_state_dict(self, state_dict):
-        """Restore a :meth:`state_dict` exactly: step count, hyperparameters (lr included) and every
-        state array (copied).  Everything is checked first -- type, keys, parameter indices,
-        shapes and dtypes -- and on any problem :class:`OptimizerStateError` lists them all and
-        nothing is changed."""
+        """Restore a :meth:`state_dict` exactly: step counts, every group's hyperparameters (lr
+        included) and every state array (copied).  Everything is checked first -- type, keys,
+        parameter indices, shapes and dtypes -- and on any problem :class:`OptimizerStateError`
+        lists them all and nothing is changed."""
         name = type(self).__name__
         sd = dict(state_dict)
         problems = []
         t = sd.get("type", name)
         if t != name:
             problems.append(f"it was saved by {t}, not {name}")
-        for k in ("step", *self._hyper):
-            if k not in sd:
-                problems.append(f"missing key '{k}'")
+        group_keys = [(0, k, k) for k in self._hyper] + [
+            (gi, k, f"group.{gi}.{k}") for gi in range(1, len(self.param_groups)) for k in self._hyper]
+        for _, _, key in [(None, None, "step")] + group_keys:
+            if key not in sd:
+                problems.append(f"missing key '{key}'")
         new_state = [dict() for _ in self.params]
-        known = {"type", "step", *self._hyper}
+        new_steps = [None] * len(self.params)
+        known = {"type", "step", *(key for _, _, key in group_keys)}
         for k, v in sd.items():
             if k in known:
                 continue
@@ -170,6 +274,12 @@ class Optimizer:
             if i >= len(self.params):
                 problems.append(f"'{k}' is for parameter {i}, but this optimizer has {len(self.params)} parameters")
                 continue
+            if sname == "step":
+                try:
+                    new_steps[i] = int(v)
+                except (TypeError, ValueError):
+                    problems.append(f"'{k}' is not an integer step count: {v!r}")
+                continue
             p = self.params[i]
             a = np.asarray(v.data if isinstance(v, Tensor) else v)
             if a.shape != p.shape or a.dtype != p.dtype:
@@ -177,29 +287,44 @@ class Optimizer:
                                 f"{p.shape} dtype {p.dtype}")
                 continue
             new_state[i][sname] = np.array(a, copy=True)
+        groups = self._param_group_index()
         for i, st in enumerate(new_state):
-            if st and set(st) != set(self._new_state_names(self.params[i])):
-                problems.append(f"parameter {i}: state {sorted(st)}, expected {sorted(self._new_state_names(self.params[i]))}")
+            expect = set(self._new_state(self.params[i], self.param_groups[groups[i]]))
+            if st and set(st) != expect:
+                problems.append(f"parameter {i}: state {sorted(st)}, expected {sorted(expect)}")
         if problems:
             raise OptimizerStateError(f"{name}.load_state_dict: the state dict does not fit this optimizer "
                                       f"(nothing was changed):\n  " + "\n  ".join(problems))
         self.step_count = int(sd["step"])
-        for k in self._hyper:
-            cur = getattr(self, k)
-            v = sd[k]
-            setattr(self, k, type(cur)(v) if isinstance(cur, (bool, int, float)) and not isinstance(v, type(cur)) else v)
+        for gi, k, key in group_keys:
+            cur = self.param_groups[gi][k]
+            v = sd[key]
+            self.param_groups[gi][k] = type(cur)(v) if isinstance(cur, (bool, int, float)) and not isinstance(v, type(cur)) else v
         self.state = new_state
+        # old state dicts (one global step count): every parameter with state took every step
+        self.param_steps = [s if s is not None else (self.step_count if st else 0)
+                            for s, st in zip(new_steps, new_state)]
         self._after_load()
 
-    def _new_state_names(self, p):
-        return list(self._new_state(p))
+    def _param_group_index(self):
+        out = []
+        for gi, g in enumerate(self.param_groups):
+            out.extend([gi] * len(g["params"]))
+        return out
 
     def _after_load(self):
         pass
 
     def __repr__(self):
-        hp = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._hyper)
-        return f"{type(self).__name__}({len(self.params)} parameters, {hp})"
+        hp = ", ".join(f"{k}={self.param_groups[0][k]!r}" for k in self._hyper)
+        ng = f", {len(self.param_groups)} groups" if len(self.param_groups) > 1 else ""
+        return f"{type(self).__name__}({len(self.params)} parameters{ng}, {hp})"
+
+
+def _nonneg(h, where, *names):
+    bad = [f"{k}={h[k]}" for k in names if h[k] is None or h[k] < 0]
+    if bad:
+        raise ValueError(f"{where}: need {', '.join(names)} >= 0, got {', '.join(bad)}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -220,46 +345,47 @@ class SGD(Optimizer):
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
         if lr is None or lr < 0:
             raise ValueError(f"SGD: lr must be >= 0, got {lr}")
-        if momentum < 0 or weight_decay < 0 or not 0 <= dampening <= 1:
-            raise ValueError(f"SGD: need momentum >= 0, weight_decay >= 0, 0 <= dampening <= 1 "
-                             f"(got {momentum}, {weight_decay}, {dampening})")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
         super().__init__(params, lr=float(lr), momentum=float(momentum), nesterov=bool(nesterov),
                          weight_decay=float(weight_decay), dampening=float(dampening))
 
-    def step(self):
-        if self.momentum or self.weight_decay:
-            return super().step()
+    def _check(self, h):
+        _nonneg(h, "SGD", "lr")
+        if h["momentum"] < 0 or h["weight_decay"] < 0 or not 0 <= h["dampening"] <= 1:
+            raise ValueError(f"SGD: need momentum >= 0, weight_decay >= 0, 0 <= dampening <= 1 "
+                             f"(got {h['momentum']}, {h['weight_decay']}, {h['dampening']})")
+        if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
+            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
+
+    def _update(self, i, p, h):
+        if h["momentum"] or h["weight_decay"]:
+            return super()._update(i, p, h)
         # plain SGD: the lean path (the MLP benchmark compares this with hand-written NumPy)
-        self.step_count += 1
-        lr = self.lr
-        for p in self.params:
-            g = p.grad
-            if g is None:
-                continue
-            if type(g) is RowSparseGrad:
-                g = _coalesce(g)
-                p.data[g.indices] -= lr * g.values
-            else:
-                p.data -= lr * g
+        g = p.grad
+        if g is None:
+            return
+        self.param_steps[i] += 1
+        if type(g) is RowSparseGrad:
+            g = _coalesce(g)
+            p.data[g.indices] -= h["lr"] * g.values
+        else:
+            p.data -= h["lr"] * g
 
-    def _new_state(self, p):
-        return {"momentum": np.zeros_like(p.data)} if self.momentum else {}
+    def _new_state(self, p, h):
+        return {"momentum": np.zeros_like(p.data)} if h["momentum"] else {}
 
-    def _rule(self, w, g, st, new):
-        if self.weight_decay:
-            g = g + self.weight_decay * w
-        mu = self.momentum
+    def _rule(self, w, g, st, new, h, t):
+        if h["weight_decay"]:
+            g = g + h["weight_decay"] * w
+        mu = h["momentum"]
         if mu:
             b = st["momentum"]
             if new:
                 b[...] = g
             else:
                 b *= mu
-                b += g if self.dampening == 0 else (1.0 - self.dampening) * g
-            g = g + mu * b if self.nesterov else b
-        w -= self.lr * g
+                b += g if h["dampening"] == 0 else (1.0 - h["dampening"]) * g
+            g = g + mu * b if h["nesterov"] else b
+        w -= h["lr"] * g
 
 
 class AdaGrad(Optimizer):
@@ -269,39 +395,111 @@ class AdaGrad(Optimizer):
         G ← G + g ⊙ g               (G starts at ``initial_accumulator``)
         w ← w − η g / (√G + ε)
 
-    State: ``'sum'`` (G).  :meth:`reset_state` sets every G back to ``initial_accumulator`` --
-    Stanford CoreNLP's classifiers reset the AdaGrad history at the start of every epoch.
+    Defaults as PyTorch's ``Adagrad``: lr = 0.01, ε = 1e-10 (it was 1e-8 before; the built-in
+    commands that record results -- ``train mlp --optimizer adagrad``, ``train window``, ``train
+    sequence`` -- pass ε = 1e-8 explicitly, so their recorded results are unchanged; the RNTN uses
+    CoreNLP's 1e-3).  ``initial_accumulator_value`` (PyTorch's name) is accepted for
+    ``initial_accumulator``.  State: ``'sum'`` (G).  :meth:`reset_state` sets every G back to
+    ``initial_accumulator`` -- Stanford CoreNLP's classifiers reset the AdaGrad history at the
+    start of every epoch.
     """
+    _aliases = {"initial_accumulator_value": lambda v: {"initial_accumulator": v}}
 
-    def __init__(self, params, lr=0.01, eps=1e-8, initial_accumulator=0.0, weight_decay=0.0):
-        if lr < 0 or eps <= 0 or initial_accumulator < 0 or weight_decay < 0:
-            raise ValueError(f"AdaGrad: need lr >= 0, eps > 0, initial_accumulator >= 0, weight_decay >= 0 "
-                             f"(got {lr}, {eps}, {initial_accumulator}, {weight_decay})")
+    def __init__(self, params, lr=0.01, eps=1e-10, initial_accumulator=0.0, weight_decay=0.0,
+                 initial_accumulator_value=None):
+        if initial_accumulator_value is not None:
+            initial_accumulator = initial_accumulator_value
         super().__init__(params, lr=float(lr), eps=float(eps), initial_accumulator=float(initial_accumulator),
                          weight_decay=float(weight_decay))
 
-    def _new_state(self, p):
-        return {"sum": np.full_like(p.data, self.initial_accumulator)}
+    def _check(self, h):
+        if h["lr"] < 0 or h["eps"] <= 0 or h["initial_accumulator"] < 0 or h["weight_decay"] < 0:
+            raise ValueError(f"AdaGrad: need lr >= 0, eps > 0, initial_accumulator >= 0, weight_decay >= 0 "
+                             f"(got {h['lr']}, {h['eps']}, {h['initial_accumulator']}, {h['weight_decay']})")
 
-    def _rule(self, w, g, st, new):
-        if self.weight_decay:
-            g = g + self.weight_decay * w
+    def _new_state(self, p, h):
+        return {"sum": np.full_like(p.data, h["initial_accumulator"])}
+
+    def _rule(self, w, g, st, new, h, t):
+        if h["weight_decay"]:
+            g = g + h["weight_decay"] * w
         G = st["sum"]
         G += g * g
         d = np.sqrt(G)
-        d += self.eps
-        w -= self.lr * (g / d)
+        d += h["eps"]
+        w -= h["lr"] * (g / d)
 
     def reset_state(self):
         """Forget the squared-gradient history: every accumulator G back to initial_accumulator."""
-        for st in self.state:
+        groups = self._param_group_index()
+        for i, st in enumerate(self.state):
             if "sum" in st:
-                st["sum"].fill(self.initial_accumulator)
+                st["sum"].fill(self.param_groups[groups[i]]["initial_accumulator"])
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Tieleman & Hinton 2012) with PyTorch's semantics and defaults (lr = 0.01,
+    α = 0.99, ε = 1e-8).  Per parameter w with gradient g:
+
+        g ← g + λ w                                   (weight_decay λ, if λ ≠ 0)
+        v ← α v + (1 − α) g ⊙ g
+        centered:  ḡ ← α ḡ + (1 − α) g;  d = √(v − ḡ ⊙ ḡ) + ε     else  d = √v + ε
+        momentum μ > 0:  b ← μ b + g / d;  w ← w − η b             else  w ← w − η g / d
+
+    State: ``'square_avg'`` (v), ``'grad_avg'`` (ḡ, centered), ``'momentum'`` (b, μ > 0).
+    """
+
+    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        super().__init__(params, lr=float(lr), alpha=float(alpha), eps=float(eps),
+                         weight_decay=float(weight_decay), momentum=float(momentum), centered=bool(centered))
+
+    def _check(self, h):
+        if h["lr"] < 0 or not 0 <= h["alpha"] < 1 or h["eps"] <= 0 or h["weight_decay"] < 0 or h["momentum"] < 0:
+            raise ValueError(f"RMSprop: need lr >= 0, 0 <= alpha < 1, eps > 0, weight_decay >= 0, momentum >= 0 "
+                             f"(got lr={h['lr']}, alpha={h['alpha']}, eps={h['eps']}, "
+                             f"weight_decay={h['weight_decay']}, momentum={h['momentum']})")
+
+    def _new_state(self, p, h):
+        st = {"square_avg": np.zeros_like(p.data)}
+        if h["centered"]:
+            st["grad_avg"] = np.zeros_like(p.data)
+        if h["momentum"]:
+            st["momentum"] = np.zeros_like(p.data)
+        return st
+
+    def _rule(self, w, g, st, new, h, t):
+        if h["weight_decay"]:
+            g = g + h["weight_decay"] * w
+        a = h["alpha"]
+        v = st["square_avg"]
+        v *= a
+        v += (1.0 - a) * (g * g)
+        if h["centered"]:
+            gb = st["grad_avg"]
+            gb *= a
+            gb += (1.0 - a) * g
+            d = np.sqrt(v - gb * gb)
+        else:
+            d = np.sqrt(v)
+        d += h["eps"]
+        if h["momentum"]:
+            b = st["momentum"]
+            b *= h["momentum"]
+            b += g / d
+            w -= h["lr"] * b
+        else:
+            w -= h["lr"] * (g / d)
+
+
+def _betas(b):
+    b1, b2 = b
+    return {"beta1": b1, "beta2": b2}
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with PyTorch's semantics.  At step t (the global step count), per
-    parameter w with gradient g:
+    """Adam (Kingma & Ba 2015) with PyTorch's semantics.  Per parameter w with gradient g, at the
+    parameter's t-th update (t counts the steps in which *this parameter* had a gradient, as
+    PyTorch's ``state[p]['step']`` -- not the optimizer's global step):
 
         g ← g + λ w                                   (weight_decay λ: L2 added to the gradient)
         m ← β₁ m + (1 − β₁) g
@@ -309,49 +507,47 @@ class Adam(Optimizer):
         w ← w − (η / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
 
     i.e. w − η m̂ / (√v̂ + ε) with m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ).  State: ``'m'``, ``'v'``.
-    For row-sparse gradients see the module docstring (lazy: untouched rows' m, v do not decay;
-    t is global).
+    In a parameter group ``betas=(β₁, β₂)`` is accepted (stored as ``beta1``, ``beta2``).
+    For row-sparse gradients see the module docstring (lazy: untouched rows' m, v do not decay).
     """
     _decoupled = False
+    _aliases = {"betas": _betas}
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         b1, b2 = betas
-        name = type(self).__name__
-        if lr < 0 or eps <= 0 or weight_decay < 0 or not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(f"{name}: need lr >= 0, 0 <= betas < 1, eps > 0, weight_decay >= 0 "
-                             f"(got lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay})")
         super().__init__(params, lr=float(lr), beta1=float(b1), beta2=float(b2), eps=float(eps),
                          weight_decay=float(weight_decay))
+
+    def _check(self, h):
+        if h["lr"] < 0 or h["eps"] <= 0 or h["weight_decay"] < 0 or not (0 <= h["beta1"] < 1 and 0 <= h["beta2"] < 1):
+            raise ValueError(f"{type(self).__name__}: need lr >= 0, 0 <= betas < 1, eps > 0, weight_decay >= 0 "
+                             f"(got lr={h['lr']}, betas={(h['beta1'], h['beta2'])}, eps={h['eps']}, "
+                             f"weight_decay={h['weight_decay']})")
 
     @property
     def betas(self):
         return (self.beta1, self.beta2)
 
-    def _begin_step(self):
-        t = self.step_count
-        self._bc1 = 1.0 - self.beta1 ** t
-        self._sqrt_bc2 = math.sqrt(1.0 - self.beta2 ** t)
-
-    def _new_state(self, p):
+    def _new_state(self, p, h):
         return {"m": np.zeros_like(p.data), "v": np.zeros_like(p.data)}
 
-    def _rule(self, w, g, st, new):
-        lr, wd = self.lr, self.weight_decay
+    def _rule(self, w, g, st, new, h, t):
+        lr, wd, b1, b2 = h["lr"], h["weight_decay"], h["beta1"], h["beta2"]
         if wd:
             if self._decoupled:
                 w *= 1.0 - lr * wd
             else:
                 g = g + wd * w
         m, v = st["m"], st["v"]
-        m *= self.beta1
-        m += (1.0 - self.beta1) * g
-        v *= self.beta2
-        v += (1.0 - self.beta2) * (g * g)
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
         d = np.sqrt(v)
-        d /= self._sqrt_bc2
-        d += self.eps
+        d /= math.sqrt(1.0 - b2 ** t)
+        d += h["eps"]
         u = m / d
-        u *= lr / self._bc1
+        u *= lr / (1.0 - b1 ** t)
         w -= u
 
 
@@ -359,7 +555,7 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019), PyTorch's AdamW:
 
         w ← w (1 − η λ)             (decay applied to the weights, not added to the gradient)
-        then the Adam update of :class:`Adam` with λ = 0.
+        then the Adam update of :class:`Adam` with λ = 0 (per-parameter step counts t).
 
     Default ``weight_decay = 0.01``.  With row-sparse gradients only touched rows decay.
     """
@@ -370,6 +566,14 @@ class AdamW(Adam):
 
 
 # ------------------------------------------------------------------------------------------------
+def _with_grads(params):
+    if hasattr(params, "parameters") and callable(params.parameters):
+        params = params.parameters()
+    if isinstance(params, Tensor):
+        params = [params]
+    return [p for p in params if p.grad is not None]
+
+
 def clip_grad_norm(params, max_norm, error_if_nonfinite=False):
     """Scale all gradients together so that their global L2 norm is at most ``max_norm``:
 
@@ -378,12 +582,8 @@ def clip_grad_norm(params, max_norm, error_if_nonfinite=False):
     in place (dense arrays, or the values of row-sparse gradients, which are coalesced first so
     that repeated rows are summed before squaring).  Returns n, the norm *before* clipping (a
     float).  A non-finite n leaves the gradients unchanged (or raises with
-    ``error_if_nonfinite=True``)."""
-    if hasattr(params, "parameters") and callable(params.parameters):
-        params = params.parameters()
-    if isinstance(params, Tensor):
-        params = [params]
-    params = [p for p in params if p.grad is not None]
+    ``error_if_nonfinite=True``).  ``clip_grad_norm_`` is the same function (PyTorch's name)."""
+    params = _with_grads(params)
     sq = 0.0
     for p in params:
         g = p.grad
@@ -405,38 +605,77 @@ def clip_grad_norm(params, max_norm, error_if_nonfinite=False):
     return total
 
 
+def clip_grad_value(params, clip_value):
+    """Clamp every gradient element into [−c, c] in place: g ← min(max(g, −c), c) (dense arrays,
+    or the values of row-sparse gradients after coalescing, so repeated rows are summed first).
+    ``clip_grad_value_`` is the same function (PyTorch's name).  Returns None."""
+    c = float(clip_value)
+    if not c >= 0:
+        raise ValueError(f"clip_grad_value: clip_value must be >= 0, got {clip_value}")
+    for p in _with_grads(params):
+        g = p.grad
+        if type(g) is RowSparseGrad:
+            g = p.grad = _coalesce(g)
+            np.clip(g.values, -c, c, out=g.values)
+        elif isinstance(g, np.ndarray) and g.flags.writeable:
+            np.clip(g, -c, c, out=g)
+        else:
+            p.grad = np.clip(g, -c, c)
+
+
+clip_grad_norm_ = clip_grad_norm
+clip_grad_value_ = clip_grad_value
+
+
 # ------------------------------------------------------------------------------------------------
 class _Scheduler:
-    """Sets ``optimizer.lr`` from the epoch count; call :meth:`step` once at the end of each epoch.
-    The lr is computed in closed form from ``base_lr`` (the optimizer's lr at construction), so a
-    restored scheduler reproduces it exactly."""
+    """Sets every parameter group's lr from the epoch count; call :meth:`step` once at the end of
+    each epoch.  Each group's lr is computed in closed form from its own base lr (its lr at
+    construction), so a restored scheduler reproduces it exactly."""
     _hyper = ()
 
     def __init__(self, optimizer):
-        if not hasattr(optimizer, "lr"):
-            raise TypeError(f"{type(self).__name__}: expected an optimizer with an 'lr' attribute")
+        if not hasattr(optimizer, "param_groups"):
+            raise TypeError(f"{type(self).__name__}: expected a chainrule optimizer (with param_groups)")
         self.optimizer = optimizer
-        self.base_lr = float(optimizer.lr)
+        self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
         self.epoch = 0
-        self.optimizer.lr = self.get_lr(0)
+        self._apply()
 
-    def get_lr(self, epoch):  # pragma: no cover - abstract
+    @property
+    def base_lr(self):
+        return self.base_lrs[0]
+
+    def _lr(self, base_lr, epoch):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def get_lr(self, epoch, group=0):
+        """The lr of parameter group ``group`` at epoch ``epoch``."""
+        return self._lr(self.base_lrs[group], epoch)
+
+    def _apply(self):
+        for gi, g in enumerate(self.optimizer.param_groups):
+            g["lr"] = self.get_lr(self.epoch, gi)
+
+    def get_last_lr(self):
+        """The current lr of every parameter group (a list, as PyTorch's ``get_last_lr``)."""
+        return [g["lr"] for g in self.optimizer.param_groups]
 
     @property
     def last_lr(self):
-        return self.optimizer.lr
+        return self.optimizer.param_groups[0]["lr"]
 
     def step(self):
-        """End of an epoch: epoch += 1 and the optimizer's lr set for the next one."""
+        """End of an epoch: epoch += 1 and every group's lr set for the next one; returns the
+        first group's lr."""
         self.epoch += 1
-        self.optimizer.lr = self.get_lr(self.epoch)
-        return self.optimizer.lr
+        self._apply()
+        return self.last_lr
 
     def state_dict(self):
-        """JSON-serialisable: {'type', 'epoch', 'base_lr', hyperparameters...}."""
+        """JSON-serialisable: {'type', 'epoch', 'base_lr', 'base_lrs', hyperparameters...}."""
         return {"type": type(self).__name__, "epoch": self.epoch, "base_lr": self.base_lr,
-                **{k: getattr(self, k) for k in self._hyper}}
+                "base_lrs": list(self.base_lrs), **{k: getattr(self, k) for k in self._hyper}}
 
     def load_state_dict(self, sd):
         name = type(self).__name__
@@ -445,14 +684,18 @@ class _Scheduler:
         missing = [k for k in ("epoch", "base_lr", *self._hyper) if k not in sd]
         if missing:
             raise ValueError(f"{name}.load_state_dict: missing keys {missing}")
-        self.epoch, self.base_lr = int(sd["epoch"]), float(sd["base_lr"])
+        base = [float(b) for b in sd.get("base_lrs", [sd["base_lr"]])]
+        if len(base) != len(self.optimizer.param_groups):
+            raise ValueError(f"{name}.load_state_dict: state for {len(base)} parameter groups, the optimizer "
+                             f"has {len(self.optimizer.param_groups)}")
+        self.epoch, self.base_lrs = int(sd["epoch"]), base
         for k in self._hyper:
             setattr(self, k, type(getattr(self, k))(sd[k]))
-        self.optimizer.lr = self.get_lr(self.epoch)
+        self._apply()
 
     def __repr__(self):
         hp = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._hyper)
-        return f"{type(self).__name__}({hp}, epoch={self.epoch}, lr={self.optimizer.lr:.6g})"
+        return f"{type(self).__name__}({hp}, epoch={self.epoch}, lr={self.last_lr:.6g})"
 
 
 class StepLR(_Scheduler):
@@ -465,8 +708,8 @@ class StepLR(_Scheduler):
         self.step_size, self.gamma = int(step_size), float(gamma)
         super().__init__(optimizer)
 
-    def get_lr(self, epoch):
-        return self.base_lr * self.gamma ** (epoch // self.step_size)
+    def _lr(self, base_lr, epoch):
+        return base_lr * self.gamma ** (epoch // self.step_size)
 
 
 class CosineLR(_Scheduler):
@@ -484,6 +727,6 @@ class CosineLR(_Scheduler):
         self.T_max, self.eta_min = int(T_max), float(eta_min)
         super().__init__(optimizer)
 
-    def get_lr(self, epoch):
+    def _lr(self, base_lr, epoch):
         e = min(epoch, self.T_max)
-        return self.eta_min + (self.base_lr - self.eta_min) * (1.0 + math.cos(math.pi * e / self.T_max)) / 2.0
+        return self.eta_min + (base_lr - self.eta_min) * (1.0 + math.cos(math.pi * e / self.T_max)) / 2.0

@@ -3,10 +3,6 @@
 Every operation goes through :func:`apply`, which runs a primitive's forward function on the
 arrays and -- when gradients are enabled and some input requires them -- records a
 :class:`~chainrule.autograd.Node` with what the op's backward rule needs.
-
-This module owns the Tensor's state (data, grad, node, hooks, version) and ``backward``.  Its
-operators and op methods (``+``, ``@``, ``x[i]``, ``x.sum()``, ``x.tanh()``, ...) are the public ops
-of :mod:`chainrule.ops.functional`, installed on the class there: one definition for both spellings.
 """
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ import numpy as np
 from . import autograd as ag
 from . import debug
 from .autograd import STATE, Node
+from .ops import rules as R
 
 __all__ = ["Tensor", "tensor", "apply", "set_default_dtype", "get_default_dtype"]
 
@@ -156,6 +153,10 @@ class Tensor:
         if self._node is not None:
             self._node.name = value
 
+    @property
+    def T(self):
+        return apply(R.TRANSPOSE, (self,))
+
     def __len__(self):
         return len(self.data)
 
@@ -220,6 +221,22 @@ class Tensor:
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(t)`` is ``t.data`` (no copy unless a dtype or ``copy=True`` asks for one);
+        the result is a plain array, cut from the graph."""
+        a = self.data
+        if dtype is not None and np.dtype(dtype) != a.dtype:
+            return a.astype(dtype)
+        return a.copy() if copy else a
+
+    def numel(self):
+        """Number of elements (PyTorch's ``numel()``; NumPy's ``size``)."""
+        return self.data.size
+
+    def dim(self):
+        """Number of axes (PyTorch's ``dim()``; NumPy's ``ndim``)."""
+        return self.data.ndim
+
     __hash__ = object.__hash__
 
     # ---------------------------------------------------------------- autograd
@@ -262,20 +279,113 @@ class Tensor:
         lst.append(fn)
         return _HookHandle(lst, fn)
 
-    # ---------------------------------------------------------------- in place (the version counter)
-    def __setitem__(self, idx, value):
-        """``t[idx] = value`` in place.  Allowed on tensors that do not require grad, and on any
-        tensor inside ``no_grad()`` (an optimizer-style update).  Every in-place change bumps the
-        tensor's version: a graph recorded earlier that saved this tensor for its backward rule
-        then refuses to backprop through it, naming the op, instead of using the new values."""
+    # ---------------------------------------------------------------- operators
+    def __add__(self, o):
+        return apply(R.ADD, (self, o))
+
+    def __radd__(self, o):
+        return apply(R.ADD, (o, self))
+
+    def __sub__(self, o):
+        return apply(R.SUB, (self, o))
+
+    def __rsub__(self, o):
+        return apply(R.SUB, (o, self))
+
+    def __mul__(self, o):
+        return apply(R.MUL, (self, o))
+
+    def __rmul__(self, o):
+        return apply(R.MUL, (o, self))
+
+    def __truediv__(self, o):
+        return apply(R.DIV, (self, o))
+
+    def __rtruediv__(self, o):
+        return apply(R.DIV, (o, self))
+
+    def __neg__(self):
+        return apply(R.NEG, (self,))
+
+    def __pos__(self):
+        return self
+
+    def __pow__(self, o):
+        return apply(R.POW, (self, o))
+
+    def __rpow__(self, o):
+        return apply(R.POW, (o, self))
+
+    def __matmul__(self, o):
+        return apply(R.MATMUL, (self, o))
+
+    def __rmatmul__(self, o):
+        return apply(R.MATMUL, (o, self))
+
+    # ---------------------------------------------------------------- in place
+    # The rule (docs/coming-from-pytorch.md): a tensor that requires grad is never changed in
+    # place while gradients are recorded.  On a leaf (a parameter) ``w += 1`` and ``w[i] = v`` raise,
+    # as PyTorch; under ``with cr.no_grad():`` they write into ``w.data`` (an update step).  On a
+    # computed tensor ``z += 1`` is ``z = z + 1`` (a new tensor in the graph; other references keep
+    # the old value) and ``z[i] = v`` raises (use ``cr.index_put``).  A tensor that does not require
+    # grad is an array: ``+=`` and ``[i] =`` write into its data (views and aliases see the change).
+    def _inplace(self, o, op, ufunc, sym):
         if self.requires_grad and STATE.grad_enabled:
-            raise RuntimeError("setitem: in-place assignment to a tensor that requires grad would not be "
-                               "differentiated; do it inside chainrule.no_grad(), or build a new tensor "
-                               "(where, concat)")
+            if self._node is None:
+                raise RuntimeError(
+                    f"in-place '{sym}=' on a leaf tensor that requires grad (shape {self.shape}): it would bypass "
+                    f"the graph (PyTorch refuses too).  Write 'x = x {sym} ...' for a new tensor, or change the "
+                    f"values under 'with cr.no_grad():' (e.g. a hand-written update step)")
+            return apply(op, (self, o))
+        if self._node is not None:
+            return apply(op, (self, o))
+        try:
+            ufunc(self.data, _data(o), out=self.data)
+        except TypeError as e:
+            raise TypeError(f"in-place '{sym}=' on a tensor of dtype {self.dtype}: {e}") from None
+        ag.mark_edited(self)
+        return self
+
+    def __iadd__(self, o):
+        return self._inplace(o, R.ADD, np.add, "+")
+
+    def __isub__(self, o):
+        return self._inplace(o, R.SUB, np.subtract, "-")
+
+    def __imul__(self, o):
+        return self._inplace(o, R.MUL, np.multiply, "*")
+
+    def __itruediv__(self, o):
+        return self._inplace(o, R.DIV, np.true_divide, "/")
+
+    def __ipow__(self, o):
+        return self._inplace(o, R.POW, np.power, "**")
+
+    def __setitem__(self, idx, value):
+        if self.requires_grad and (STATE.grad_enabled or self._node is not None):
+            raise TypeError(
+                f"item assignment on a tensor that requires grad (shape {self.shape}) would bypass the graph; "
+                f"use 'y = cr.index_put(x, idx, values)' (or 'cr.where(mask, values, x)'): gradients then flow "
+                f"to both x and values" + (" (or assign under 'with cr.no_grad():' to change a parameter's values)"
+                                           if self._node is None else ""))
         if isinstance(idx, Tensor):
             idx = idx.data
-        self.data[idx] = value.data if isinstance(value, Tensor) else value
-        ag.mark_edited(self)
+        elif isinstance(idx, tuple):
+            idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+        self.data[idx] = _data(value)
+        ag.mark_edited(self)         # the version counter: graphs that saved this tensor refuse it
+
+    def __abs__(self):
+        return apply(R.ABS, (self,))
+
+    def __getitem__(self, idx):
+        if isinstance(idx, Tensor):
+            idx = idx.data
+        elif isinstance(idx, tuple):
+            idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+        elif isinstance(idx, list):
+            idx = np.asarray(idx)
+        return apply(R.GETITEM, (self,), {"idx": idx})
 
     # comparisons give plain boolean tensors (no gradient)
     def __lt__(self, o):
@@ -289,6 +399,117 @@ class Tensor:
 
     def __ge__(self, o):
         return Tensor._wrap(self.data >= _data(o))
+
+    # ---------------------------------------------------------------- methods
+    def sum(self, axis=None, keepdims=False, **kw):
+        if kw:
+            return F().sum(self, axis, keepdims, **kw)
+        return apply(R.SUM, (self,), {"axis": axis, "keepdims": keepdims})
+
+    def mean(self, axis=None, keepdims=False, **kw):
+        return F().mean(self, axis, keepdims, **kw)
+
+    def max(self, axis=None, keepdims=False, **kw):
+        """NumPy's ``max`` (values); ``dim=`` or ``return_indices=True`` give ``(values, indices)``
+        as PyTorch (see :func:`chainrule.max`)."""
+        if kw:
+            return F().max(self, axis, keepdims, **kw)
+        return apply(R.MAX, (self,), {"axis": axis, "keepdims": keepdims})
+
+    def min(self, axis=None, keepdims=False, **kw):
+        if kw:
+            return F().min(self, axis, keepdims, **kw)
+        return apply(R.MIN, (self,), {"axis": axis, "keepdims": keepdims})
+
+    def argmax(self, axis=None, keepdims=False, **kw):
+        return F().argmax(self, axis, keepdims, **kw)
+
+    def argmin(self, axis=None, keepdims=False, **kw):
+        return F().argmin(self, axis, keepdims, **kw)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return apply(R.RESHAPE, (self,), {"shape": shape})
+
+    view = reshape
+
+    def transpose(self, *axes):
+        """``transpose()``: axes reversed.  ``transpose(a, b)`` (two ints): swap axes a and b, as
+        PyTorch (for a matrix, ``transpose(0, 1)`` is the transpose, not NumPy's identity
+        permutation).  ``transpose((…))`` (one tuple) or three or more ints: a full permutation,
+        as NumPy (see also :meth:`permute`, :meth:`swapaxes`)."""
+        if len(axes) == 2 and all(isinstance(a, (int, np.integer)) for a in axes):
+            return F().swapaxes(self, int(axes[0]), int(axes[1]))
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return apply(R.TRANSPOSE, (self,), {"axes": axes or None})
+
+    def permute(self, *axes):
+        """A permutation of the axes (``permute(2, 0, 1)`` or ``permute((2, 0, 1))``)."""
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        if len(axes) != self.ndim:
+            raise ValueError(f"permute: {len(axes)} axes given for a tensor with {self.ndim} axes (shape {self.shape})")
+        return apply(R.TRANSPOSE, (self,), {"axes": axes})
+
+    def swapaxes(self, axis1, axis2):
+        return F().swapaxes(self, axis1, axis2)
+
+    def t(self):
+        """Transpose of a matrix (a 0-D or 1-D tensor is returned as is), as PyTorch's ``t()``."""
+        if self.ndim > 2:
+            raise ValueError(f"t: expects a tensor with at most 2 axes, got shape {self.shape}; use "
+                             f"transpose(a, b) or permute(...)")
+        return self if self.ndim < 2 else apply(R.TRANSPOSE, (self,))
+
+    def unsqueeze(self, axis=None, **kw):
+        return F().unsqueeze(self, axis, **kw)
+
+    def squeeze(self, axis=None, **kw):
+        return F().squeeze(self, axis, **kw)
+
+    def flatten(self, start_axis=0, end_axis=-1, **kw):
+        return F().flatten(self, start_axis, end_axis, **kw)
+
+    def expand(self, *shape):
+        return F().expand(self, *shape)
+
+    def broadcast_to(self, shape):
+        return F().broadcast_to(self, shape)
+
+    def clone(self):
+        return F().clone(self)
+
+    def index_put(self, idx, values):
+        return F().index_put(self, idx, values)
+
+    def exp(self):
+        return apply(R.EXP, (self,))
+
+    def log(self):
+        return apply(R.LOG, (self,))
+
+    def sqrt(self):
+        return apply(R.SQRT, (self,))
+
+    def abs(self):
+        return apply(R.ABS, (self,))
+
+    def tanh(self):
+        return apply(R.TANH, (self,))
+
+    def sigmoid(self):
+        return apply(R.SIGMOID, (self,))
+
+    def relu(self):
+        return apply(R.RELU, (self,))
+
+    def softmax(self, axis=-1, **kw):
+        return F().softmax(self, axis, **kw)
+
+    def log_softmax(self, axis=-1, **kw):
+        return F().log_softmax(self, axis, **kw)
 
 
 # run_backward with create_graph=True: installed by chainrule.ops.functional, which has the tensor
@@ -305,6 +526,12 @@ class _HookHandle:
     def remove(self):
         if self._fn in self._lst:
             self._lst.remove(self._fn)
+
+
+def F():
+    """The functional ops module (imported lazily: it imports this one)."""
+    from .ops import functional
+    return functional
 
 
 def _data(o):

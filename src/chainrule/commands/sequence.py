@@ -110,7 +110,7 @@ def make_optimizer(config, model):
     if config["optimizer"] == "adam":
         return optim.Adam(params, lr=config["lr"], weight_decay=config["weight_decay"])
     if config["optimizer"] == "adagrad":
-        return optim.AdaGrad(params, lr=config["lr"], weight_decay=config["weight_decay"])
+        return optim.AdaGrad(params, lr=config["lr"], weight_decay=config["weight_decay"], eps=1e-8)  # recorded results use 1e-8
     return optim.SGD(params, lr=config["lr"], weight_decay=config["weight_decay"])
 
 

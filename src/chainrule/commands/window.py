@@ -131,7 +131,7 @@ def make_optimizer(config, params):
         return optim.SGD(params, lr=lr)
     if name == "adam":
         return optim.Adam(params, lr=lr)
-    return optim.AdaGrad(params, lr=lr)
+    return optim.AdaGrad(params, lr=lr, eps=1e-8)  # eps pinned: recorded results predate the 1e-10 default
 
 
 def load_tagger(path):

@@ -74,7 +74,7 @@ def make_optimizer(config, params):
     if name == "adam":
         return optim.Adam(params, lr=lr, weight_decay=wd)
     if name == "adagrad":
-        return optim.AdaGrad(params, lr=lr)
+        return optim.AdaGrad(params, lr=lr, eps=1e-8)  # eps pinned: recorded results predate the 1e-10 default
     raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")
 
 

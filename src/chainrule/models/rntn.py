@@ -21,10 +21,13 @@ Execution batched by level
 the length of its longest path down to a leaf, so all children of a node of height h have
 height < h. The *node table* holds the vectors of every node of the batch sorted by height:
 one ``take`` gives every leaf, then for h = 1..H one gather of the children of all height-h
-nodes from the table (``take`` with an (n_h, 2) index → (n_h, 2d)), one matmul with Wᵀ, the
+nodes from the table (an (n_h, 2) index → (n_h, 2d)), one matmul with Wᵀ, the
 tensor term of every node of the level in one ``bilinear`` op (one GEMM U = c · V, V viewed as
-(2d, 2d·d), then Σ_j c_j U[n, j, k]; see :func:`chainrule.bilinear`), one tanh, and one
-``concat`` that appends the level to the table. Then a
+(2d, 2d·d), then Σ_j c_j U[n, j, k]; see :func:`chainrule.bilinear`), one tanh, and one write
+of the level's rows into the table. The table is a :class:`~chainrule.ops.table.NodeTable`: one
+buffer written level by level, and in backward one gradient buffer each level's gather adds
+into, so the cost is linear in the number of nodes whatever the depth (appending with ``concat``
+copied the whole table at every level: quadratic in the depth). Then a
 single classifier matmul over all nodes and a single fused ``softmax_cross_entropy``.
 Backpropagation through structure is the engine's reverse pass over these ~8 ops per level;
 nothing in this module computes a gradient by hand.
@@ -64,6 +67,7 @@ import numpy as np
 from .. import nn
 from ..autograd import no_grad
 from ..ops import functional as F
+from ..ops.table import NodeTable
 
 __all__ = [
     "Vocab", "EncodedTree", "encode_tree", "TreeBatch", "TreeDataset", "RNTN", "RNN", "build_model",
@@ -301,14 +305,16 @@ def forward_batched(params, batch, leaf_tanh=True):
     if leaf_tanh:
         x = F.tanh(x)
     WT = F.transpose(W)                                           # (2d, d), once per batch
-    table = x
-    for ch in batch.children:
+    table = NodeTable(batch.num_nodes)                            # rows in height order
+    table.write(0, x)
+    for h, ch in enumerate(batch.children, start=1):
         n = ch.shape[0]
-        c = F.reshape(F.take(table, ch), (n, 2 * d))             # [a; b] for every node of the level
+        c = F.reshape(table.gather(ch), (n, 2 * d))               # [a; b] for every node of the level
         z = F.matmul(c, WT) + b
         if V is not None:
             z = z + F.bilinear(c, V)                              # (cᵀ V^[k] c)_k for every node: one op
-        table = F.concat([table, F.tanh(z)], axis=0)              # append the level to the table
+        table.write(batch.bounds[h], F.tanh(z))                   # the level's rows of the table
+    table = table.read()
     logits = F.matmul(table, F.transpose(Ws)) + bs                # every node's classifier: one matmul
     return table, logits
 

@@ -46,10 +46,10 @@ multiplied only by gates, not by a squashing Jacobian, unlike the RNTN's tanh at
 Execution
 ---------
 :func:`forward_batched` reuses :class:`~chainrule.models.rntn.TreeBatch` (node table sorted by
-height): one ``take`` + matmul for all leaves, then per level h = 1..H one ``take`` of the
+height): one ``take`` + matmul for all leaves, then per level h = 1..H one gather of the
 children's h (reshaped to (n_h, 2H) = [h_l; h_r]) and c, one fused (n_h, 2H)·(2H, 5H) matmul,
-one sigmoid (four gates) and one tanh, and two ``concat`` that append the level to the h- and
-c-tables; then a single classifier matmul and a single fused ``softmax_cross_entropy``.
+one sigmoid (four gates) and one tanh, and two writes of the level into the h- and c-tables
+(:class:`~chainrule.ops.table.NodeTable`: linear in the number of nodes whatever the depth); then a single classifier matmul and a single fused ``softmax_cross_entropy``.
 :func:`forward_per_node` is the reference: one node at a time in post-order (a loop, no
 recursion). Tests assert both give the same loss and gradients to 1e-10 in float64.
 
@@ -66,6 +66,7 @@ import numpy as np
 
 from .. import nn
 from ..ops import functional as F
+from ..ops.table import NodeTable
 # predict/evaluate: the RNTN module's, which run any tree model's forward (ours returns (h, c, logits))
 from .rntn import (NUM_CLASSES, TreeBatch, TreeDataset, Vocab, encode_tree, evaluate,  # noqa: F401 (re-exported)
                    l2_penalty, predict, tree_loss_fn)
@@ -139,21 +140,24 @@ def forward_batched(params, batch):
     io = F.sigmoid(F.getitem(z, (slice(None), slice(0, 2 * H))))
     i, o = F.getitem(io, (slice(None), slice(0, H))), F.getitem(io, (slice(None), slice(H, 2 * H)))
     u = F.tanh(F.getitem(z, (slice(None), slice(2 * H, 3 * H))))
-    c_tab = i * u
-    h_tab = o * F.tanh(c_tab)
+    c0 = i * u
+    c_tab, h_tab = NodeTable(batch.num_nodes), NodeTable(batch.num_nodes)   # rows in height order
+    c_tab.write(0, c0)
+    h_tab.write(0, o * F.tanh(c0))
     UT = F.transpose(U)                                               # (2H, 5H), once per batch
-    for ch in batch.children:
+    for lev, ch in enumerate(batch.children, start=1):
         n = ch.shape[0]
-        s = F.reshape(F.take(h_tab, ch), (n, 2 * H))                  # [h_l; h_r] for the level
-        cc = F.take(c_tab, ch)                                        # (n, 2, H)
+        s = F.reshape(h_tab.gather(ch), (n, 2 * H))                   # [h_l; h_r] for the level
+        cc = c_tab.gather(ch)                                         # (n, 2, H)
         z = F.matmul(s, UT) + b                                       # (n, 5H): all five gates
         g = F.sigmoid(F.getitem(z, (slice(None), slice(0, 4 * H))))   # i, f_l, f_r, o
         u = F.tanh(F.getitem(z, (slice(None), slice(4 * H, 5 * H))))
         i, fl, fr, o = (F.getitem(g, (slice(None), slice(k * H, (k + 1) * H))) for k in range(4))
         c = i * u + fl * F.getitem(cc, (slice(None), 0)) + fr * F.getitem(cc, (slice(None), 1))
         h = o * F.tanh(c)
-        c_tab = F.concat([c_tab, c], axis=0)
-        h_tab = F.concat([h_tab, h], axis=0)
+        c_tab.write(batch.bounds[lev], c)
+        h_tab.write(batch.bounds[lev], h)
+    c_tab, h_tab = c_tab.read(), h_tab.read()
     logits = F.matmul(h_tab, F.transpose(Ws)) + bs                    # every node's classifier
     return h_tab, c_tab, logits
 

@@ -1,8 +1,8 @@
 """Weight initialisers.
 
 Every initialiser takes a shape (or a Tensor/Parameter, filled in place) and an explicit random
-source ``rng``: a ``np.random.Generator``, an int seed, a ``np.random.SeedSequence``, or None (fresh
-OS entropy -- not reproducible).
+source ``rng``: a ``np.random.Generator``, an int seed, a ``np.random.SeedSequence``, or None (chainrule's
+global generator: reproducible after ``cr.manual_seed(s)``).
 
 **Fans and layout.**  chainrule's ``Linear`` stores W with shape (in_features, out_features), so that
 the batched forward is ``x @ W`` (the transpose of the seeds' W in z = W x + b, and of PyTorch's
@@ -33,6 +33,7 @@ import math
 
 import numpy as np
 
+from .. import random as _random
 from ..tensor import Tensor, get_default_dtype
 
 __all__ = [
@@ -43,10 +44,12 @@ __all__ = [
 
 def as_generator(rng=None):
     """A ``np.random.Generator`` from a Generator (returned as is), an int seed, a SeedSequence, or
-    None (fresh entropy)."""
+    None: chainrule's global generator (:func:`chainrule.manual_seed` makes it reproducible)."""
     if isinstance(rng, np.random.Generator):
         return rng
-    if rng is None or isinstance(rng, (int, np.integer, np.random.SeedSequence)):
+    if rng is None:
+        return _random.default_generator()
+    if isinstance(rng, (int, np.integer, np.random.SeedSequence)):
         return np.random.default_rng(rng)
     raise TypeError(f"expected a np.random.Generator, an int seed or None for rng, got {type(rng).__name__}")
 

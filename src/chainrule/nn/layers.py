@@ -36,6 +36,33 @@ def _float_dtype(dtype, where):
     return dt
 
 
+_WARNED = set()
+
+
+def match_dtype(x, dtype, where):
+    """The dtype promotion rule of layers: an input that is a constant (an ndarray, a list, a
+    Tensor that does not require grad) is cast to the parameters' dtype -- a float32 model given
+    float64 (or integer) data computes in float32, as it would after ``x.astype(np.float32)``.
+    A tensor that requires grad is never cast (that would cut its graph): if its floating dtype
+    differs, NumPy's promotion applies (float32 with float64 gives float64) and a warning is given
+    once per layer type.  ``model.to(np.float64)`` changes the parameters' dtype."""
+    if isinstance(x, Tensor):
+        if x.dtype == dtype:
+            return x
+        if not x.requires_grad:
+            return Tensor._wrap(x.data.astype(dtype))
+        if where not in _WARNED:
+            _WARNED.add(where)
+            import warnings
+            warnings.warn(f"{where}: an input of dtype {x.dtype} that requires grad meets parameters of dtype "
+                          f"{dtype}; computing in {np.result_type(x.dtype, dtype)} (cast the model with "
+                          f".to(...) or the input to match)", stacklevel=3)
+        return x
+    if x.dtype != dtype:
+        return x.astype(dtype)
+    return x
+
+
 # ------------------------------------------------------------------------------------------------
 class Linear(Module):
     """Affine layer  y = x W + b.
@@ -53,7 +80,8 @@ class Linear(Module):
         init: 'xavier' (= xavier_uniform, the default), 'xavier_normal', 'he' (= he_normal, for
             ReLU-family activations), 'he_uniform', 'normal', 'zeros', ... or a callable
             ``init(shape, rng=..., dtype=...)`` (see :mod:`chainrule.nn.init`).
-        rng: a ``np.random.Generator``, an int seed, or None (fresh entropy).
+        rng: a ``np.random.Generator``, an int seed, or None (chainrule's global generator, seeded
+            by ``cr.manual_seed``).
         dtype: parameter dtype (default: ``cr.get_default_dtype()``, float32).
 
     >>> import numpy as np
@@ -76,7 +104,7 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(self.out_features, dtype=dt)) if bias else None
 
     def forward(self, x):
-        x = _as_input(x, "Linear")
+        x = match_dtype(_as_input(x, "Linear"), self.weight.dtype, "Linear")
         shp = x.shape
         if len(shp) == 0 or shp[-1] != self.in_features:
             raise ValueError(f"Linear(in_features={self.in_features}, out_features={self.out_features}): "
@@ -218,7 +246,8 @@ class RReLU(Module):
 
     In training mode every element draws its own slope a ~ U[lower, upper] from this module's
     generator ``self.rng`` (a ``np.random.Generator`` seeded by ``seed``: the same seed gives the
-    same slopes; the trainer checkpoints the generator's state); in eval mode a = (lower + upper)/2.
+    same slopes; the trainer checkpoints the generator's state; ``seed=None``: chainrule's global
+    generator, see ``cr.manual_seed``); in eval mode a = (lower + upper)/2.
     The gradient is x̄ = ȳ where x > 0, a ⊙ ȳ elsewhere, with the slopes drawn in that forward pass.
     """
 
@@ -267,7 +296,8 @@ class LogSoftmax(Softmax):
 
 class Dropout(Module):
     """Inverted dropout.  Training: y = x ⊙ m / (1 − p) with m_i ~ Bernoulli(1 − p) drawn from the
-    module's own generator ``self.rng`` (seeded by ``seed``), so E[y] = x and nothing needs
+    module's own generator ``self.rng`` (seeded by ``seed``; ``seed=None``: chainrule's global
+    generator, see ``cr.manual_seed``), so E[y] = x and nothing needs
     rescaling at test time; x̄ = ȳ ⊙ m / (1 − p).  Eval (or p = 0): y = x.  p = 1 gives zeros.
     Composite: one multiplication by a constant mask."""
 
@@ -334,7 +364,8 @@ class MLP(Module):
         init: weight initialiser for every Linear; None = 'he' (he_normal) for the ReLU family,
             'xavier' (xavier_uniform) otherwise.
         seed: seeds the weights and the generators of Dropout/RReLU (independent streams spawned
-            from ``np.random.SeedSequence(seed)``); None = fresh entropy.
+            from ``np.random.SeedSequence(seed)``); None (the default) = a seed drawn from
+            chainrule's global generator, so ``cr.manual_seed(s)`` makes it reproducible.
         bias, dtype: passed to every Linear.
 
     The layers are ``self.layers`` (a Sequential), so parameter names are 'layers.0.weight',
@@ -346,7 +377,7 @@ class MLP(Module):
     ['Linear', 'Tanh', 'Linear', 'Softmax']
     """
 
-    def __init__(self, sizes, activation="relu", output=None, dropout=0.0, init=None, seed=0,
+    def __init__(self, sizes, activation="relu", output=None, dropout=0.0, init=None, seed=None,
                  bias=True, dtype=None):
         super().__init__()
         sizes = [int(s) for s in sizes]
@@ -359,6 +390,8 @@ class MLP(Module):
         if init is None:
             init = "he" if str(act_name).lower() in _RELU_FAMILY else "xavier"
         n_lin = len(sizes) - 1
+        if seed is None:
+            seed = int(_init.as_generator(None).integers(2 ** 63))
         streams = np.random.SeedSequence(seed).spawn(3 * n_lin + 1)
         layers = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):

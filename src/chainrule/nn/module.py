@@ -165,10 +165,11 @@ class Module:
         """``train(False)``: Dropout becomes the identity, RReLU uses its mean slope."""
         return self.train(False)
 
-    def zero_grad(self):
-        """Set every parameter's ``.grad`` to None."""
+    def zero_grad(self, set_to_none=True):
+        """Set every parameter's ``.grad`` to None (default) or, with ``set_to_none=False``, to
+        dense zeros."""
         for p in self.parameters():
-            p.grad = None
+            p.grad = None if set_to_none or p.grad is None else np.zeros_like(p.data)
 
     def requires_grad_(self, flag=True):
         """Freeze (False) or unfreeze (True) every parameter; returns self."""

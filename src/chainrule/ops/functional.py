@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .. import autograd as ag
-
+from .. import random as _random
 from ..sparse import RowSparseGrad
 from ..tensor import GRAPH_MODE, Tensor, apply
 from . import rules as R
@@ -27,7 +27,8 @@ __all__ = [
     "relu", "leaky_relu", "rrelu", "softplus", "maximum", "minimum", "clip", "where", "sum", "mean",
     "max", "min", "matmul", "transpose", "permute", "reshape", "concat", "stack", "split", "take",
     "einsum", "bilinear", "outer", "softmax", "log_softmax", "logsumexp", "smax", "softmax_cross_entropy",
-    "getitem", "broadcast_to",
+    "getitem", "cat", "unsqueeze", "squeeze", "flatten", "broadcast_to", "expand", "clone", "swapaxes",
+    "argmax", "argmin", "index_put", "view",
 ]
 
 
@@ -117,7 +118,7 @@ def rrelu(x, lower=1.0 / 8, upper=1.0 / 3, training=False, generator=None):
         raise ValueError(f"rrelu: need 0 <= lower <= upper, got lower={lower}, upper={upper}")
     if not training:
         return leaky_relu(x, (lower + upper) / 2)
-    rng = generator if generator is not None else np.random.default_rng()
+    rng = generator if generator is not None else _random.default_generator()
     xd = x.data if isinstance(x, Tensor) else np.asarray(x)
     slopes = rng.uniform(lower, upper, size=xd.shape).astype(xd.dtype)
     return apply(R.LEAKY_RELU, (x,), {"slope": slopes})
@@ -152,12 +153,14 @@ def where(cond, x, y):
 
 
 @_doc(R.SUM)
-def sum(x, axis=None, keepdims=False):
+def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    axis, keepdims = _pt_axis(axis, keepdims, dim, keepdim, "sum")
     return apply(R.SUM, (x,), {"axis": axis, "keepdims": keepdims})
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """z = (1/n) Σ_axis x, n the number of elements reduced (composite: sum, then scale)."""
+    axis, keepdims = _pt_axis(axis, keepdims, dim, keepdim, "mean")
     shape = x.shape if isinstance(x, Tensor) else np.shape(x)
     axes = R._axes(axis, len(shape))
     n = int(np.prod([shape[a] for a in axes])) if axes else 1
@@ -165,13 +168,18 @@ def mean(x, axis=None, keepdims=False):
 
 
 @_doc(R.MAX)
-def max(x, axis=None, keepdims=False):
-    return apply(R.MAX, (x,), {"axis": axis, "keepdims": keepdims})
+def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None, return_indices=None):
+    """``return_indices=True`` gives ``(values, indices)`` (a namedtuple, as ``torch.max(x, dim)``;
+    the indices are an int64 tensor without gradient); it is the default when the axis is given
+    with PyTorch's keyword ``dim=``, so ``values, idx = x.max(dim=1)`` works as in PyTorch, while
+    ``x.max(axis=1)`` / ``x.max(1)`` give the values only, as NumPy."""
+    return _extreme(R.MAX, "argmax", x, axis, keepdims, dim, keepdim, return_indices)
 
 
 @_doc(R.MIN)
-def min(x, axis=None, keepdims=False):
-    return apply(R.MIN, (x,), {"axis": axis, "keepdims": keepdims})
+def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None, return_indices=None):
+    """As :func:`max`: ``(values, indices)`` with ``return_indices=True`` or ``dim=``."""
+    return _extreme(R.MIN, "argmin", x, axis, keepdims, dim, keepdim, return_indices)
 
 
 @_doc(R.MATMUL)
@@ -193,7 +201,8 @@ def reshape(x, shape):
 
 
 @_doc(R.CONCAT)
-def concat(xs, axis=0):
+def concat(xs, axis=0, *, dim=None):
+    axis, _ = _pt_axis(axis, False, dim, None, "concat", default_axis=0)
     xs = list(xs)
     if not xs:
         raise ValueError("concat: need at least one tensor")
@@ -201,16 +210,18 @@ def concat(xs, axis=0):
 
 
 @_doc(R.STACK)
-def stack(xs, axis=0):
+def stack(xs, axis=0, *, dim=None):
+    axis, _ = _pt_axis(axis, False, dim, None, "stack", default_axis=0)
     xs = list(xs)
     if not xs:
         raise ValueError("stack: need at least one tensor")
     return apply(R.STACK, tuple(xs), {"axis": axis})
 
 
-def split(x, sections, axis=0):
+def split(x, sections, axis=0, *, dim=None):
     """Split along ``axis`` into ``sections`` equal parts (an int) or at the given indices (a list);
     composite: each part is a slice (getitem), so each part's gradient lands in its block."""
+    axis, _ = _pt_axis(axis, False, dim, None, "split", default_axis=0)
     n = x.shape[axis]
     if isinstance(sections, int):
         if sections <= 0 or n % sections:
@@ -236,11 +247,6 @@ def getitem(x, idx):
     elif isinstance(idx, list):
         idx = np.asarray(idx)
     return apply(R.GETITEM, (x,), {"idx": idx})
-
-
-@_doc(R.BROADCAST_TO)
-def broadcast_to(x, shape):
-    return apply(R.BROADCAST_TO, (x,), {"shape": tuple(shape)})
 
 
 @_doc(R.TAKE)
@@ -272,17 +278,20 @@ def outer(a, b):
 
 
 @_doc(R.SOFTMAX)
-def softmax(x, axis=-1):
+def softmax(x, axis=-1, *, dim=None):
+    axis, _ = _pt_axis(axis, False, dim, None, "softmax", default_axis=-1)
     return apply(R.SOFTMAX, (x,), {"axis": axis})
 
 
 @_doc(R.LOG_SOFTMAX)
-def log_softmax(x, axis=-1):
+def log_softmax(x, axis=-1, *, dim=None):
+    axis, _ = _pt_axis(axis, False, dim, None, "log_softmax", default_axis=-1)
     return apply(R.LOG_SOFTMAX, (x,), {"axis": axis})
 
 
 @_doc(R.LOGSUMEXP)
-def logsumexp(x, axis=-1, keepdims=False):
+def logsumexp(x, axis=-1, keepdims=False, *, dim=None, keepdim=None):
+    axis, keepdims = _pt_axis(axis, keepdims, dim, keepdim, "logsumexp", default_axis=-1)
     return apply(R.LOGSUMEXP, (x,), {"axis": axis, "keepdims": keepdims})
 
 
@@ -310,6 +319,204 @@ def softmax_cross_entropy(logits, targets, weight=None):
     w = (1.0 / builtins.max(n, 1)) if weight is None else np.asarray(weight.data if isinstance(weight, Tensor) else weight,
                                                              dtype=z.dtype)
     return apply(R.SOFTMAX_CROSS_ENTROPY, (logits, t, w))
+
+
+# ------------------------------------------------------------------------------------------------
+# Composites a NumPy/PyTorch user reaches for (no rules of their own: built on the primitives above)
+# ------------------------------------------------------------------------------------------------
+def _pt_axis(axis, keepdims, dim, keepdim, where, default_axis=None):
+    """NumPy's ``axis``/``keepdims`` are the names; PyTorch's ``dim``/``keepdim`` are accepted."""
+    if dim is not None:
+        if axis is not None and axis != default_axis:
+            raise TypeError(f"{where}: got both axis={axis!r} and dim={dim!r}; use one (axis is NumPy's name, "
+                            f"dim PyTorch's)")
+        axis = dim
+    if keepdim is not None:
+        keepdims = keepdim
+    return axis, bool(keepdims)
+
+
+def _shape_of(x):
+    return x.shape if isinstance(x, Tensor) else np.shape(x)
+
+
+def _arr(x):
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def cat(xs, axis=0, *, dim=None):
+    """PyTorch's name for :func:`concat`."""
+    return concat(xs, axis, dim=dim)
+
+
+def unsqueeze(x, axis=None, *, dim=None):
+    """Insert an axis of size 1 at position ``axis`` (negative counts from the end of the result,
+    as ``np.expand_dims``/``torch.unsqueeze``).  Composite: a reshape."""
+    axis, _ = _pt_axis(axis, False, dim, None, "unsqueeze")
+    if axis is None:
+        raise TypeError("unsqueeze: missing the axis (unsqueeze(x, axis))")
+    shp = list(_shape_of(x))
+    n = len(shp) + 1
+    if not -n <= axis < n:
+        raise IndexError(f"unsqueeze: axis {axis} out of range for a result with {n} axes (input shape {tuple(shp)})")
+    shp.insert(axis % n, 1)
+    return reshape(x, tuple(shp))
+
+
+def squeeze(x, axis=None, *, dim=None):
+    """Remove axes of size 1: all of them (``axis=None``), or the given one(s) -- an axis that is
+    not of size 1 is an error (NumPy's rule; PyTorch silently keeps it).  Composite: a reshape."""
+    axis, _ = _pt_axis(axis, False, dim, None, "squeeze")
+    shp = _shape_of(x)
+    if axis is None:
+        axes = [i for i, s in enumerate(shp) if s == 1]
+    else:
+        axes = [a % len(shp) for a in (axis if isinstance(axis, (tuple, list)) else (axis,))]
+        bad = [a for a in axes if shp[a] != 1]
+        if bad:
+            raise ValueError(f"squeeze: axis {bad[0]} of shape {tuple(shp)} has size {shp[bad[0]]}, not 1")
+    return reshape(x, tuple(s for i, s in enumerate(shp) if i not in axes))
+
+
+def flatten(x, start_axis=0, end_axis=-1, *, start_dim=None, end_dim=None):
+    """Merge axes start_axis … end_axis (inclusive) into one (PyTorch's ``flatten``; ``start_dim``,
+    ``end_dim`` accepted).  ``flatten(x)`` is 1-D.  Composite: a reshape."""
+    start_axis = start_axis if start_dim is None else start_dim
+    end_axis = end_axis if end_dim is None else end_dim
+    shp = tuple(_shape_of(x))
+    if not shp:
+        return reshape(x, (1,))
+    a, b = start_axis % len(shp), end_axis % len(shp)
+    if a > b:
+        raise ValueError(f"flatten: start axis {start_axis} comes after end axis {end_axis} for shape {shp}")
+    return reshape(x, shp[:a] + (-1 if 0 not in shp[a:b + 1] else 0,) + shp[b + 1:])
+
+
+def view(x, *shape):
+    """PyTorch's name for :func:`reshape` (chainrule arrays need no contiguity)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return reshape(x, shape)
+
+
+def broadcast_to(x, shape):
+    """x broadcast to ``shape`` (NumPy's rules).  Composite: x + zeros(shape), so the gradient is
+    summed back over the broadcast axes by the one ``unbroadcast``."""
+    shape = tuple(int(s) for s in shape)
+    a = _arr(x)
+    try:
+        np.broadcast_shapes(a.shape, shape)
+        if np.broadcast_shapes(a.shape, shape) != shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"broadcast_to: cannot broadcast shape {a.shape} to {shape}") from None
+    if a.shape == shape:
+        return x if isinstance(x, Tensor) else Tensor._wrap(a)
+    return add(x, np.zeros(shape, dtype=a.dtype))
+
+
+def expand(x, *shape):
+    """PyTorch's ``expand``: :func:`broadcast_to` where −1 keeps that axis's size."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    cur = _shape_of(x)
+    lead = len(shape) - len(cur)
+    if lead < 0:
+        raise ValueError(f"expand: {len(shape)} sizes for a tensor of shape {tuple(cur)}")
+    shape = tuple(cur[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(shape))
+    return broadcast_to(x, shape)
+
+
+def clone(x):
+    """A copy that stays in the graph (∂/∂x = identity), as PyTorch's ``clone``; use
+    ``x.detach()`` to cut it from the graph.  Composite: x · 1."""
+    a = _arr(x)
+    return mul(x, a.dtype.type(1)) if a.dtype.kind in "fc" else Tensor._wrap(a.copy())
+
+
+def swapaxes(x, axis1, axis2):
+    """Swap two axes (NumPy's ``swapaxes``; what PyTorch's ``transpose(a, b)`` does)."""
+    n = len(_shape_of(x))
+    axes = list(range(n))
+    try:
+        axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
+    except IndexError:
+        raise IndexError(f"swapaxes: axes ({axis1}, {axis2}) out of range for a tensor with {n} axes") from None
+    return transpose(x, axes)
+
+
+def _arg(fn, where, x, axis, keepdims, dim, keepdim):
+    axis, keepdims = _pt_axis(axis, keepdims, dim, keepdim, where)
+    a = _arr(x)
+    out = getattr(np, fn)(a, axis=axis)
+    if keepdims:
+        out = np.expand_dims(out, axis) if axis is not None else out.reshape((1,) * a.ndim)
+    return Tensor._wrap(np.asarray(out, dtype=np.int64))
+
+
+def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Index of the largest element (over the flattened tensor when ``axis`` is None; the first
+    one on ties); an int64 tensor, no gradient."""
+    return _arg("argmax", "argmax", x, axis, keepdims, dim, keepdim)
+
+
+def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Index of the smallest element (see :func:`argmax`)."""
+    return _arg("argmin", "argmin", x, axis, keepdims, dim, keepdim)
+
+
+class _ValuesIndices(tuple):
+    """``(values, indices)`` with attribute access, as PyTorch's ``torch.return_types.max``."""
+    __slots__ = ()
+
+    def __new__(cls, values, indices):
+        return tuple.__new__(cls, (values, indices))
+
+    values = property(lambda self: self[0])
+    indices = property(lambda self: self[1])
+
+
+def _extreme(op, argname, x, axis, keepdims, dim, keepdim, return_indices):
+    if return_indices is None:
+        return_indices = dim is not None
+    axis, keepdims = _pt_axis(axis, keepdims, dim, keepdim, op.name)
+    values = apply(op, (x,), {"axis": axis, "keepdims": keepdims})
+    if not return_indices:
+        return values
+    if axis is not None and not isinstance(axis, int):
+        raise TypeError(f"{op.name}: indices need a single axis, got axis={axis!r}")
+    return _ValuesIndices(values, _arg(argname, argname, x, axis, keepdims, None, None))
+
+
+def index_put(x, idx, values):
+    """Functional item assignment: a new tensor equal to x except ``out[idx] = values`` (NumPy's
+    assignment semantics: ``values`` broadcast to ``x[idx]``'s shape; with repeated indices the
+    last write wins).  Gradients: x̄ = g with the written positions zeroed; v̄ = g[idx] (summed
+    over broadcast axes).  Composite: ``where(mask, gather(values), x)`` -- the values are
+    gathered into x's shape through an integer index, so the gradient is the engine's getitem
+    scatter-add.  ``t[idx] = v`` on a tensor that requires grad refuses and points here."""
+    a = _arr(x)
+    if isinstance(idx, Tensor):
+        idx = idx.data
+    elif isinstance(idx, tuple):
+        idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+    elif isinstance(idx, list):
+        idx = np.asarray(idx)
+    try:
+        target_shape = a[idx].shape
+        v = _arr(values)
+        np.broadcast_shapes(v.shape, target_shape)
+    except (IndexError, ValueError) as e:
+        raise type(e)(f"index_put: {e} (tensor of shape {a.shape}, values of shape {np.shape(_arr(values))})") from None
+    pos = np.zeros(a.shape, dtype=np.intp)
+    mask = np.zeros(a.shape, dtype=bool)
+    pos[idx] = np.arange(int(np.prod(target_shape)), dtype=np.intp).reshape(target_shape)
+    mask[idx] = True
+    flat = reshape(broadcast_to(values if isinstance(values, Tensor) else v.astype(a.dtype, copy=False),
+                                target_shape), (-1,))
+    if flat.shape[0] == 0:
+        return clone(x)
+    return where(mask, apply(R.GETITEM, (flat,), {"idx": pos}), x)
 
 
 # ================================================================================================
@@ -346,7 +553,7 @@ def _einsum_ns(spec, *ops, optimize=False):
 
 TENSORS = SimpleNamespace(
     name="chainrule", exp=exp, log=log, sign=np.sign, sum=sum, where=lambda c, x, y: where(_const(c), x, y),
-    broadcast_to=broadcast_to, expand_dims=_expand_dims, reshape=reshape,
+    broadcast_to=lambda x, shape: apply(R.BROADCAST_TO, (x,), {"shape": tuple(shape)}), expand_dims=_expand_dims, reshape=reshape,
     transpose=transpose, swapaxes=lambda x, a, b: transpose(x, _swapped(x.ndim, a, b)),
     einsum=_einsum_ns, equal=np.equal, sigmoid=sigmoid, softmax=softmax, log_softmax=log_softmax,
     scatter=_scatter, row_grad=_row_grad, const=_const, cast=_cast,
@@ -440,60 +647,3 @@ def run_backward_graph(node, seed, capture=None):
 
 
 GRAPH_MODE[0] = run_backward_graph
-
-
-# ================================================================================================
-# Tensor operators and methods: the functions above, one definition for both spellings
-# ================================================================================================
-def _radd(x, y):
-    return apply(R.ADD, (y, x))
-
-
-def _rsub(x, y):
-    return apply(R.SUB, (y, x))
-
-
-def _rmul(x, y):
-    return apply(R.MUL, (y, x))
-
-
-def _rdiv(x, y):
-    return apply(R.DIV, (y, x))
-
-
-def _rpow(x, y):
-    return apply(R.POW, (y, x))
-
-
-def _rmatmul(x, y):
-    return apply(R.MATMUL, (y, x))
-
-
-def _shape_args(f):
-    def method(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return f(self, shape)
-    method.__name__ = f.__name__
-    method.__doc__ = f.__doc__
-    return method
-
-
-def _transpose_method(self, *axes):
-    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-        axes = tuple(axes[0])
-    return transpose(self, axes or None)
-
-
-for _name, _f in {
-    "__add__": add, "__radd__": _radd, "__sub__": sub, "__rsub__": _rsub,
-    "__mul__": mul, "__rmul__": _rmul, "__truediv__": div, "__rtruediv__": _rdiv,
-    "__neg__": neg, "__pow__": pow, "__rpow__": _rpow, "__matmul__": matmul,
-    "__rmatmul__": _rmatmul, "__getitem__": getitem,
-    "sum": sum, "mean": mean, "max": max, "min": min, "exp": exp, "log": log, "sqrt": sqrt, "abs": abs,
-    "tanh": tanh, "sigmoid": sigmoid, "relu": relu, "softmax": softmax, "log_softmax": log_softmax,
-    "reshape": _shape_args(reshape), "transpose": _transpose_method, "permute": _transpose_method,
-    "T": property(transpose),
-}.items():
-    setattr(Tensor, _name, _f)
-Tensor.__pos__ = lambda self: self

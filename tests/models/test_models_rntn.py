@@ -152,29 +152,6 @@ def test_vocab_case_and_unk():
     assert R.Vocab.from_json(vl.to_json()).words == vl.words
 
 
-def test_tokenize():
-    assert C.tokenize("It doesn't work (at all), it's bad.") == \
-        ["It", "does", "n't", "work", "-LRB-", "at", "all", "-RRB-", ",", "it", "'s", "bad", "."]
-
-
-def test_smoke_train_and_sentiment(tmp_path, capsys):
-    out = str(tmp_path / "run")
-    rc = C.main(["train", "rntn", "--dim", "8", "--epochs", "1", "--limit", "50", "--out", out, "--no-progress"])
-    assert rc == 0
-    for f in ("best.safetensors", "last.safetensors", "metrics.jsonl", "results.json"):
-        assert os.path.exists(os.path.join(out, f)), f
-    text = capsys.readouterr().out
-    assert "test (paper)" in text and "80.7" in text
-    rc = C.main(["sentiment", os.path.join(out, "best.safetensors"), "not a good movie at all"])
-    assert rc == 0
-    text = capsys.readouterr().out
-    assert "balanced fallback" in text and "predicted: (" in text
-    rc = C.main(["sentiment", os.path.join(out, "best.safetensors"), "(3 (2 a) (3 (3 good) (2 film)))"])
-    assert rc == 0
-    text = capsys.readouterr().out
-    assert "PTB tree" in text and text.count("\n") > 5
-
-
 # ------------------------------------------------------------------------------ benchmarks/rntn_train.py
 def _load_rntn_bench(monkeypatch):
     import importlib.util
@@ -221,10 +198,3 @@ def test_rntn_train_benchmark_torch_per_node_matches_chainrule(dev_trees, vocab,
         assert err["loss"] < 1e-12 and err["grad"] < 1e-10 and err["params_after_2_updates"] < 1e-10, err
     _, _, paths, note = B.make_paths("rntn", 5, vocab, np.float32)
     assert "torch per-node" in paths and note.startswith("torch ")
-
-
-def test_gradcheck_command(capsys):
-    assert C.main(["gradcheck", "rntn", "--trees", "1", "--dim", "3"]) == 0
-    text = capsys.readouterr().out
-    assert "RNTN" in text and "RNN" in text and "all checks passed" in text and "V " in text
-    assert text.count("derivation check vs chainrule.derivations.rntn") == 2

@@ -9,7 +9,6 @@ import pytest
 import chainrule as cr
 from chainrule import losses, nn, optim
 from chainrule.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from chainrule.cli import main
 from chainrule.train import ArrayDataset, TrainConfig, Trainer
 
 
@@ -176,53 +175,3 @@ def test_wrong_shaped_checkpoint_leaves_model_and_files_alone(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- the command
-def test_cli_train_evaluate_resume(tmp_path, capsys):
-    out = tmp_path / "run"
-    rc = main(["--threads", "1", "train", "mlp", "--epochs", "3", "--hidden", "64", "--lr", "0.01", "--out", str(out), "--no-progress"])
-    assert rc == 0
-    res = json.loads((out / "results.json").read_text())
-    assert res["test_acc"] > 0.85                  # digits, 3 epochs of a small MLP (measured: 0.967)
-    text = capsys.readouterr().out
-    assert "test" in text and "accuracy" in text
-    for f in ("best.safetensors", "last.safetensors", "metrics.jsonl", "curves.png"):
-        assert (out / f).exists(), f
-    assert main(["evaluate", str(out / "best.safetensors")]) == 0
-    assert "test" in capsys.readouterr().out
-    # --resume continues the same run: two more epochs appended to the log
-    assert main(["train", "mlp", "--resume", "--epochs", "5", "--out", str(out), "--no-progress"]) == 0
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 5
-
-
-def test_cli_resume_equals_straight_run(tmp_path, capsys):
-    a, b = tmp_path / "a", tmp_path / "b"
-    common = ["train", "mlp", "--hidden", "16", "--no-progress", "--dropout", "0.2", "--schedule", "none"]
-    assert main(common + ["--epochs", "4", "--out", str(a)]) == 0
-    assert main(common + ["--epochs", "2", "--out", str(b)]) == 0
-    assert main(["train", "mlp", "--resume", "--epochs", "4", "--out", str(b), "--no-progress"]) == 0
-    arrays_a, _ = load_checkpoint(a / "last.safetensors")
-    arrays_b, _ = load_checkpoint(b / "last.safetensors")
-    assert set(arrays_a) == set(arrays_b)
-    for k in arrays_a:                       # model and optimizer state, bit for bit
-        np.testing.assert_array_equal(arrays_a[k], arrays_b[k])
-
-
-def test_cli_gradcheck_mlp(capsys):
-    assert main(["gradcheck", "mlp", "--activation", "sigmoid", "--loss", "multilabel-bce"]) == 0
-    out = capsys.readouterr().out
-    assert "layers.0.weight" in out and "max rel err" in out
-
-
-def test_cli_missing_data_is_a_clear_error(tmp_path, capsys):
-    rc = main(["train", "mlp", "--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
-    assert rc == 2
-    err = capsys.readouterr().err
-    assert "train-images-idx3-ubyte.gz" in err and "sha256" in err.lower()
-
-
-def test_cli_help_everywhere(capsys):
-    for argv in (["--help"], ["train", "--help"], ["train", "mlp", "--help"], ["evaluate", "--help"],
-                 ["gradcheck", "--help"], ["gradcheck", "mlp", "--help"]):
-        with pytest.raises(SystemExit) as e:
-            main(argv)
-        assert e.value.code == 0
-    assert "usage" in capsys.readouterr().out

@@ -13,7 +13,7 @@ from chainrule.commands.derive import main_dag, main_derive
 from chainrule.derivations import dag as D
 from chainrule.derivations import rntn, window
 
-EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "dag_softmax.json")
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "dag_softmax.json")
 
 PARAMS = {
     "window": ["L", "W", "b1", "U", "b2"],

@@ -16,7 +16,7 @@ from chainrule.derivations import numerical_gradient, rel_error
 from chainrule.nn import DAGNetwork, DAGSpecError
 
 TOL = 1e-7
-EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "dag_softmax.json")
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "dag_softmax.json")
 
 
 def random_spec(seed, n_inputs=3, n_hidden=7, n_outputs=1):

@@ -1,7 +1,6 @@
 """LSTM, GRU, attention (issue 7): gradient checks in float64 with masks and variable lengths, padding
 invariance, bidirectional = two reversed passes, the causal mask property, and a smoke training run of
 ``chainrule train sequence`` through its command function."""
-import json
 import os
 
 import numpy as np
@@ -305,78 +304,3 @@ def test_sequence_attention_stack_gradchecks():
 
 
 # ------------------------------------------------------------------------------------ model + command
-def test_sequence_classifier_padding_invariance_and_sparse_embedding_grad():
-    from chainrule.models.sequence import SequenceClassifier
-    m = SequenceClassifier(20, embed_dim=5, hidden_size=6, bidirectional=True, pool="attention", dropout=0.0,
-                           embed_dropout=0.0, seed=0, dtype=np.float64)
-    idx = np.array([[3, 4, 5, 0, 0], [6, 7, 8, 9, 10]])
-    lengths = np.array([3, 5])
-    z = m(idx, lengths)
-    z2 = m(np.where(idx == 0, 11, idx), lengths)                 # different junk at the padding
-    np.testing.assert_array_equal(z.data, z2.data)
-    np.testing.assert_allclose(m(idx[:1, :3], lengths[:1]).data, z.data[:1], atol=1e-12)
-    cr.softmax_cross_entropy(z, np.array([1, 3])).backward()
-    g = m.embedding.weight.grad
-    assert isinstance(g, cr.RowSparseGrad)
-    dense = g.to_dense()
-    assert np.all(dense[0] == 0) and np.all(dense[11:] == 0) and np.any(dense[3] != 0)
-
-
-def test_bucketed_batches_cover_everything_and_are_reproducible():
-    from chainrule.models.sequence import BucketedBatches, SequenceDataset
-    rng = np.random.default_rng(0)
-    seqs = [rng.integers(2, 9, size=int(n)) for n in rng.integers(1, 30, size=103)]
-    ds = SequenceDataset(seqs, np.zeros(103, dtype=np.int64))
-    b = BucketedBatches(ds, 10, seed=3)
-    b.reshuffle(4)
-    first = [x.copy() for x in b.batches]
-    assert sorted(np.concatenate(first).tolist()) == list(range(103)) and len(b) == 11
-    b.reshuffle(5)
-    b.reshuffle(4)
-    assert all(np.array_equal(u, v) for u, v in zip(first, b.batches))
-    x, lengths, y = b.batch([2])
-    assert x.shape == (len(lengths), lengths.max()) and lengths.max() - lengths.min() <= 8
-
-
-@pytest.mark.parametrize("which", ["lstm", "gru", "attention"])
-def test_gradcheck_commands(which, capsys):
-    from chainrule.commands import sequence as S
-    small = [] if which == "attention" else ["--hidden", "3", "--input", "2", "--length", "4"]
-    assert S.main(["gradcheck", which, *small]) == 0
-    out = capsys.readouterr().out
-    assert "all checks passed" in out and "max rel err" in out
-
-
-def test_train_sequence_command_smoke(tmp_path, capsys):
-    from chainrule.commands import sequence as S
-    from chainrule.data import sst
-    cached = set(sst._cache)
-    try:
-        _smoke(S, tmp_path, capsys)
-    finally:
-        # drop the trees this test parsed: ~400,000 objects that every later gc.collect() (pytest
-        # runs one after each test) would otherwise walk again
-        for split in set(sst._cache) - cached:
-            sst._cache.pop(split, None)
-
-
-def _smoke(S, tmp_path, capsys):
-    out = tmp_path / "run"
-    argv = ["train", "sequence", "--cell", "gru", "--bidirectional", "--pool", "attention", "--hidden", "8",
-            "--embed-dim", "8", "--limit", "40", "--eval-limit", "30", "--epochs", "2", "--batch-size", "16",
-            "--phrases", "--out", str(out), "--no-progress"]
-    assert S.main(argv) == 0
-    text = capsys.readouterr().out
-    assert "Bidirectional GRU + attention pooling" in text and "Tai et al." in text
-    res = json.loads((out / "results.json").read_text())
-    assert 0.0 <= res["test_fine"] <= 1.0 and 0.0 <= res["test_binary"] <= 1.0
-    for f in ("best.safetensors", "last.safetensors", "metrics.jsonl", "curves.png"):
-        assert os.path.exists(out / f)
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
-    # resume: one more epoch from the checkpoint
-    assert S.main(argv[:-4] + ["--epochs", "3", "--out", str(out), "--no-progress", "--resume"]) == 0
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
-    _, config, _, _ = S.load_model(str(out / "best.safetensors"))
-    assert config["cell"] == "gru" and config["phrases"] is True
-
-

@@ -1,88 +1,18 @@
-"""The window classifier of seed 002 (chainrule.models.window) and its commands.
+"""The window classifier of seed 002 (chainrule.models.window).
 
-All sentences here are made up; the tests write their own CoNLL-format files and a tiny
-GloVe-format file into tmp_path (the project ships no CoNLL-2003 text).
+All sentences here are made up (the project ships no CoNLL-2003 text).
 """
-import argparse
-import gzip
-import json
-
 import numpy as np
 import pytest
 
 from chainrule import optim
 from chainrule.autograd import RowSparseGrad
-from chainrule.checkpoint import load_checkpoint
 from chainrule.commands import window as cmd
 from chainrule.data import conll
 from chainrule.data.embeddings import Vocab
 from chainrule.gradcheck import gradcheck_params
 from chainrule.models import window as W
 from chainrule.models.window import WindowClassifier
-
-FIRST = ["Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hugo"]
-LAST = ["Moreau", "Lindqvist", "Okafor", "Petrov", "Quispe", "Rossi"]
-CITIES = ["Lyon", "Tampere", "Oaxaca", "Brisbane", "Kraków", "Valparaiso"]
-ORGS = [["Zentra", "Holdings"], ["Bluefin", "Labs"], ["Orvane"], ["Kestrel", "Bank"]]
-EVENTS = [["Winter", "Cup"], ["Harbour", "Games"]]
-
-
-def _sentence(rng):
-    """A made-up sentence as (token, tag) pairs in IOB1."""
-    kind = rng.integers(0, 4)
-    per = [(FIRST[rng.integers(len(FIRST))], "I-PER"), (LAST[rng.integers(len(LAST))], "I-PER")]
-    loc = [(CITIES[rng.integers(len(CITIES))], "I-LOC")]
-    org = [(w, "I-ORG") for w in ORGS[rng.integers(len(ORGS))]]
-    misc = [(w, "I-MISC") for w in EVENTS[rng.integers(len(EVENTS))]]
-    o = lambda *ws: [(w, "O") for w in ws]  # noqa: E731
-    if kind == 0:
-        s = per + o("visited") + loc + o("on", "Monday", ".")
-    elif kind == 1:
-        s = org + o("said") + per + o("would", "lead", "the", "team", ".")
-    elif kind == 2:
-        s = o("The") + misc + o("opens", "in") + loc + o("today", ".")
-    else:
-        s = o("Shares", "of") + org + o("rose", "3.5", "percent", "in") + loc + o(".")
-    return s
-
-
-def _write_conll(path, n, seed):
-    rng = np.random.default_rng(seed)
-    lines = ["-DOCSTART- -X- O O", ""]
-    for _ in range(n):
-        for w, t in _sentence(rng):
-            lines.append(f"{w} NNP I-NP {t}")
-        lines.append("")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-@pytest.fixture
-def ner_dir(tmp_path):
-    d = tmp_path / "ner"
-    d.mkdir()
-    _write_conll(d / "eng.train", 120, 0)
-    _write_conll(d / "eng.testa", 20, 1)
-    _write_conll(d / "eng.testb", 20, 2)
-    rng = np.random.default_rng(3)
-    words = ["the", "visited", "said", "lead", "lyon", "alice", "moreau", "shares", "of", "rose", ".", "0.0"]
-    with gzip.open(d / "vectors.txt.gz", "wt", encoding="utf-8") as f:
-        for w in words:
-            f.write(w + " " + " ".join(f"{v:.4f}" for v in rng.standard_normal(8)) + "\n")
-    return d
-
-
-def _parser():
-    ap = argparse.ArgumentParser(prog="chainrule")
-    sub = ap.add_subparsers(dest="command")
-    tr = sub.add_parser("train").add_subparsers(dest="model")
-    gc = sub.add_parser("gradcheck").add_subparsers(dest="model")
-    cmd.register(sub, tr, gc)
-    return ap
-
-
-def _run(argv):
-    a = _parser().parse_args(argv)
-    return a.func(a)
 
 
 # ------------------------------------------------------------------------------------ gradients
@@ -111,12 +41,6 @@ def test_derivation_agreement(window):
     assert set(errs) == {"J", "U", "b2", "W", "b1", "L"}
     for name, (a, r) in errs.items():
         assert r <= 1e-7 and a <= 1e-9, (name, a, r)
-
-
-def test_gradcheck_command(capsys):
-    assert _run(["gradcheck", "window"]) == 0
-    out = capsys.readouterr().out
-    assert "emb.weight" in out and "hidden.weight" in out and "(30)" in out and "all agree" in out
 
 
 # ------------------------------------------------------------------------------------ sparse updates
@@ -204,52 +128,6 @@ def test_report_table_format():
 
 
 # ------------------------------------------------------------------------------------ commands
-def test_train_command_and_tag(ner_dir, tmp_path, capsys):
-    out = tmp_path / "run"
-    rc = _run(["train", "window", "--data-dir", str(ner_dir), "--embeddings", str(ner_dir / "vectors.txt.gz"),
-               "--epochs", "4", "--batch-size", "16", "--hidden", "20", "--lr", "0.01", "--out", str(out),
-               "--no-progress", "--min-count", "1", "--lr-decay", "cosine"])
-    assert rc == 0
-    text = capsys.readouterr().out
-    assert "dev (eng.testa)" in text and "test (eng.testb)" in text
-    assert "overall" in text and "PER" in text and "token accuracy" in text
-    res = json.loads((out / "results.json").read_text())
-    assert res["dev"]["overall"]["f1"] > 0.5          # the made-up data is easy
-    arrays, meta = load_checkpoint(str(out / "best.safetensors"))
-    vocab = Vocab.from_json(meta["extra"]["vocab"])
-    assert "visited" in vocab and meta["extra"]["config"]["labels"][0] == "O"
-    assert arrays["model.emb.weight"].shape == (len(vocab), 8)
-
-    assert _run(["tag", str(out / "best.safetensors"), "Alice Moreau visited Lyon on Monday ."]) == 0
-    tagged = capsys.readouterr().out.splitlines()[0].split()
-    assert [t.rsplit("/", 1)[0] for t in tagged] == ["Alice", "Moreau", "visited", "Lyon", "on", "Monday", "."]
-    tags = [t.rsplit("/", 1)[1] for t in tagged]
-    assert conll.iob1_to_iob2(tags) == tags                 # printed in IOB2, well formed
-
-    # resume continues the run from last.safetensors for one more epoch
-    rc = _run(["train", "window", "--data-dir", str(ner_dir), "--epochs", "5", "--out", str(out),
-               "--resume", "--no-progress"])
-    assert rc == 0
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert json.loads(lines[-1])["epoch"] == 5
-
-
-def test_person_task_seed_sgd(ner_dir, tmp_path, capsys):
-    """The seed's model and training: binary head, no caps features, SGD one window at a time."""
-    out = tmp_path / "person"
-    rc = _run(["train", "window", "--task", "person", "--data-dir", str(ner_dir), "--caps-dim", "0",
-               "--batch-size", "1", "--optimizer", "sgd", "--lr", "0.05", "--epochs", "1", "--hidden", "10",
-               "--dim", "8", "--out", str(out), "--no-progress"])
-    assert rc == 0
-    res = json.loads((out / "results.json").read_text())
-    assert res["config"]["head"] == "binary" and res["config"]["labels"] == ["O", "PER"]
-    assert set(res["test"]["per_type"]) <= {"PER"}
-    assert res["test"]["overall"]["f1"] > 0.5
-
-
-def test_missing_data_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="eng.train"):
-        _run(["train", "window", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x")])
 
 
 def test_fused_bce_equals_bce_with_logits():

@@ -443,6 +443,7 @@ def _live_nodes():
 N_CHAIN = 1_000_000
 
 
+@pytest.mark.slow
 def test_million_op_chain_backprops_and_frees():
     gc.collect()
     nodes0 = _live_nodes()
@@ -463,6 +464,7 @@ def test_million_op_chain_backprops_and_frees():
     assert rss1 - rss0 < 0.35 * grown     # ...and (most of) the memory came back
 
 
+@pytest.mark.slow
 def test_million_op_chain_dropped_without_backward():
     x = T([0.5])
     y = x

@@ -1,0 +1,160 @@
+"""Render a :class:`~chainrule.explain.derive.Derivation`: plain text, Markdown with LaTeX, a LaTeX
+document, and a self-contained HTML page (KaTeX bundled with the package, no network)."""
+from __future__ import annotations
+
+import html as _html
+
+import numpy as np
+
+
+def _status(e):
+    if e.ok is None:
+        return "unchecked"
+    s = f"max abs err {e.max_abs:.1e}"
+    if not e.ok:
+        s = "CHECK FAILS: " + (e.error or s)
+    if e.opaque:
+        s += " (evaluated by the op's own rule: not an independent check)"
+    return s
+
+
+def _fanout(e):
+    return f"  (Σ over {e.consumers} consumers)" if e.consumers > 1 else ""
+
+
+def _summary(d):
+    n = len(d.equations)
+    bad = len(d.failures())
+    if bad:
+        return f"{bad} of {n} equations FAIL their numerical check against the engine's δ"
+    return f"all {n} equations checked against the engine's δ (float64): they hold"
+
+
+def text(d):
+    lines = []
+    if d.title:
+        lines += [d.title, ""]
+    for e in d.equations:
+        lines.append(f"{e.txt()}{_fanout(e)}")
+        lines.append(f"    shape {e.shape}; {_status(e)}")
+    lines += ["", _summary(d)]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(d):
+    out = []
+    if d.title:
+        out += [f"# {d.title}", ""]
+    if d.legend:
+        out += ["| symbol | meaning |", "|---|---|"]
+        out += [f"| ${k}$ | {v} |" for k, v in d.legend.items()]
+        out.append("")
+    out.append(f"Backward pass of ${_root(d)}$, in backward order (one line per named tensor and parameter).")
+    out.append("")
+    for i, e in enumerate(d.equations, 1):
+        fan = f" — the distributed chain rule: a sum over its {e.consumers} consumers" if e.consumers > 1 else ""
+        out += [f"**({i})** ${e.lhs_tex()}$, shape {e.shape}{fan}", "", f"$$ {e.tex()} $$", "",
+                f"check: {_status(e)}", ""]
+    out.append(f"**{_summary(d)}.**")
+    return "\n".join(out) + "\n"
+
+
+def _root(d):
+    from .expr import sym_tex
+    return sym_tex(d.root)
+
+
+def latex(d):
+    out = [r"\documentclass{article}", r"\usepackage{amsmath,amssymb,bm}", r"\begin{document}"]
+    if d.title:
+        out.append(r"\section*{" + d.title.replace("_", r"\_") + "}")
+    out.append(r"\begin{align*}")
+    rows = []
+    for e in d.equations:
+        rows.append(f"{e.lhs_tex()} &= {e.rhs.tex()}" + (r" && \text{(check fails)}" if e.ok is False else ""))
+    out.append((r" \\" + "\n").join(rows))
+    out += [r"\end{align*}", _summary(d).replace("δ", r"$\delta$") + ".", r"\end{document}"]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------- HTML
+_KATEX_DIR = __import__("pathlib").Path(__file__).with_name("katex")
+
+
+def katex_assets():
+    """(javascript, css with the woff2 fonts inlined as data URIs): KaTeX as bundled with chainrule
+    (MIT licence, ``explain/katex/LICENSE``), so the page needs no network."""
+    import base64
+    import re
+    js = (_KATEX_DIR / "katex.min.js").read_text(encoding="utf-8")
+    css = (_KATEX_DIR / "katex.min.css").read_text(encoding="utf-8")
+    css = re.sub(r',url\(fonts/[^)]*\.(?:woff|ttf)\) format\("[a-z]+"\)', "", css)
+
+    def inline(m):
+        data = (_KATEX_DIR / "fonts" / m.group(1)).read_bytes()
+        return "url(data:font/woff2;base64," + base64.b64encode(data).decode("ascii") + ")"
+    css = re.sub(r"url\(fonts/([^)]*\.woff2)\)", inline, css)
+    return js, css
+
+
+def _graph_svg(d):
+    """The cr.draw graph with ‖δ‖ on the edges, as inline SVG (or the DOT text without Graphviz)."""
+    from ..draw import _render, to_dot
+    dot = to_dot(d.graph.root_tensor, deltas=getattr(d, "recorded", None), edge_deltas=True,
+                 title=None, max_nodes=400)
+    svg = _render(dot, "svg")
+    if svg is None:
+        return ("<p>Graphviz's <code>dot</code> is not installed: the graph in DOT form.</p><pre>"
+                + _html.escape(dot) + "</pre>")
+    s = svg.decode("utf-8", errors="replace")
+    i = s.find("<svg")
+    return s[i:] if i >= 0 else s
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{title}</title>
+<style>{css}</style>
+<style>
+body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; }}
+.eq {{ border-left: 3px solid #2a7; padding: .2rem .8rem; margin: .8rem 0; }}
+.eq.fail {{ border-color: #c22; background: #fff3f3; }}
+.meta {{ font-size: .8rem; color: #666; }}
+.graph svg {{ max-width: 100%; height: auto; }}
+footer {{ font-size: .75rem; color: #777; margin-top: 2rem; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+<p>Backward pass of <span class="tex">{root}</span>, in backward order: the δ of every named tensor and the
+gradient of every parameter. Each line was evaluated from the recorded forward values and compared with
+the engine's δ.</p>
+<p><b>{summary}</b></p>
+{eqs}
+<h2>The graph, with ‖δ‖ on its edges</h2>
+<div class="graph">{graph}</div>
+<footer>Generated by chainrule.explain. Formulas typeset by KaTeX (MIT licence, © Khan Academy and other
+contributors), bundled with chainrule.</footer>
+<script>{js}</script>
+<script>
+document.querySelectorAll(".tex").forEach(function (el) {{
+  katex.render(el.textContent, el, {{displayMode: el.classList.contains("display"), throwOnError: false}});
+}});
+document.body.setAttribute("data-typeset", "done");
+</script>
+</body></html>
+"""
+
+
+def html(d, graph=True):
+    js, css = katex_assets()
+    blocks = []
+    for i, e in enumerate(d.equations, 1):
+        fan = f" · Σ over its {e.consumers} consumers (distributed chain rule)" if e.consumers > 1 else ""
+        cls = "eq" + (" fail" if e.ok is False else "")
+        blocks.append(f'<div class="{cls}"><div class="tex display">{_html.escape(e.tex())}</div>'
+                      f'<div class="meta">({i}) shape {e.shape}{fan} · {_html.escape(_status(e))}</div></div>')
+    title = d.title or "Backward derivation"
+    return _PAGE.format(title=_html.escape(title), css=css, js=js.replace("</script", "<\\/script"),
+                        root=_html.escape(_root(d)), summary=_html.escape(_summary(d)),
+                        eqs="\n".join(blocks), graph=_graph_svg(d) if graph else "")

@@ -1,0 +1,181 @@
+"""A node table for level-batched trees and DAGs: rows written once, level by level, gathered by
+later levels, backpropagated in time linear in the number of rows.
+
+Batching a tree by level (TensorFlow Fold, DyNet's autobatching) keeps every node's vector in one
+table: level h gathers the vectors of its children -- rows written by earlier levels -- computes its
+own vectors in one batched op, and appends them.  Appending by ``concat`` copies the whole table at
+every level, and the VJP of a ``take`` from it is a dense array of the whole table's size: both are
+quadratic in the depth (a 1e5-deep tree never finishes).  :class:`NodeTable` is what a hand-written
+level loop does instead: one preallocated buffer ``T`` that each level writes its rows into, and
+during backward one gradient buffer ``G`` that each level's gather scatters into, so every row is
+written, read and backpropagated once:
+
+    write(start, x):   T[start:start+n] = x                  |  x̄ = G[start:start+n]
+    gather(idx):       z = T[idx]                            |  G[idx] += g
+    read():            z = T (the whole table)               |  G += g
+
+Three primitives in the rule table (``table_write``, ``table_gather``, ``table_read``).  Every write
+records a *token* node (a zero-size output) whose backward rule hands its rows of ``G`` to the
+written tensor; a gather or read names the tokens of the rows it reads as its parents and returns
+zero-size gradients to them.  Sequence order does the rest: a token is created before every gather
+that reads its rows, so backward expands it after all of them have added their share into ``G``
+(the distributed chain rule with the sum kept in one buffer).  The rows of ``G`` are zeroed as
+their token hands them out, so the table may be backpropagated again (``retain_graph=True``).
+
+The gradient path through the table is first order only (its rules use the shared buffer, not
+differentiable operations): gradients of gradients through a NodeTable are not supported.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import RowSparseGrad
+from ..tensor import Tensor, apply
+from .rules import defop
+
+__all__ = ["NodeTable"]
+
+
+def _empty_like_token(dtype):
+    return np.empty(0, dtype=dtype)
+
+
+def _write(x, table, start):
+    """T[start:start+n] = x (a token records the write)   |   x̄ = G[start:start+n] (then zeroed)"""
+    stop = start + x.shape[0]
+    table._buf[start:stop] = x
+    return _empty_like_token(x.dtype), (table, start, stop)
+
+
+def _write_vjp(g, s, n):
+    table, start, stop = s
+    G = table._grad
+    if G is None:                              # no gather/read of these rows got a gradient
+        return (np.zeros((stop - start,) + table._buf.shape[1:], dtype=table._buf.dtype),)
+    rows = G[start:stop].copy()
+    G[start:stop] = 0
+    return (rows,)
+TABLE_WRITE = defop("table_write", _write, _write_vjp)
+
+
+def _gather(*tokens, table, idx):
+    """z = T[idx] (rows written earlier; idx an integer array of any shape)   |
+    G[idx] += g (repeated rows summed), each token parent gets a zero-size gradient"""
+    return table._buf[idx], (table, idx, len(tokens), tokens[0].dtype if tokens else None)
+
+
+def _gather_vjp(g, s, n):
+    table, idx, k, dt = s
+    RowSparseGrad(idx, g, table._buf.shape).add_to(table._grad_buffer())
+    return tuple(_empty_like_token(dt) for _ in range(k))
+TABLE_GATHER = defop("table_gather", _gather, _gather_vjp)
+
+
+def _read(*tokens, table):
+    """z = T (the whole table)   |   G += g, each token parent gets a zero-size gradient"""
+    return table._buf, (table, len(tokens), tokens[0].dtype if tokens else None)
+
+
+def _read_vjp(g, s, n):
+    table, k, dt = s
+    table._grad_buffer()[...] += g
+    return tuple(_empty_like_token(dt) for _ in range(k))
+TABLE_READ = defop("table_read", _read, _read_vjp)
+
+
+class NodeTable:
+    """A ``(rows, *row_shape)`` table filled by :meth:`write` (each row once), read by :meth:`gather`
+    and :meth:`read`, with gradients flowing back to the written tensors in linear time.
+
+    The buffer is allocated at the first write (row shape and dtype from it).  Gathering a row
+    that has not been written, writing a row twice, or writing after :meth:`read` is an error.
+
+    >>> import numpy as np, chainrule as cr
+    >>> leaves = cr.tensor(np.array([[1.0], [2.0]]), requires_grad=True)
+    >>> t = cr.NodeTable(3)
+    >>> t.write(0, leaves)
+    >>> c = t.gather(np.array([[0, 1]]))               # children of the one node of level 1
+    >>> t.write(2, c.sum(axis=1) * 10.0)
+    >>> t.read().sum().backward()
+    >>> leaves.grad.ravel().tolist()
+    [11.0, 11.0]
+    """
+
+    def __init__(self, rows):
+        self.rows = int(rows)
+        if self.rows < 0:
+            raise ValueError(f"NodeTable: negative number of rows {rows}")
+        self._buf = None
+        self._grad = None
+        self._owner = np.full(self.rows, -1, dtype=np.intp)   # row -> index into _tokens
+        self._tokens = []        # token Tensor per write (None when the write needs no gradient)
+        self._sealed = False
+
+    @property
+    def shape(self):
+        return None if self._buf is None else self._buf.shape
+
+    def _grad_buffer(self):
+        if self._grad is None:
+            self._grad = np.zeros(self._buf.shape, dtype=self._buf.dtype)
+        return self._grad
+
+    def write(self, start, x):
+        """Write the rows of ``x`` (a Tensor or array, first axis = rows) at ``start``."""
+        if self._sealed:
+            raise RuntimeError("NodeTable.write: the table was already read whole (read()); "
+                               "write every row before reading it")
+        data = x.data if isinstance(x, Tensor) else np.asarray(x)
+        start = int(start)
+        n = data.shape[0] if data.ndim else 0
+        if data.ndim == 0 or start < 0 or start + n > self.rows:
+            raise IndexError(f"NodeTable.write: rows {start}..{start + n} of a {data.shape} value "
+                             f"do not fit a table of {self.rows} rows")
+        if self._buf is None:
+            self._buf = np.empty((self.rows,) + data.shape[1:], dtype=data.dtype)
+        elif data.shape[1:] != self._buf.shape[1:]:
+            raise ValueError(f"NodeTable.write: rows of shape {data.shape[1:]} for a table of rows "
+                             f"{self._buf.shape[1:]}")
+        owner = self._owner[start:start + n]
+        if n and owner.max() >= 0:
+            raise ValueError(f"NodeTable.write: rows {start}..{start + n} overlap rows already written")
+        owner[...] = len(self._tokens)
+        tok = apply(TABLE_WRITE, (x,), {"table": self, "start": start})
+        self._tokens.append(tok if tok.requires_grad else None)
+
+    def _parents(self, which):
+        toks = self._tokens
+        return tuple(t for t in (toks[i] for i in which) if t is not None)
+
+    def gather(self, idx):
+        """Rows ``idx`` (an integer array of any shape; rows already written) as a Tensor of shape
+        ``idx.shape + row_shape``."""
+        idx = np.asarray(idx)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"NodeTable.gather: indices must be integers, got dtype {idx.dtype}")
+        if idx.size:
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= self.rows:
+                raise IndexError(f"NodeTable.gather: row {lo if lo < 0 else hi} out of range for a "
+                                 f"table of {self.rows} rows")
+            owners = self._owner[idx.ravel()]
+            if owners.min() < 0:
+                raise IndexError(f"NodeTable.gather: row {int(idx.ravel()[owners.argmin()])} has not "
+                                 f"been written yet")
+            which = sorted(set(owners.tolist()))
+        else:
+            which = []
+        if self._buf is None:
+            raise IndexError("NodeTable.gather: nothing has been written yet")
+        return apply(TABLE_GATHER, self._parents(which), {"table": self, "idx": idx})
+
+    def read(self):
+        """The whole table as a Tensor (every row must have been written); seals the table."""
+        if self._buf is None or (self.rows and self._owner.min() < 0):
+            raise RuntimeError(f"NodeTable.read: rows not written yet "
+                               f"(first: {int(np.argmin(self._owner))} of {self.rows})")
+        self._sealed = True
+        return apply(TABLE_READ, self._parents(range(len(self._tokens))), {"table": self})
+
+    def __repr__(self):
+        return f"NodeTable(rows={self.rows}, shape={self.shape}, writes={len(self._tokens)})"

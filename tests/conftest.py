@@ -1,0 +1,109 @@
+"""Fixtures shared by the test tree (which mirrors src/chainrule/): ``check_module`` (gradient-check
+a layer in float64), ``ner_dir`` (a made-up CoNLL-2003 directory and a GloVe-format file), and ``release_parsed_sst``
+(a module that parses the SST training trees drops them when it is done)."""
+import gzip
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.gradcheck import gradcheck_params
+
+
+def _check_module(module, x, seed=0, check_input=True, reset=None):
+    """Gradient-check a module in float64: the input gradient with cr.gradcheck and every
+    parameter's gradient with gradcheck_params, on L = Σ r ⊙ module(x) for a fixed random r.
+    ``reset()`` is called before every forward (re-seeds random layers so the mask is fixed)."""
+    module.to(np.float64)
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        x = x.astype(np.float64)
+
+    def run(inp):
+        if reset is not None:
+            reset()
+        return module(inp)
+
+    if check_input:
+        assert cr.gradcheck(run, cr.tensor(x, requires_grad=True))
+    params = list(module.named_parameters())
+    if params:
+        r = np.random.default_rng(seed).standard_normal(run(x).shape)
+        rep = gradcheck_params(lambda: (run(x) * r).sum(), params)
+        assert rep.ok, str(rep)
+    return True
+
+
+@pytest.fixture
+def check_module():
+    return _check_module
+
+
+FIRST = ["Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hugo"]
+
+
+LAST = ["Moreau", "Lindqvist", "Okafor", "Petrov", "Quispe", "Rossi"]
+
+
+CITIES = ["Lyon", "Tampere", "Oaxaca", "Brisbane", "Kraków", "Valparaiso"]
+
+
+ORGS = [["Zentra", "Holdings"], ["Bluefin", "Labs"], ["Orvane"], ["Kestrel", "Bank"]]
+
+
+EVENTS = [["Winter", "Cup"], ["Harbour", "Games"]]
+
+
+def _sentence(rng):
+    """A made-up sentence as (token, tag) pairs in IOB1."""
+    kind = rng.integers(0, 4)
+    per = [(FIRST[rng.integers(len(FIRST))], "I-PER"), (LAST[rng.integers(len(LAST))], "I-PER")]
+    loc = [(CITIES[rng.integers(len(CITIES))], "I-LOC")]
+    org = [(w, "I-ORG") for w in ORGS[rng.integers(len(ORGS))]]
+    misc = [(w, "I-MISC") for w in EVENTS[rng.integers(len(EVENTS))]]
+    o = lambda *ws: [(w, "O") for w in ws]  # noqa: E731
+    if kind == 0:
+        s = per + o("visited") + loc + o("on", "Monday", ".")
+    elif kind == 1:
+        s = org + o("said") + per + o("would", "lead", "the", "team", ".")
+    elif kind == 2:
+        s = o("The") + misc + o("opens", "in") + loc + o("today", ".")
+    else:
+        s = o("Shares", "of") + org + o("rose", "3.5", "percent", "in") + loc + o(".")
+    return s
+
+
+def _write_conll(path, n, seed):
+    rng = np.random.default_rng(seed)
+    lines = ["-DOCSTART- -X- O O", ""]
+    for _ in range(n):
+        for w, t in _sentence(rng):
+            lines.append(f"{w} NNP I-NP {t}")
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def ner_dir(tmp_path):
+    d = tmp_path / "ner"
+    d.mkdir()
+    _write_conll(d / "eng.train", 120, 0)
+    _write_conll(d / "eng.testa", 20, 1)
+    _write_conll(d / "eng.testb", 20, 2)
+    rng = np.random.default_rng(3)
+    words = ["the", "visited", "said", "lead", "lyon", "alice", "moreau", "shares", "of", "rose", ".", "0.0"]
+    with gzip.open(d / "vectors.txt.gz", "wt", encoding="utf-8") as f:
+        for w in words:
+            f.write(w + " " + " ".join(f"{v:.4f}" for v in rng.standard_normal(8)) + "\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def release_parsed_sst():
+    """Drop the SST trees a test module parsed (~400,000 objects that every later gc.collect(), which
+    pytest runs after each test, would otherwise walk again)."""
+    from chainrule.data import sst
+    cached = set(sst._cache)
+    yield
+    for split in set(sst._cache) - cached:
+        sst._cache.pop(split, None)
