@@ -14,6 +14,7 @@ from .tensor import Tensor, get_default_dtype, set_default_dtype, tensor  # noqa
 from .ops.functional import *  # noqa: F401,F403
 from .ops.functional import __all__ as _ops_all
 from .ops.table import NodeTable  # noqa: F401
+from .ops.fused import sum_squares  # noqa: F401
 from .transforms import gradients, grad, value_and_grad, vjp, jvp, hvp, jacobian, hessian  # noqa: F401
 from .creation import *  # noqa: F401,F403
 from .creation import __all__ as _creation_all
@@ -32,7 +33,7 @@ __all__ = [
     "is_grad_enabled", "grad", "value_and_grad", "gradients", "vjp", "jvp", "hvp", "jacobian", "hessian",
     "record_deltas", "Deltas",
     "detect_anomaly", "RowSparseGrad", "unbroadcast", "gradcheck", "gradgradcheck", "check_gradient",
-    "GradcheckError", "GradcheckReport", "draw", "NodeTable", "explain", "record_forward", *_ops_all,
+    "GradcheckError", "GradcheckReport", "draw", "NodeTable", "sum_squares", "explain", "record_forward", *_ops_all,
     # api: creation and randomness
     *_creation_all, "manual_seed", "default_generator", "get_rng_state", "set_rng_state", "rand", "randn",
     "randint", "randperm", "rand_like", "randn_like", "randint_like", "random",

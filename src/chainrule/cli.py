@@ -96,6 +96,7 @@ def _mlp_setup(config, data_dir=None):
 
 def cmd_train_mlp(args):
     from .checkpoint import load_checkpoint
+    from .distributed import is_main
     from .train import TrainConfig, Trainer
     out = args.out or os.path.join("runs", f"mlp-{args.dataset}")
     last = os.path.join(out, "last.safetensors")
@@ -106,7 +107,7 @@ def cmd_train_mlp(args):
             config["epochs"] = args.epochs
     else:
         config = _mlp_config(args)
-        if os.path.exists(os.path.join(out, "metrics.jsonl")):
+        if os.path.exists(os.path.join(out, "metrics.jsonl")) and is_main():
             os.replace(os.path.join(out, "metrics.jsonl"), os.path.join(out, "metrics.previous.jsonl"))
     splits, model, opt, sched, data, loss_fn, evaluate_fn = _mlp_setup(config, args.data_dir)
     tc = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], seed=config["seed"],
@@ -124,6 +125,8 @@ def cmd_train_mlp(args):
         trainer.fit(data["train"], data["val"])
     except KeyboardInterrupt:
         return 130
+    if not is_main():          # data-parallel: rank 0 reports and writes results
+        return 0
     return _report_mlp(out, config, data, args.data_dir, trainer.train_seconds)
 
 
@@ -218,6 +221,8 @@ def build_parser():
     ap.add_argument("--threads", type=int, default=None,
                     help="BLAS threads (default: the BLAS library's own choice). Use 1 on a busy machine: "
                          "OpenBLAS worker threads competing for oversubscribed cores slow small matmuls many-fold")
+    ap.add_argument("--debug", action="store_true",
+                    help="show the full traceback of an error (default: one line naming the problem, exit code 2)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     tr = sub.add_parser("train", help="train a model", description="Train a model and write checkpoints, "
@@ -260,18 +265,81 @@ def build_parser():
     return ap
 
 
+def _distributed(args, argv):
+    """``--workers N``: relaunch under mpiexec (returns its exit status).  Under mpiexec: start MPI,
+    and mute stdout on ranks other than 0 (errors still reach stderr).  None: carry on here."""
+    from . import distributed
+    n = distributed.launched_size()
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if n == 1 and workers and workers > 1:
+        return distributed.launch(list(argv), workers)
+    if n > 1:
+        if workers not in (None, n):
+            raise ValueError(f"--workers {workers}, but mpiexec started {n} processes; drop --workers under mpiexec")
+        distributed.init()
+        if not distributed.is_main():
+            sys.stdout = open(os.devnull, "w")
+    return None
+
+
+#: Errors that mean "the input or the environment is wrong", not "chainrule has a bug": the command
+#: prints one line naming the problem and exits with 2 (``--debug`` or CHAINRULE_DEBUG=1 shows the
+#: traceback).  Every chainrule error class for bad input (CheckpointError, TreeParseError,
+#: ConllFormatError, GloveFormatError, IdxFormatError, DAGSpecError, ...) is a ValueError; files that
+#: are missing, unreadable or unwritable are OSErrors.  Anything else is a bug and keeps its traceback.
+EXPECTED_ERRORS = (ValueError, OSError, EOFError)
+
+
+def _quiet_broken_pipe():
+    """stdout's reader went away (``chainrule ... | head``): stop quietly, as a Unix tool does."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141                 # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
+
+
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
     ap = build_parser()
     args = ap.parse_args(argv)
+    args._argv = argv
+    debug = getattr(args, "debug", False) or bool(os.environ.get("CHAINRULE_DEBUG"))
     if getattr(args, "threads", None):
         _limit_threads(args.threads)
+    name = " ".join(v for v in (getattr(args, "command", None), getattr(args, "model", None)) if isinstance(v, str))
+    try:
+        rc = _distributed(args, argv)
+    except (ImportError, ValueError) as e:
+        print(f"chainrule {name}: error: {e}", file=sys.stderr)
+        return 2
+    if rc is not None:
+        return rc
     try:
         return args.func(args) or 0
-    except (FileNotFoundError, ValueError) as e:   # bad input: one clear line (CHAINRULE_DEBUG=1 for the traceback)
-        if os.environ.get("CHAINRULE_DEBUG"):
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        print(f"chainrule {name}: interrupted", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as e:
+        if debug:
             raise
-        print(f"chainrule {args.command}: error: {e}", file=sys.stderr)
+        print(f"chainrule {name}: error: {_describe(e)}", file=sys.stderr)
+        from .distributed import abort_all
+        abort_all(2)             # under mpiexec: the other ranks must not wait for this one
         return 2
+
+
+def _describe(e):
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    if isinstance(e, EOFError):
+        return f"unexpected end of a file ({e}); the file is truncated"
+    return str(e) or type(e).__name__
 
 
 if __name__ == "__main__":    # pragma: no cover

@@ -157,6 +157,7 @@ def _vocab_and_embeddings(config):
 # ------------------------------------------------------------------------------------ train
 def cmd_train_sequence(args):
     from ..checkpoint import load_checkpoint
+    from ..distributed import is_main
     from ..data.embeddings import Vocab
     from ..models import sequence as S
     from ..train import TrainConfig, Trainer
@@ -173,7 +174,7 @@ def cmd_train_sequence(args):
     else:
         config = config_from_args(args)
         vocab, table, found = _vocab_and_embeddings(config)
-        if os.path.exists(os.path.join(out, "metrics.jsonl")):
+        if os.path.exists(os.path.join(out, "metrics.jsonl")) and is_main():
             os.replace(os.path.join(out, "metrics.jsonl"), os.path.join(out, "metrics.previous.jsonl"))
     model = build_model(config, vocab, table)
     data = _datasets(config, vocab)
@@ -182,7 +183,7 @@ def cmd_train_sequence(args):
     tc = TrainConfig(epochs=config["epochs"], batch_size=1, seed=config["seed"], out_dir=out, monitor="acc", mode="max",
                      patience=args.patience, clip_norm=config["clip"] or None, progress=args.progress,
                      extra={"config": config, "vocab": vocab.to_json()})
-    trainer = Trainer(model, opt, S.make_loss_fn(), lambda m, ds: S.evaluate(m, ds), tc,
+    trainer = Trainer(model, opt, S.make_loss_fn(), S.evaluate_sharded, tc,
                       on_epoch_start=buckets.reshuffle)
     if args.resume:
         trainer.load(last)
@@ -202,6 +203,8 @@ def cmd_train_sequence(args):
         trainer.fit(buckets, data["dev"])
     except KeyboardInterrupt:
         return 130
+    if not is_main():          # data-parallel: rank 0 reports and writes results
+        return 0
     return report(out, data, trainer.train_seconds, time.perf_counter() - wall0)
 
 

@@ -146,6 +146,7 @@ def load_tagger(path):
 # ------------------------------------------------------------------------------------ train
 def cmd_train_window(args):
     from ..checkpoint import load_checkpoint
+    from ..distributed import is_main
     from ..data.embeddings import Vocab
     from ..models import window as W
     from ..train import TrainConfig, Trainer
@@ -167,7 +168,7 @@ def cmd_train_window(args):
         config["types"] = entity_types(splits["train"])
         vocab, embeddings, config["dim"] = build_vocab_and_vectors(config, splits)
         config["labels"] = W.TagScheme(config["scheme"], config["types"]).labels
-        if os.path.exists(os.path.join(out, "metrics.jsonl")):
+        if os.path.exists(os.path.join(out, "metrics.jsonl")) and is_main():
             os.replace(os.path.join(out, "metrics.jsonl"), os.path.join(out, "metrics.previous.jsonl"))
     scheme = W.TagScheme(config["scheme"], config["types"])
     data = {k: W.WindowData(v, vocab, config["window"], scheme) for k, v in splits.items()}
@@ -195,6 +196,8 @@ def cmd_train_window(args):
         trainer.fit(data["train"], data["dev"])
     except KeyboardInterrupt:
         return 130
+    if not is_main():          # data-parallel: rank 0 reports and writes results
+        return 0
     return report(out, data, trainer.train_seconds, time.perf_counter() - t_start)
 
 
