@@ -1,9 +1,52 @@
-"""The model-specific ``chainrule`` subcommands (derive/dag, rntn/sentiment, sequence, window/tag);
-each module has a ``register`` function that cli.py calls."""
+"""The ``chainrule`` subcommands, one module per model; ``chainrule.cli`` only assembles them.
+
+========== ==========================================================================
+module     commands
+========== ==========================================================================
+mlp        ``train mlp``, ``evaluate``, ``gradcheck mlp``
+window     ``train window``, ``tag``, ``gradcheck window``
+rntn       ``train rntn`` (RNTN, RNN, Tree-LSTM), ``sentiment``, ``gradcheck rntn``
+sequence   ``train sequence``, ``gradcheck lstm|gru|attention``
+derive     ``derive``, ``dag``
+explain    ``explain``
+========== ==========================================================================
+
+Every module has ``register(sub, train_sub, gradcheck_sub)`` -- the top-level subparsers and those
+of ``train`` and ``gradcheck`` -- and ``load_model(path)`` for the checkpoints its ``train`` command
+writes.  The options the commands share are defined here once: :func:`add_run_args` (epochs,
+batch size, patience, seed, output directory, resume, progress bar, BLAS threads) and
+:func:`add_optimizer_args` (optimizer, learning rate, weight decay, schedule: the choices and
+defaults come from the one optimizer table, :data:`chainrule.optim.OPTIMIZERS`).  Old spellings
+(``--batch``, ``--lr-decay``, ``--dim``) are accepted as hidden aliases.
+"""
+import argparse
+import os
+
+MODULES = ("mlp", "window", "rntn", "sequence", "derive", "explain")
 
 
-def add_run_args(p, default_out):
-    """The options every ``chainrule train MODEL`` shares: seed, output directory, resume, progress bar."""
+def add_threads_arg(p):
+    """``--threads N`` on a subcommand's parser too (``chainrule train mlp --threads 1``); it is
+    left unset (``argparse.SUPPRESS``) when not given, so ``chainrule --threads 1 train mlp`` keeps
+    working."""
+    p.add_argument("--threads", type=int, default=argparse.SUPPRESS,
+                   help="BLAS threads (also accepted before the subcommand)")
+
+
+def add_batch_size_arg(p, default, help):
+    """``--batch-size`` (the one spelling; ``--batch`` is a hidden alias)."""
+    p.add_argument("--batch-size", type=int, default=default, help=help)
+    p.add_argument("--batch", dest="batch_size", type=int, help=argparse.SUPPRESS)
+
+
+def add_run_args(p, default_out, epochs_help, batch_help):
+    """The options every ``chainrule train MODEL`` shares: epochs, batch size, early stopping, seed,
+    output directory, resume, progress bar, BLAS threads.  ``--epochs`` and ``--batch-size`` default
+    to None: each command fills in its own default (stated in ``epochs_help``/``batch_help``)."""
+    p.add_argument("--epochs", type=int, default=None, help=epochs_help)
+    add_batch_size_arg(p, None, batch_help)
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping after N epochs without improvement of the validation metric")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help=f"output directory (default {default_out})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -12,6 +55,103 @@ def add_run_args(p, default_out):
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="train data-parallel on N processes: runs this command under 'mpiexec -n N' "
                         "(needs pip install 'chainrule[mpi]'); --batch-size stays the global batch")
+    add_threads_arg(p)
+
+
+def add_optimizer_args(p, default="adam", choices=None, schedule="none"):
+    """``--optimizer``, ``--lr``, ``--weight-decay`` and ``--schedule`` (hidden alias ``--lr-decay``)
+    from the optimizer and schedule tables of :mod:`chainrule.optim`."""
+    from .. import optim
+    choices = list(choices or optim.OPTIMIZERS)
+    p.add_argument("--optimizer", default=default, choices=choices, help=f"default {default}")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: " + ", ".join(
+        f"{k} {optim.default_lr(k):g}" for k in choices) + ")")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay added to the gradients (default 0)")
+    p.add_argument("--schedule", default=schedule, choices=list(optim.SCHEDULES),
+                   help=f"learning-rate schedule over the epochs (default {schedule})")
+    p.add_argument("--lr-decay", dest="schedule", choices=list(optim.SCHEDULES), help=argparse.SUPPRESS)
+
+
+def lr_from_args(args):
+    """``--lr``, or the chosen optimizer's default learning rate."""
+    from .. import optim
+    return args.lr if args.lr is not None else optim.default_lr(args.optimizer)
+
+
+def build_optimizer(config, params, **options):
+    """The optimizer a run's ``config`` names (``optimizer``, ``lr``, ``weight_decay``, ``momentum``),
+    through the one factory :func:`chainrule.optim.make_optimizer`; ``options`` override."""
+    from .. import optim
+    kw = {"lr": config["lr"], "weight_decay": config.get("weight_decay"), "momentum": config.get("momentum")}
+    kw.update(options)
+    return optim.make_optimizer(config["optimizer"], params, **kw)
+
+
+def plural(n, word):
+    """``1 epoch``, ``2 epochs``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def start_run(args, out, config_from_args):
+    """``(config, extra)`` of a run: with ``--resume`` the configuration and metadata stored in
+    ``out/last.safetensors`` (``--epochs`` may extend it); else ``config_from_args(args)`` and None
+    (an earlier run's metrics.jsonl in ``out`` is kept as metrics.previous.jsonl, by rank 0 alone
+    under MPI)."""
+    from ..checkpoint import load_checkpoint
+    from ..distributed import is_main
+    if args.resume:
+        _, meta = load_checkpoint(os.path.join(out, "last.safetensors"))
+        extra = meta["extra"]
+        config = extra["config"]
+        if args.epochs is not None:
+            config["epochs"] = args.epochs
+        return config, extra
+    config = config_from_args(args)
+    metrics = os.path.join(out, "metrics.jsonl")
+    if os.path.exists(metrics) and is_main():
+        os.replace(metrics, os.path.join(out, "metrics.previous.jsonl"))
+    return config, None
+
+
+def resume_trainer(trainer, args, out):
+    """With ``--resume``: load ``out/last.safetensors`` into ``trainer`` and say where it continues."""
+    if args.resume:
+        last = os.path.join(out, "last.safetensors")
+        trainer.load(last)
+        print(f"resuming {last}: epoch {trainer.epoch + 1}, batch {trainer.batch}")
+
+
+def fit(trainer, train, val):
+    """``trainer.fit(train, val)``; returns None when the caller should report (evaluate the best
+    checkpoint, write results.json), else the exit status: 130 (the shell's Ctrl-C status) if
+    interrupted (the Trainer has saved last.safetensors), 0 on a data-parallel rank other than 0
+    (rank 0 alone reports and writes results)."""
+    from ..distributed import is_main
+    try:
+        trainer.fit(train, val)
+    except KeyboardInterrupt:
+        return 130
+    return None if is_main() else 0
+
+
+def print_gradcheck_table(report, shapes, width=24, note=None):
+    """The per-parameter rows of a :class:`chainrule.gradcheck` report: name, shape, max abs and
+    relative error, ok; ``note(c)`` may add a remark to a row."""
+    print(f"{'parameter':<{width}}{'shape':<16}{'max abs err':>14}{'max rel err':>14}  ok")
+    for c in report.comparisons:
+        print(f"{c.name:<{width}}{str(shapes.get(c.name, '')):<16}{c.max_abs:>14.3e}{c.max_rel:>14.3e}  "
+              f"{'yes' if c.ok else 'NO'}{note(c) if note else ''}")
+
+
+def summary(what, checks):
+    """Print the one summary line that ends ``gradcheck`` and ``derive``: ``checks`` is a list of
+    ``(name, ok)``.  Returns the exit status (0: all passed, 1: some failed)."""
+    failed = [name for name, ok in checks if not ok]
+    if failed:
+        print(f"\n{what}: {len(failed)} of {plural(len(checks), 'check')} FAILED: {', '.join(failed)}")
+        return 1
+    print(f"\n{what}: all checks passed ({len(checks)} of {len(checks)})")
+    return 0
 
 
 def load_trained(path, command, models, vocab_cls, build):
@@ -32,9 +172,9 @@ def load_trained(path, command, models, vocab_cls, build):
     if config.get("model") not in models:
         raise ValueError(f"{path}: its model is {config.get('model')!r}, not {' or '.join(map(repr, models))}; "
                          f"{expected}")
-    if "vocab" not in extra:
+    if vocab_cls is not None and "vocab" not in extra:
         raise ValueError(f"{path}: no vocabulary in the checkpoint's metadata; {expected}")
-    vocab = vocab_cls.from_json(extra["vocab"])
+    vocab = vocab_cls.from_json(extra["vocab"]) if vocab_cls is not None else None
     model = build(config, vocab)
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
     model.eval()
