@@ -19,7 +19,7 @@ import numpy as np
 from .. import autograd as ag
 from .. import random as _random
 from ..sparse import RowSparseGrad
-from ..tensor import GRAPH_MODE, Tensor, apply
+from ..tensor import GRAPH_MODE, Tensor, apply, plain_index
 from . import rules as R
 
 __all__ = [
@@ -496,12 +496,7 @@ def index_put(x, idx, values):
     gathered into x's shape through an integer index, so the gradient is the engine's getitem
     scatter-add.  ``t[idx] = v`` on a tensor that requires grad refuses and points here."""
     a = _arr(x)
-    if isinstance(idx, Tensor):
-        idx = idx.data
-    elif isinstance(idx, tuple):
-        idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
-    elif isinstance(idx, list):
-        idx = np.asarray(idx)
+    idx = plain_index(idx)
     try:
         target_shape = a[idx].shape
         v = _arr(values)
