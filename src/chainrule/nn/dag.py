@@ -247,7 +247,8 @@ def compile_spec(spec) -> DAGSpec:
         if g.units[v] != "input" and not g.in_edges[v]:
             raise DAGSpecError(f"dag: node {g.names[v]!r} ({g.units[v]}) has no incoming edges; only input "
                                "nodes may have none")
-    # Kahn's algorithm, ties broken by spec order (smallest index first)
+    # Kahn's algorithm, ties broken by spec order (smallest index first).  derivations/dag.py has
+    # its own copy on purpose: the derivations are the engine-free witness and import nothing of it.
     indeg = [len(g.in_edges[v]) for v in range(n)]
     ready = [v for v in range(n) if indeg[v] == 0]
     heapq.heapify(ready)
