@@ -537,7 +537,7 @@ def _opaque(G, node, i, g):
 
     def fn(gv, op=op, saved=saved, needs=needs, i=i, shape=shape):
         r = op.backward(np.asarray(gv, dtype=node.dtype) if np.ndim(gv) else
-                        np.broadcast_to(np.asarray(gv, dtype=node.dtype), node.shape), saved, needs)[i]
+                        np.broadcast_to(np.asarray(gv, dtype=node.dtype), node.shape), needs, *saved)[i]
         r = r.to_dense() if isinstance(r, ag.RowSparseGrad) else r
         return ag.unbroadcast(np.asarray(r), tuple(shape))
     return X.Opaque(node.op.name, g, fn, str(i))

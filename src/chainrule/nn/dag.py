@@ -51,6 +51,7 @@ import os
 import numpy as np
 
 from .. import autograd as ag
+from .. import debug
 from ..ops import functional as F
 from ..tensor import Tensor
 
@@ -606,7 +607,7 @@ class DAGNetwork(Module):
         cache = self.run(x, requires_grad_inputs=True)
         single = cache["single"]
         L = dag_loss(self.graph, cache, y, single, reduction="sum")
-        with ag.record_deltas() as deltas:
+        with debug.record_deltas() as deltas:
             L.backward()
         for p in self.parameters():
             p.grad = None
