@@ -43,3 +43,4 @@ __all__ = [
 
 from . import nn, losses, optim  # noqa: E402,F401  (built on the engine above; imported last)
 from . import explain  # noqa: E402,F401  (a package that is also callable: cr.explain(loss))
+from .explain import check_derivation  # noqa: E402,F401

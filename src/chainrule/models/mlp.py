@@ -70,7 +70,7 @@ def make_evaluate_fn(config, n_classes, batch_size=1024):
 
     def finish(data, parts):
         tot, correct, n = parts[0].sum(axis=0)
-        return {"loss": float(tot) / max(n, 1), "acc": int(correct) / max(int(n), 1)}
+        return {"loss": float(tot) / max(int(n), 1), "acc": int(correct) / max(int(n), 1)}
     return ShardedEvaluation(predict, finish)
 
 
