@@ -265,12 +265,14 @@ def take(x, indices, sparse=False):
     idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"take: indices must be integers, got dtype {idx.dtype}")
-    n = x.shape[0]
-    if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise IndexError(f"take: index {int(idx.max()) if idx.max() >= n else int(idx.min())} "
-                         f"out of range for a table of {n} rows (shape {x.shape})")
     sparse = bool(sparse) and isinstance(x, Tensor) and x.is_leaf
-    return apply(R.TAKE, (x,), {"idx": idx, "sparse": sparse})
+    try:                  # the bounds are checked by the lookup itself: no extra pass on the hot path
+        return apply(R.TAKE, (x,), {"idx": idx, "sparse": sparse})
+    except IndexError:
+        n = np.shape(x)[0]
+        bad = int(idx.max()) if idx.max() >= n else int(idx.min())
+        raise IndexError(f"take: index {bad} out of range for a table of {n} rows "
+                         f"(shape {np.shape(x)})") from None
 
 
 @_doc(R.EINSUM)

@@ -118,9 +118,19 @@ def defop(name, forward, backward, derive=None, replace=False):
 # The array namespace the rules compute with
 # ----------------------------------------------------------------------------------------------
 def stable_sigmoid(x):
-    """σ(x) = 1 / (1 + e^(−x)), evaluated without overflow: e^(−|x|) is never larger than 1."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    """σ(x) = 1 / (1 + e^(−x)), evaluated without overflow: e^(−|x|) is never larger than 1, and
+    σ = 1/(1 + e) for x ≥ 0, e/(1 + e) for x < 0 -- one division of the selected numerator, in
+    place (7 array passes instead of 10; the same values bit for bit)."""
+    if type(x) is not np.ndarray or x.ndim == 0 or x.dtype.kind not in "fc":   # scalars, integers
+        xa = np.array(x, ndmin=1)
+        r = stable_sigmoid(xa if xa.dtype.kind in "fc" else xa.astype(np.float64))
+        return r[0] if np.ndim(x) == 0 else r
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    num = np.where(x >= 0, np.ones((), dtype=e.dtype), e)
+    e += 1
+    return np.divide(num, e, out=num)
 
 
 def softmax_array(x, axis=-1):
@@ -593,7 +603,26 @@ def _einsum(subscripts, *ops):
     indices (diagonals) are scattered onto the diagonal."""
     ins, out = parse_einsum(subscripts, [o.shape for o in ops])
     spec = ",".join(ins) + "->" + out
-    return np.einsum(spec, *ops, optimize=len(ops) > 2), (ins, out, ops)
+    return np.einsum(spec, *ops, optimize=einsum_path(spec, ops)), (ins, out, ops)
+
+
+_PATHS = {}
+
+
+def einsum_path(spec, ops):
+    """The contraction order for ``np.einsum(spec, *ops)``: False for two operands or fewer (one
+    pairwise contraction), else NumPy's greedy path (what ``optimize=True`` computes), cached per
+    (spec, shapes) -- computing it costs more than a small contraction (the per-node RNTN path
+    spent 400 of 700 ms a minibatch recomputing it).  Same path, same result bit for bit."""
+    if len(ops) <= 2:
+        return False
+    key = (spec, tuple(np.shape(o) for o in ops))
+    path = _PATHS.get(key)
+    if path is None:
+        if len(_PATHS) > 4096:
+            _PATHS.clear()
+        path = _PATHS[key] = np.einsum_path(spec, *ops, optimize="greedy")[0]
+    return path
 
 
 def _einsum_vjp(g, n, ins, out, ops):
@@ -607,7 +636,8 @@ def _einsum_vjp(g, n, ins, out, ops):
         uniq = "".join(dict.fromkeys(sub))            # operand i's distinct indices, in order
         keep = "".join(c for c in uniq if c in avail)
         spec = ",".join([out] + [sj for sj, _ in others]) + "->" + keep
-        gi = xp.einsum(spec, g, *[o for _, o in others], optimize=len(others) > 1)
+        gi = xp.einsum(spec, g, *[o for _, o in others],
+                       optimize=einsum_path(spec, [g] + [o for _, o in others]) if xp is NUMPY else len(others) > 1)
         x = ops[i]
         dims = {c: x.shape[sub.index(c)] for c in uniq}
         if keep != uniq:                              # indices only operand i had: broadcast
