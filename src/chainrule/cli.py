@@ -14,7 +14,7 @@ import os
 import sys
 
 import numpy as np
-from .commands import add_run_args
+from .commands import add_run_args, positive_float, positive_int, unit_fraction
 
 
 def _int_list(s):
@@ -35,19 +35,20 @@ def _add_mlp_args(p):
     p.add_argument("--loss", default="ce", choices=LOSSES,
                    help="ce: softmax cross-entropy; multilabel-bce: K sigmoid outputs, summed BCE (seed 003); l2: ½‖σ(z)−d‖²")
     p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: sgd 0.1, adam 1e-3, adagrad 0.05)")
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: sgd 0.1, adam 1e-3, adagrad 0.05)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="optimizer weight decay")
     p.add_argument("--dropout", type=float, default=None, help="dropout probability after each hidden layer (default: 0.3 for digits, 0 otherwise)")
     p.add_argument("--l2", type=float, default=0.0, help="λ: adds λ/2 Σ‖W‖² over weight matrices to the loss (seed 003)")
     p.add_argument("--schedule", default="cosine", choices=["none", "step", "cosine"], help="learning-rate schedule per epoch")
-    p.add_argument("--epochs", type=int, default=None, help="default: 30 for digits, 10 otherwise")
-    p.add_argument("--batch-size", type=int, default=None, help="default: 32 for digits, 128 otherwise")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: 30 for digits, 10 otherwise")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="default: 32 for digits, 128 otherwise")
+    p.add_argument("--val-fraction", type=unit_fraction, default=0.1,
+                   help="share of the training set held out for model selection (default 0.1); 0: no validation, the last epoch is the selected one")
     p.add_argument("--normalize", default=None, choices=["feature", "global", "none"],
                    help="input scaling fitted on the training split: per-feature standardisation, one global "
                         "mean/std, or none (pixels in [0, 1]); default: feature for digits, global otherwise")
-    p.add_argument("--patience", type=int, default=None, help="early stopping after N epochs without val improvement")
+    p.add_argument("--patience", type=positive_int, default=None, help="early stopping after N epochs without val improvement")
     add_run_args(p, "runs/mlp-DATASET")
 
 
@@ -95,26 +96,20 @@ def _mlp_setup(config, data_dir=None):
 
 
 def cmd_train_mlp(args):
-    from .checkpoint import load_checkpoint
     from .train import TrainConfig, Trainer
+    from .commands.rundir import begin_run, check_space
     out = args.out or os.path.join("runs", f"mlp-{args.dataset}")
     last = os.path.join(out, "last.safetensors")
-    if args.resume:
-        _, meta = load_checkpoint(last)
-        config = meta["extra"]["config"]
-        if args.epochs is not None:
-            config["epochs"] = args.epochs
-    else:
-        config = _mlp_config(args)
-        if os.path.exists(os.path.join(out, "metrics.jsonl")):
-            os.replace(os.path.join(out, "metrics.jsonl"), os.path.join(out, "metrics.previous.jsonl"))
+    config, meta = begin_run(args, out, "mlp", ("mlp",), lambda: _mlp_config(args), _mlp_schedule_spans_epochs)
     splits, model, opt, sched, data, loss_fn, evaluate_fn = _mlp_setup(config, args.data_dir)
+    check_space(out, model)
     tc = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], seed=config["seed"],
                      out_dir=out, monitor="acc", mode="max", patience=args.patience, progress=args.progress,
                      extra={"config": config, "data_dir": args.data_dir})
     trainer = Trainer(model, opt, loss_fn, evaluate_fn, tc, scheduler=sched)
-    if args.resume:
+    if meta is not None:
         trainer.load(last)
+        trainer.config.epochs = config["epochs"]
         print(f"resuming {last}: epoch {trainer.epoch + 1}, batch {trainer.batch}")
     print(f"chainrule train mlp: {config['dataset']} {[splits.train[0].shape[1], *config['hidden'], len(splits.classes)]} "
           f"{config['activation']}, loss {config['loss']}, {config['optimizer']} lr {config['lr']}, "
@@ -124,35 +119,46 @@ def cmd_train_mlp(args):
         trainer.fit(data["train"], data["val"])
     except KeyboardInterrupt:
         return 130
-    return _report_mlp(out, config, data, args.data_dir, trainer.train_seconds)
+    return _report_mlp(out, config, data, args.data_dir, trainer.train_seconds, trainer.epoch)
+
+
+def _mlp_schedule_spans_epochs(config):
+    return f"{config['schedule']} learning-rate schedule" if config.get("schedule") in ("cosine", "step") else None
 
 
 def _load_model_from_checkpoint(path, data_dir=None):
     from .checkpoint import load_checkpoint
+    from .commands.rundir import check_config_bounds
     arrays, meta = load_checkpoint(path)
-    config = meta.get("extra", {}).get("config")
-    if not config or config.get("model") != "mlp":
-        raise SystemExit(f"evaluate: {path} is not an MLP checkpoint written by 'chainrule train mlp'")
+    extra = meta.get("extra")
+    config = extra.get("config") if isinstance(extra, dict) else None
+    if not isinstance(config, dict) or config.get("model") != "mlp":
+        raise ValueError(f"{path} is not an MLP checkpoint written by 'chainrule train mlp'")
+    check_config_bounds(config, arrays, path)
     splits, model, opt, sched, data, loss_fn, evaluate_fn = _mlp_setup(
         config, data_dir if data_dir is not None else meta.get("extra", {}).get("data_dir"))
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
     return model, config, data, evaluate_fn, meta
 
 
-def _report_mlp(out, config, data, data_dir, seconds):
+def _report_mlp(out, config, data, data_dir, seconds, epochs_run=None):
+    """Evaluate best.safetensors on every non-empty split; results.json records the run's own
+    configuration (with the epochs it was extended to) and the epochs actually run."""
     from .autograd import no_grad
     best = os.path.join(out, "best.safetensors")
-    model, config, data, evaluate_fn, meta = _load_model_from_checkpoint(best, data_dir)
+    model, _, data, evaluate_fn, meta = _load_model_from_checkpoint(best, data_dir)
     model.eval()
     rows = {}
     with no_grad():
         for split in ("train", "val", "test"):
-            rows[split] = evaluate_fn(model, data[split])
-    print(f"\nbest epoch {meta['best_epoch']} (by validation accuracy), training time {seconds:.1f} s")
+            if len(data[split]):
+                rows[split] = evaluate_fn(model, data[split])
+    how = "by validation accuracy" if len(data["val"]) else "the last epoch: no validation set"
+    print(f"\nbest epoch {meta['best_epoch']} ({how}), training time {seconds:.1f} s")
     print(f"{'split':<8}{'accuracy':>10}{'loss':>10}")
     for split, m in rows.items():
         print(f"{split:<8}{m['acc'] * 100:>9.2f}%{m['loss']:>10.4f}")
-    result = {"config": config, "best_epoch": meta["best_epoch"], "train_seconds": seconds,
+    result = {"config": config, "best_epoch": meta["best_epoch"], "epochs_run": epochs_run, "train_seconds": seconds,
               **{f"{s}_{k}": v for s, m in rows.items() for k, v in m.items()}}
     from .checkpoint import atomic_write_text
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(result, indent=2) + "\n")
@@ -161,13 +167,37 @@ def _report_mlp(out, config, data, data_dir, seconds):
 
 
 def cmd_evaluate(args):
+    """Any checkpoint of ``chainrule train`` (or a run directory: its best checkpoint), by its kind."""
     from .autograd import no_grad
-    model, config, data, evaluate_fn, meta = _load_model_from_checkpoint(args.checkpoint, args.data_dir)
+    from .checkpoint import load_checkpoint
+    from .commands.rundir import resolve_checkpoint
+    path = resolve_checkpoint(args.checkpoint)
+    _, meta = load_checkpoint(path)
+    extra = meta.get("extra")
+    config = extra.get("config") if isinstance(extra, dict) else None
+    kind = config.get("model") if isinstance(config, dict) else None
+    dev_splits = tuple(dict.fromkeys("dev" if s == "val" else s for s in args.splits))
+    if kind == "window":
+        from .commands import window
+        return window.evaluate_checkpoint(path, dev_splits, args.data_dir)
+    if kind in ("rntn", "rnn", "treelstm"):
+        from .commands import rntn
+        return rntn.evaluate_checkpoint(path, tuple(s for s in dev_splits if s != "train") or ("dev",))
+    if kind == "sequence":
+        from .commands import sequence
+        return sequence.evaluate_checkpoint(path, tuple(s for s in dev_splits if s != "train") or ("dev",))
+    if kind != "mlp":
+        raise ValueError(f"evaluate: {path} is not a checkpoint of 'chainrule train' (mlp, window, rntn, sequence)"
+                         + (f"; its model is {kind!r}" if kind else "; its metadata holds no model configuration"))
+    model, config, data, evaluate_fn, meta = _load_model_from_checkpoint(path, args.data_dir)
     model.eval()
-    print(f"{args.checkpoint}: {config['model']} on {config['dataset']}, epoch {meta['epoch']}")
+    print(f"{path}: {config['model']} on {config['dataset']}, epoch {meta['epoch']}")
     print(f"{'split':<8}{'accuracy':>10}{'loss':>10}")
     with no_grad():
-        for split in args.splits:
+        for split in ("val" if s == "dev" else s for s in args.splits):
+            if not len(data[split]):
+                print(f"{split:<8}{'(empty)':>10}")
+                continue
             m = evaluate_fn(model, data[split])
             print(f"{split:<8}{m['acc'] * 100:>9.2f}%{m['loss']:>10.4f}")
     return 0
@@ -232,10 +262,12 @@ def build_parser():
     p.set_defaults(func=cmd_train_mlp)
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint", description="Evaluate a checkpoint written by "
-                        "'chainrule train' on its data set's splits.")
-    ev.add_argument("checkpoint")
-    ev.add_argument("--data-dir", default=None)
-    ev.add_argument("--splits", nargs="+", default=["val", "test"], choices=["train", "val", "test"])
+                        "any 'chainrule train' command (MLP, window tagger, RNTN/RNN/Tree-LSTM, sequence "
+                        "classifier), or the best checkpoint of a run directory, on its data set's splits.")
+    ev.add_argument("checkpoint", help="a checkpoint of any 'chainrule train' command, or a run directory (--out)")
+    ev.add_argument("--data-dir", default=None, help="data directory (default: the one the run was trained on)")
+    ev.add_argument("--splits", nargs="+", default=["val", "test"], choices=["train", "val", "dev", "test"],
+                    help="val and dev name the same split (the validation / development set)")
     ev.set_defaults(func=cmd_evaluate)
 
     gc = sub.add_parser("gradcheck", help="gradient-check a model in float64",
@@ -290,7 +322,9 @@ def main(argv=None):
         _limit_threads(args.threads)
     name = " ".join(v for v in (getattr(args, "command", None), getattr(args, "model", None)) if isinstance(v, str))
     try:
-        return args.func(args) or 0
+        rc = args.func(args) or 0
+        sys.stdout.flush()          # a reader that went away shows up here, not at interpreter exit
+        return rc
     except BrokenPipeError:
         return _quiet_broken_pipe()
     except KeyboardInterrupt:

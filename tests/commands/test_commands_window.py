@@ -53,12 +53,15 @@ def test_train_command_and_tag(ner_dir, tmp_path, capsys):
     tags = [t.rsplit("/", 1)[1] for t in tagged]
     assert conll.iob1_to_iob2(tags) == tags                 # printed in IOB2, well formed
 
-    # resume continues the run from last.safetensors for one more epoch
-    rc = _run(["train", "window", "--data-dir", str(ner_dir), "--epochs", "5", "--out", str(out),
-               "--resume", "--no-progress"])
-    assert rc == 0
+    # the cosine decay spans the 4 planned epochs: extending the run is refused (issue 13), the files stay
+    with pytest.raises(ValueError, match="cosine learning-rate decay spans them"):
+        _run(["train", "window", "--data-dir", str(ner_dir), "--epochs", "5", "--out", str(out),
+              "--resume", "--no-progress"])
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert json.loads(lines[-1])["epoch"] == 5
+    assert json.loads(lines[-1])["epoch"] == 4
+    # resuming the finished run with its own flags trains nothing more and reports again
+    assert _run(["train", "window", "--data-dir", str(ner_dir), "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
 
 
 def test_person_task_seed_sgd(ner_dir, tmp_path, capsys):

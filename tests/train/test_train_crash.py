@@ -11,8 +11,7 @@ import pytest
 from chainrule.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from chainrule.train import RunAborted, TrainingDiverged, Trainer
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from tests.test_train import _params, _problem, _setup  # noqa: E402
+from test_train import _params, _problem, _setup
 
 
 def _straight(tmp_path, epochs=3, opt="sgd"):
@@ -210,7 +209,7 @@ def test_crash_soak_kill9_and_double_sigint(tmp_path):
     each followed by --resume: every completed run equals a straight run bit for bit, its metrics
     log has each epoch once, and no temporary file is left (experiments/crash_soak.py; its default
     of 300 kills is the longer soak)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "experiments"))
     from crash_soak import soak
     stats = soak(str(tmp_path), kills=20, seed=1, log=lambda s: None)
     assert stats["problems"] == []

@@ -26,7 +26,7 @@ import re
 import time
 
 import numpy as np
-from . import add_run_args, load_trained
+from . import add_run_args, positive_float, positive_int, load_trained
 
 METRICS = ("fine_all", "fine_root", "binary_all", "binary_root")
 METRIC_TITLES = {"fine_all": "fine all", "fine_root": "fine root", "binary_all": "binary all",
@@ -42,9 +42,9 @@ def add_train_args(p):
     p.add_argument("--hidden", type=int, default=50, help="treelstm: memory size (default 50)")
     p.add_argument("--optimizer", default="adagrad", choices=["adagrad", "adam"],
                    help="adagrad (default, as CoreNLP) or adam")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 60)")
-    p.add_argument("--batch-size", type=int, default=None, help="trees per minibatch (default 27, as CoreNLP)")
-    p.add_argument("--lr", type=float, default=None, help="AdaGrad learning rate (default 0.01)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default 60)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="trees per minibatch (default 27, as CoreNLP)")
+    p.add_argument("--lr", type=positive_float, default=None, help="AdaGrad learning rate (default 0.01)")
     p.add_argument("--reg-transform", type=float, default=1e-3, help="L2 on W and b (default 0.001)")
     p.add_argument("--reg-tensor", type=float, default=None,
                    help="L2 on the tensor V (default: the same as --reg-transform, as CoreNLP)")
@@ -59,7 +59,7 @@ def add_train_args(p):
                    help="keep the AdaGrad history across epochs (CoreNLP resets it every epoch)")
     p.add_argument("--monitor", default="fine_all", choices=list(METRICS),
                    help="dev metric for model selection (default fine_all, CoreNLP's exactNodeAccuracy)")
-    p.add_argument("--patience", type=int, default=None, help="stop after N epochs without dev improvement")
+    p.add_argument("--patience", type=positive_int, default=None, help="stop after N epochs without dev improvement")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--limit", type=int, default=None, help="train on the first N training trees only (smoke tests)")
     add_run_args(p, "runs/MODEL-sst")
@@ -112,24 +112,15 @@ def load_model(path):
 
 # ------------------------------------------------------------------------------------ train
 def cmd_train_rntn(args):
-    from ..checkpoint import load_checkpoint
     from ..data import sst
     from ..models import rntn as R
     from ..train import TrainConfig, Trainer
+    from .rundir import begin_run, check_space
     wall0 = time.perf_counter()
     out = args.out or os.path.join("runs", f"{args.model}-sst")
     last = os.path.join(out, "last.safetensors")
-    if args.resume:
-        _, meta = load_checkpoint(last)
-        config = meta["extra"]["config"]
-        vocab = R.Vocab.from_json(meta["extra"]["vocab"])
-        if args.epochs is not None:
-            config["epochs"] = args.epochs
-    else:
-        config = config_from_args(args)
-        vocab = None
-        if os.path.exists(os.path.join(out, "metrics.jsonl")):
-            os.replace(os.path.join(out, "metrics.jsonl"), os.path.join(out, "metrics.previous.jsonl"))
+    config, meta = begin_run(args, out, "rntn", ("rntn", "rnn", "treelstm"), lambda: config_from_args(args))
+    vocab = R.Vocab.from_json(meta["extra"]["vocab"]) if meta is not None else None
     train_trees = sst.load("train")
     if config.get("limit"):
         train_trees = train_trees[:config["limit"]]
@@ -150,8 +141,10 @@ def cmd_train_rntn(args):
     reset = config.get("adagrad_reset", True) and config.get("optimizer", "adagrad") == "adagrad"
     trainer = Trainer(model, opt, loss_fn, lambda m, ds: M.evaluate(m, ds), tc,
                       on_epoch_start=(lambda epoch: opt.reset_state()) if reset else None)
-    if args.resume:
+    check_space(out, model)
+    if meta is not None:
         trainer.load(last)
+        trainer.config.epochs = config["epochs"]
         print(f"resuming {last}: epoch {trainer.epoch + 1}, batch {trainer.batch}")
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     tl = config["model"] == "treelstm"
@@ -168,10 +161,11 @@ def cmd_train_rntn(args):
         trainer.fit(data["train"], data["dev"])
     except KeyboardInterrupt:
         return 130
-    return report(out, data, trainer.train_seconds, time.perf_counter() - wall0)
+    return report(out, data, trainer.train_seconds, time.perf_counter() - wall0, run_config=config,
+                  epochs_run=trainer.epoch)
 
 
-def report(out, data, train_seconds, wall_seconds=None):
+def report(out, data, train_seconds, wall_seconds=None, run_config=None, epochs_run=None):
     """Evaluate ``out/best.safetensors`` on dev and test, print the Table-1 comparison, write results.json."""
     from ..checkpoint import atomic_write_text
     model, config, meta = load_model(os.path.join(out, "best.safetensors"))
@@ -181,11 +175,24 @@ def report(out, data, train_seconds, wall_seconds=None):
     print(f"\nbest epoch {meta['best_epoch']} (by dev {config['monitor']}); training time {train_seconds:.1f} s"
           + (f", wall time {wall_seconds:.1f} s" if wall_seconds is not None else ""))
     print(format_table(rows, paper, config["model"]))
-    result = {"config": config, "best_epoch": meta["best_epoch"], "train_seconds": train_seconds,
+    result = {"config": run_config or config, "best_epoch": meta["best_epoch"], "epochs_run": epochs_run,
+              "train_seconds": train_seconds,
               "wall_seconds": wall_seconds, "paper_test": paper,
               **{f"{s}_{k}": v for s, m in rows.items() for k, v in m.items()}}
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}/best.safetensors, last.safetensors, metrics.jsonl, curves.png, results.json")
+    return 0
+
+
+def evaluate_checkpoint(path, splits=("dev", "test")):
+    """``chainrule evaluate`` of an RNTN/RNN/Tree-LSTM checkpoint: the Table-1 metrics on SST splits."""
+    from ..data import sst
+    from ..models import rntn as R
+    model, config, meta = load_model(path)
+    M = _models(config)
+    rows = {s: M.evaluate(model, R.TreeDataset(sst.load(s), model.vocab)) for s in splits}
+    print(f"{path}: {config['model'].upper()} d={config['dim']}, epoch {meta['epoch']} (best epoch {meta.get('best_epoch')})")
+    print(format_table(rows, M.PAPER_TABLE1[config["model"]], config["model"]))
     return 0
 
 
@@ -464,4 +471,5 @@ def main(argv):
     """Run one of this module's commands from an argv list (``['train', 'rntn', ...]``), for tests
     and scripts, without the rest of the ``chainrule`` parser."""
     args = _parser().parse_args(argv)
+    args._argv = list(argv)
     return args.func(args) or 0

@@ -28,7 +28,7 @@ import os
 import time
 
 import numpy as np
-from . import add_run_args, load_trained
+from . import add_run_args, positive_float, positive_int, load_trained
 
 GLOVE_HINT = "/work/shared/data/ner/glove.6B.50d.txt.gz"
 
@@ -50,15 +50,15 @@ def add_train_args(p):
     p.add_argument("--task", default="fine", choices=["fine", "binary"],
                    help="fine: 5 classes (binary accuracy from the same model); binary: neutral dropped, 2 classes")
     p.add_argument("--optimizer", default="adam", choices=["adam", "adagrad", "sgd"])
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default adam 2e-3, adagrad 0.05, sgd 0.5)")
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default adam 2e-3, adagrad 0.05, sgd 0.5)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 added to the gradients (default 0)")
     p.add_argument("--dropout", type=float, default=0.5, help="dropout on the sentence vector (default 0.5)")
     p.add_argument("--embed-dropout", type=float, default=0.2, help="dropout on the word vectors (default 0.2)")
     p.add_argument("--attention-size", type=int, default=None, help="hidden units of the attention scorer (default: linear)")
     p.add_argument("--clip", type=float, default=5.0, help="clip the global gradient norm (default 5; 0 = off)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 12)")
-    p.add_argument("--batch-size", type=int, default=None, help="sentences per minibatch (default 25)")
-    p.add_argument("--patience", type=int, default=None, help="stop after N epochs without dev improvement")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default 12)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="sentences per minibatch (default 25)")
+    p.add_argument("--patience", type=positive_int, default=None, help="stop after N epochs without dev improvement")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--limit", type=int, default=None, help="train on the first N training trees only (smoke tests)")
     p.add_argument("--eval-limit", type=int, default=None, help=argparse.SUPPRESS)
@@ -156,25 +156,19 @@ def _vocab_and_embeddings(config):
 
 # ------------------------------------------------------------------------------------ train
 def cmd_train_sequence(args):
-    from ..checkpoint import load_checkpoint
     from ..data.embeddings import Vocab
     from ..models import sequence as S
     from ..train import TrainConfig, Trainer
+    from .rundir import begin_run, check_space
     wall0 = time.perf_counter()
     out = args.out or os.path.join("runs", f"sequence-{args.cell}-sst")
     last = os.path.join(out, "last.safetensors")
     table = found = None
-    if args.resume:
-        _, meta = load_checkpoint(last)
-        config = meta["extra"]["config"]
+    config, meta = begin_run(args, out, "sequence", ("sequence",), lambda: config_from_args(args))
+    if meta is not None:
         vocab = Vocab.from_json(meta["extra"]["vocab"])
-        if args.epochs is not None:
-            config["epochs"] = args.epochs
     else:
-        config = config_from_args(args)
         vocab, table, found = _vocab_and_embeddings(config)
-        if os.path.exists(os.path.join(out, "metrics.jsonl")):
-            os.replace(os.path.join(out, "metrics.jsonl"), os.path.join(out, "metrics.previous.jsonl"))
     model = build_model(config, vocab, table)
     data = _datasets(config, vocab)
     buckets = S.BucketedBatches(data["train"], config["batch_size"], seed=config["seed"])
@@ -184,8 +178,10 @@ def cmd_train_sequence(args):
                      extra={"config": config, "vocab": vocab.to_json()})
     trainer = Trainer(model, opt, S.make_loss_fn(), lambda m, ds: S.evaluate(m, ds), tc,
                       on_epoch_start=buckets.reshuffle)
-    if args.resume:
+    check_space(out, model)
+    if meta is not None:
         trainer.load(last)
+        trainer.config.epochs = config["epochs"]
         buckets.reshuffle(trainer.epoch)
         print(f"resuming {last}: epoch {trainer.epoch + 1}, batch {trainer.batch}")
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
@@ -202,10 +198,11 @@ def cmd_train_sequence(args):
         trainer.fit(buckets, data["dev"])
     except KeyboardInterrupt:
         return 130
-    return report(out, data, trainer.train_seconds, time.perf_counter() - wall0)
+    return report(out, data, trainer.train_seconds, time.perf_counter() - wall0, run_config=config,
+                  epochs_run=trainer.epoch)
 
 
-def report(out, data, train_seconds, wall_seconds=None):
+def report(out, data, train_seconds, wall_seconds=None, run_config=None, epochs_run=None):
     """Evaluate ``out/best.safetensors`` on dev and test, print the table beside Tai et al.'s, write
     results.json."""
     from ..checkpoint import atomic_write_text
@@ -215,11 +212,23 @@ def report(out, data, train_seconds, wall_seconds=None):
     print(f"\nbest epoch {meta['best_epoch']} (by dev root accuracy); training time {train_seconds:.1f} s"
           + (f", wall time {wall_seconds:.1f} s" if wall_seconds is not None else ""))
     print(format_table(rows, config))
-    result = {"config": config, "model": describe(config), "best_epoch": meta["best_epoch"],
+    result = {"config": run_config or config, "model": describe(config), "best_epoch": meta["best_epoch"],
+              "epochs_run": epochs_run,
               "train_seconds": train_seconds, "wall_seconds": wall_seconds, "paper_test_tai2015": S.PAPER_TAI2015,
               **{f"{s}_{k}": v for s, m in rows.items() for k, v in m.items()}}
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}/best.safetensors, last.safetensors, metrics.jsonl, curves.png, results.json")
+    return 0
+
+
+def evaluate_checkpoint(path, splits=("dev", "test")):
+    """``chainrule evaluate`` of a sequence-classifier checkpoint: root accuracies on SST splits."""
+    from ..models import sequence as S
+    model, config, vocab, meta = load_model(path)
+    data = _datasets(dict(config, limit=1), vocab)
+    rows = {s: S.evaluate(model, data[s]) for s in splits}
+    print(f"{path}: {describe(config)} H={config['hidden']}, epoch {meta['epoch']} (best epoch {meta.get('best_epoch')})")
+    print(format_table(rows, config))
     return 0
 
 
@@ -416,4 +425,5 @@ def _parser():
 def main(argv):
     """Run one of this module's commands from an argv list (``['train', 'sequence', ...]``)."""
     args = _parser().parse_args(argv)
+    args._argv = list(argv)
     return args.func(args) or 0

@@ -16,7 +16,7 @@ import os
 import time
 
 import numpy as np
-from . import add_run_args, load_trained
+from . import add_run_args, positive_float, positive_int, load_trained
 
 OPTIMIZERS = ("sgd", "adam", "adagrad")
 SPLIT_FILES = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
@@ -48,14 +48,14 @@ def add_train_args(p):
                    help="regularisation constant of the seed: adds C/(2m)(‖W‖²+‖U‖²), m = training windows (default 1)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on the window input x while training (default 0)")
     p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: sgd 0.01, adam 1e-3, adagrad 0.05)")
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: sgd 0.01, adam 1e-3, adagrad 0.05)")
     p.add_argument("--lr-decay", default="none", choices=["none", "cosine"], help="learning-rate schedule per epoch")
-    p.add_argument("--epochs", type=int, default=None, help="default 10 (5 with --batch-size 1)")
-    p.add_argument("--batch-size", type=int, default=64,
+    p.add_argument("--epochs", type=positive_int, default=None, help="default 10 (5 with --batch-size 1)")
+    p.add_argument("--batch-size", type=positive_int, default=64,
                    help="windows per step (default 64); --batch-size 1 --optimizer sgd is the seed's SGD")
     p.add_argument("--min-count", type=int, default=2,
                    help="training words rarer than this and without a pre-trained vector map to <unk> (default 2)")
-    p.add_argument("--patience", type=int, default=None, help="early stopping after N epochs without dev F1 gain")
+    p.add_argument("--patience", type=positive_int, default=None, help="early stopping after N epochs without dev F1 gain")
     add_run_args(p, "runs/window-TASK")
 
 
@@ -145,30 +145,25 @@ def load_tagger(path):
 
 # ------------------------------------------------------------------------------------ train
 def cmd_train_window(args):
-    from ..checkpoint import load_checkpoint
     from ..data.embeddings import Vocab
     from ..models import window as W
     from ..train import TrainConfig, Trainer
+    from .rundir import begin_run, check_space
     t_start = time.perf_counter()
     out = args.out or os.path.join("runs", f"window-{args.task}")
     last = os.path.join(out, "last.safetensors")
+    if not args.resume and config_from_args(args)["head"] == "binary" and args.task != "person":
+        raise ValueError("train window: the binary head is for --task person (PERSON vs. not); use --head softmax")
+    config, meta = begin_run(args, out, "window", ("window",), lambda: config_from_args(args),
+                             lambda c: "cosine learning-rate decay" if c.get("lr_decay") == "cosine" else None)
     splits = read_splits(args.data_dir)
     embeddings = None
-    if args.resume:
-        _, meta = load_checkpoint(last)
-        config = meta["extra"]["config"]
+    if meta is not None:
         vocab = Vocab.from_json(meta["extra"]["vocab"])
-        if args.epochs is not None:
-            config["epochs"] = args.epochs
     else:
-        config = config_from_args(args)
-        if config["head"] == "binary" and config["task"] != "person":
-            raise ValueError("train window: the binary head is for --task person (PERSON vs. not); use --head softmax")
         config["types"] = entity_types(splits["train"])
         vocab, embeddings, config["dim"] = build_vocab_and_vectors(config, splits)
         config["labels"] = W.TagScheme(config["scheme"], config["types"]).labels
-        if os.path.exists(os.path.join(out, "metrics.jsonl")):
-            os.replace(os.path.join(out, "metrics.jsonl"), os.path.join(out, "metrics.previous.jsonl"))
     scheme = W.TagScheme(config["scheme"], config["types"])
     data = {k: W.WindowData(v, vocab, config["window"], scheme) for k, v in splits.items()}
     model = build_model(config, len(vocab), embeddings)
@@ -182,8 +177,10 @@ def cmd_train_window(args):
                      out_dir=out, monitor="f1", mode="max", patience=args.patience, progress=args.progress,
                      extra={"config": config, "vocab": vocab.to_json(), "data_dir": os.path.abspath(args.data_dir)})
     trainer = Trainer(model, opt, W.make_loss_fn(config["C"], m), W.make_evaluate_fn(), tc, scheduler=sched)
-    if args.resume:
+    check_space(out, model)
+    if meta is not None:
         trainer.load(last)
+        trainer.config.epochs = config["epochs"]
         print(f"resuming {last}: epoch {trainer.epoch + 1}, batch {trainer.batch}")
     n_in = (config["dim"] + config["caps_dim"]) * config["window"]
     print(f"chainrule train window: task {config['task']}, {config['head']} head over {len(scheme)} labels "
@@ -195,16 +192,17 @@ def cmd_train_window(args):
         trainer.fit(data["train"], data["dev"])
     except KeyboardInterrupt:
         return 130
-    return report(out, data, trainer.train_seconds, time.perf_counter() - t_start)
+    return report(out, data, trainer.train_seconds, time.perf_counter() - t_start, run_config=config,
+                  epochs_run=trainer.epoch)
 
 
-def report(out, data, train_seconds, wall_seconds=None):
+def report(out, data, train_seconds, wall_seconds=None, run_config=None, epochs_run=None):
     """Evaluate best.safetensors on dev and test; print the per-type tables; write results.json."""
     from ..checkpoint import atomic_write_text
     from ..data.conll import format_report
     from ..models.window import evaluate_model
     model, config, vocab, scheme, meta = load_tagger(os.path.join(out, "best.safetensors"))
-    res = {"config": {k: v for k, v in config.items()}, "best_epoch": meta["best_epoch"],
+    res = {"config": dict(run_config or config), "best_epoch": meta["best_epoch"], "epochs_run": epochs_run,
            "train_seconds": train_seconds}
     if wall_seconds is not None:
         res["wall_seconds"] = wall_seconds
@@ -217,6 +215,25 @@ def report(out, data, train_seconds, wall_seconds=None):
         res[split] = {**rep.to_dict(), "loss": loss}
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(res, indent=2) + "\n")
     print(f"\nwrote {out}/best.safetensors, last.safetensors, metrics.jsonl, curves.png, results.json")
+    return 0
+
+
+def evaluate_checkpoint(path, splits=("dev", "test"), data_dir=None):
+    """``chainrule evaluate`` of a window-tagger checkpoint: entity P/R/F1 on CoNLL splits (the data
+    directory given, else the one the run was trained on)."""
+    from ..data.conll import format_report
+    from ..models.window import WindowData, evaluate_model
+    model, config, vocab, scheme, meta = load_tagger(path)
+    data_dir = data_dir or (meta.get("extra") or {}).get("data_dir")
+    if not data_dir:
+        raise ValueError(f"evaluate: {path} does not record its CoNLL directory; give --data-dir")
+    conll = read_splits(data_dir)
+    print(f"{path}: window tagger, task {config['task']}, epoch {meta['epoch']} (best epoch {meta.get('best_epoch')})")
+    names = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
+    for split in splits:
+        rep, loss = evaluate_model(model, WindowData(conll[split], vocab, config["window"], scheme))
+        print(f"\n{split} ({names[split]}), task {config['task']}:")
+        print(format_report(rep))
     return 0
 
 
@@ -373,6 +390,7 @@ def main(argv=None):
                                                                                  metavar="MODEL")
     register(sub, tr, gc)
     args = ap.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args) or 0
     except (FileNotFoundError, ValueError) as e:

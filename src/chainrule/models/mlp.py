@@ -63,7 +63,9 @@ def make_evaluate_fn(config, n_classes, batch_size=1024):
             tot += float(loss.item()) * len(idx)
             correct += st["correct"]
             n += len(idx)
-        return {"loss": tot / max(n, 1), "acc": correct / max(n, 1)}
+        if n == 0:            # no examples: undefined, not 0
+            return {"loss": float("nan"), "acc": float("nan")}
+        return {"loss": tot / n, "acc": correct / n}
     return evaluate
 
 

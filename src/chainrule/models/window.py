@@ -449,7 +449,7 @@ def predict_scores(model, data, batch_size=4096):
     finally:
         model.train(was)
     scores = np.concatenate(outs) if outs else np.zeros((0,))
-    return scores, loss_sum / max(len(data), 1)
+    return scores, (loss_sum / len(data) if len(data) else float("nan"))
 
 
 def predict_tags(model, data, scheme=None, batch_size=4096):
