@@ -96,6 +96,7 @@ def _mlp_setup(config, data_dir=None):
 
 
 def cmd_train_mlp(args):
+    from .distributed import is_main
     from .train import TrainConfig, Trainer
     from .commands.rundir import begin_run, check_space
     out = args.out or os.path.join("runs", f"mlp-{args.dataset}")
@@ -119,6 +120,8 @@ def cmd_train_mlp(args):
         trainer.fit(data["train"], data["val"])
     except KeyboardInterrupt:
         return 130
+    if not is_main():          # data-parallel: rank 0 reports and writes results
+        return 0
     return _report_mlp(out, config, data, args.data_dir, trainer.train_seconds, trainer.epoch)
 
 
@@ -294,6 +297,25 @@ def build_parser():
     return ap
 
 
+def _distributed(args, argv):
+    """``--workers N``: relaunch under mpiexec (returns its exit status).  Under mpiexec: start MPI,
+    and mute stdout on ranks other than 0 (errors still reach stderr).  None: carry on here."""
+    from . import distributed
+    n = distributed.launched_size()
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if n == 1 and workers and workers > 1:
+        return distributed.launch(list(argv), workers)
+    if n > 1:
+        if workers not in (None, n):
+            raise ValueError(f"--workers {workers}, but mpiexec started {n} processes; drop --workers under mpiexec")
+        distributed.init()
+        if not distributed.is_main():
+            sys.stdout = open(os.devnull, "w")
+    return None
+
+
 #: Errors that mean "the input or the environment is wrong", not "chainrule has a bug": the command
 #: prints one line naming the problem and exits with 2 (``--debug`` or CHAINRULE_DEBUG=1 shows the
 #: traceback).  Every chainrule error class for bad input (CheckpointError, TreeParseError,
@@ -322,6 +344,13 @@ def main(argv=None):
         _limit_threads(args.threads)
     name = " ".join(v for v in (getattr(args, "command", None), getattr(args, "model", None)) if isinstance(v, str))
     try:
+        rc = _distributed(args, argv)
+    except (ImportError, ValueError) as e:
+        print(f"chainrule {name}: error: {e}", file=sys.stderr)
+        return 2
+    if rc is not None:
+        return rc
+    try:
         rc = args.func(args) or 0
         sys.stdout.flush()          # a reader that went away shows up here, not at interpreter exit
         return rc
@@ -334,6 +363,8 @@ def main(argv=None):
         if debug:
             raise
         print(f"chainrule {name}: error: {_describe(e)}", file=sys.stderr)
+        from .distributed import abort_all
+        abort_all(2)             # under mpiexec: the other ranks must not wait for this one
         return 2
 
 

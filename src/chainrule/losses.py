@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ops import functional as F
+from .ops.fused import bce_with_logits, sum_squares
 from .ops import rules as R
 from .tensor import Tensor, apply
 
@@ -141,7 +142,9 @@ def binary_cross_entropy_with_logits(z, d, reduction="mean"):
 
     where e^(−|z|) ≤ 1 never overflows (finite at z = ±1e4); ∂Div/∂z = σ(z) − d.
 
-    Written with engine ops as  m − z ⊙ d + softplus(a)  with m = where(z > 0, z, 0) = max(z, 0)
+    Reduced ('mean', 'sum', 'batchmean') with a constant target it is one fused op
+    (:func:`chainrule.ops.fused.bce_with_logits`); otherwise it is written with engine ops as
+    m − z ⊙ d + softplus(a)  with m = where(z > 0, z, 0) = max(z, 0)
     and a = where(z > 0, −z, z) = −|z|.  (``relu`` and ``abs`` would give the same values, but
     their subgradients 0 at z = 0 would make the gradient −d instead of σ(0) − d = ½ − d there --
     and z = 0 is exactly where zero-initialised output layers start.)
@@ -151,6 +154,9 @@ def binary_cross_entropy_with_logits(z, d, reduction="mean"):
     _check_reduction(reduction, "binary_cross_entropy_with_logits", ("mean", "sum", "none", "batchmean"))
     d = _target(d, z, "binary_cross_entropy_with_logits")
     zd = _arr(z)
+    if reduction != "none" and not (isinstance(d, Tensor) and d.requires_grad):   # one fused op
+        n = {"sum": 1, "mean": zd.size, "batchmean": _n_examples(zd.shape)}[reduction]
+        return bce_with_logits(z, np.broadcast_to(_arr(d), zd.shape), 1.0 / max(n, 1))
     pos = zd > 0
     m = apply(R.WHERE, (pos, z, 0.0))
     a = apply(R.WHERE, (pos, -z if isinstance(z, Tensor) else -zd, z))
@@ -260,12 +266,9 @@ def l2_penalty(params, C, m=1):
     params = list(params)
     if m <= 0:
         raise ValueError(f"l2_penalty: m (the number of training examples) must be positive, got {m}")
-    total = None
     for i, p in enumerate(params):
         if not isinstance(p, Tensor):
             raise TypeError(f"l2_penalty: item {i} is a {type(p).__name__}, expected a Tensor/Parameter")
-        s = F.sum(apply(R.MUL, (p, p)))
-        total = s if total is None else total + s
-    if total is None:
+    if not params:
         return Tensor(np.zeros((), dtype=np.float32))
-    return total * (C / (2.0 * m))
+    return sum_squares(params, C / m)            # one fused op: Σ C/(2m) ‖W‖²,  W̄ = (C/m) W

@@ -21,6 +21,13 @@ epoch the files are written in the order best, last, metrics line, each atomical
 (or resumes) rewrites ``metrics.jsonl`` from the checkpoint's history and removes temporary files an
 earlier crash left, so after kill -9 at any point, ``--resume`` gives the weights of a straight run
 bit for bit and a log without duplicate epochs.
+
+Under MPI (``mpiexec -n N``, see :mod:`chainrule.distributed`) the same Trainer trains
+data-parallel: each rank takes ``idx[rank::N]`` of every global batch, gradients are averaged so
+the update equals one process on the global batch, evaluation is split when ``evaluate_fn`` is a
+:class:`ShardedEvaluation`, and rank 0 alone prints and writes.  ``batch_size`` is the global batch.
+An interrupt on any rank travels with the next gradient allreduce, so every rank stops after the
+same batch; checkpoints are collective (rank 0 writes, with every rank's dropout generator state).
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ import numpy as np
 from .autograd import no_grad
 from .checkpoint import atomic_write_text, load_checkpoint, remove_stale_temps, save_checkpoint
 
-__all__ = ["ArrayDataset", "Trainer", "TrainConfig", "minibatches", "rng_state", "set_rng_state",
+__all__ = ["ArrayDataset", "Trainer", "TrainConfig", "ShardedEvaluation", "minibatches", "rng_state", "set_rng_state",
            "module_generators", "plot_history", "RunAborted", "TrainingDiverged", "check_trainer_meta"]
 
 
@@ -55,6 +62,24 @@ class ArrayDataset:
 
     def batch(self, idx):
         return tuple(a[idx] for a in self.arrays)
+
+
+class ShardedEvaluation:
+    """An ``evaluate_fn`` in two parts, so data-parallel training can split it across ranks:
+
+    * ``predict(model, data, lo, hi)`` -> a tuple of arrays about examples ``lo..hi-1`` of ``data``,
+      whose first axes concatenate (rows per example, per node, per token, ...);
+    * ``finish(data, arrays)`` -> the metrics dict, from the arrays of all of ``data`` in order.
+
+    Called as ``evaluate_fn(model, data)`` it is ``finish(data, predict(model, data, 0, len(data)))``,
+    so one process and N ranks compute the metrics from the same predictions.
+    """
+
+    def __init__(self, predict, finish):
+        self.predict, self.finish = predict, finish
+
+    def __call__(self, model, data):
+        return self.finish(data, self.predict(model, data, 0, len(data)))
 
 
 def minibatches(n, batch_size, rng=None):
@@ -101,7 +126,10 @@ class Trainer:
     """Runs epochs of minibatch training; see the module docstring."""
 
     def __init__(self, model, optimizer, loss_fn, evaluate_fn, config, scheduler=None,
-                 on_epoch_start=None):
+                 on_epoch_start=None, distributed="auto"):
+        """``distributed``: ``"auto"`` trains data-parallel when started by ``mpiexec -n N`` with
+        N > 1 (:func:`chainrule.distributed.data_parallel`); a
+        :class:`~chainrule.distributed.DataParallel` to use that one; None for one process."""
         self.model, self.optimizer, self.loss_fn, self.evaluate_fn = model, optimizer, loss_fn, evaluate_fn
         self.config, self.scheduler, self.on_epoch_start = config, scheduler, on_epoch_start
         self.rng = np.random.default_rng(config.seed)
@@ -116,6 +144,14 @@ class Trainer:
         self._running = {"loss": 0.0, "n": 0, "correct": 0, "count": 0}
         self._stop = False
         self._saved_at = None          # (epoch, batch) of the last checkpoint this trainer wrote or read
+        if distributed == "auto":
+            from .distributed import data_parallel
+            distributed = data_parallel()
+        self.dist = distributed or None
+        self.is_main = self.dist is None or self.dist.is_main
+        self._synced = False
+        self._rank_rngs_restored = False
+        self._stop_agreed = False
 
     # ------------------------------------------------------------ checkpoints
     def state(self):
@@ -144,8 +180,17 @@ class Trainer:
         return arrays, meta
 
     def save(self, path):
+        """Write a checkpoint.  Data-parallel: every rank calls it; rank 0 writes (with every rank's
+        dropout generator states), then all wait at a barrier, so the file exists on return."""
         arrays, meta = self.state()
-        save_checkpoint(path, arrays, meta)
+        if self.dist is None:
+            save_checkpoint(path, arrays, meta)
+        else:
+            meta["world_size"] = self.dist.size
+            meta["rank_module_rng_states"] = self.dist.gather_json(meta["module_rng_states"], "checkpoint")
+            if self.dist.is_main:
+                save_checkpoint(path, arrays, meta)
+            self.dist.barrier(f"barrier after writing {path}")
         self._saved_at = (self.epoch, self.batch)
 
     def load(self, path):
@@ -165,7 +210,11 @@ class Trainer:
         self.epoch_rng_state = meta["epoch_rng_state"]
         set_rng_state(self.rng, self.epoch_rng_state)
         gens = dict(module_generators(self.model))
-        for n, st in meta.get("module_rng_states", {}).items():
+        states = meta.get("module_rng_states", {})
+        per_rank = meta.get("rank_module_rng_states")
+        if self.dist is not None and per_rank and len(per_rank) == self.dist.size:
+            states, self._rank_rngs_restored = per_rank[self.dist.rank], True
+        for n, st in states.items():
             if n in gens:
                 set_rng_state(gens[n], st)
         self.history = meta["history"]
@@ -174,6 +223,38 @@ class Trainer:
         self._running = meta.get("running", self._running)
         self._saved_at = (self.epoch, self.batch)
         return meta
+
+    def _forward_backward(self, train, idx):
+        """Loss and gradients of the global batch ``idx``: ``(mean loss, correct, count)``.
+        Data-parallel: this rank's share, then the weighted gradient allreduce, which also carries
+        the statistics and the interrupt flag (so every rank agrees where to stop)."""
+        if self.dist is None:
+            loss, stats = self.loss_fn(self.model, train.batch(idx))
+            lv = float(loss.item())
+            if math.isfinite(lv):          # a diverged loss is reported before any gradient is made
+                self.optimizer.zero_grad()
+                loss.backward()
+            return lv, int(stats.get("correct", 0)), int(stats.get("count", 0))
+        batch, n_local, n = self.dist.local_batch(train, idx)
+        self.optimizer.zero_grad()
+        lv, correct, count = 0.0, 0, 0
+        if n_local:
+            loss, stats = self.loss_fn(self.model, batch)
+            loss.backward()
+            lv, correct, count = float(loss.item()), int(stats.get("correct", 0)), int(stats.get("count", 0))
+        w = n_local / n
+        tot = self.dist.reduce(self.optimizer.params, w, np.array([lv * w, correct, count, float(self._stop)]))
+        self._stop_agreed = bool(tot[3] > 0)
+        return float(tot[0]), int(round(tot[1])), int(round(tot[2]))
+
+    def _stopping(self):
+        """An interrupt is being honoured: this process's flag, or under MPI the flag all ranks agreed on."""
+        return self._stop_agreed if self.dist is not None else self._stop
+
+    def _evaluate(self, data):
+        if self.dist is None:
+            return self.evaluate_fn(self.model, data)
+        return self.dist.evaluate(self.evaluate_fn, self.model, data)
 
     def _path(self, name):
         return os.path.join(self.config.out_dir, name) if self.config.out_dir else None
@@ -221,8 +302,9 @@ class Trainer:
         if improved:
             self.save(self._path("best.safetensors"))
         self.save(self._path("last.safetensors"))
-        with open(self._path("metrics.jsonl"), "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        if self.is_main:
+            with open(self._path("metrics.jsonl"), "a") as f:
+                f.write(json.dumps(rec) + "\n")
 
     def _install_signal_handlers(self):
         """SIGINT (Ctrl-C) and SIGTERM set a flag the loop honours at the next batch boundary, where
@@ -270,14 +352,19 @@ class Trainer:
             from tqdm.auto import tqdm
         except ImportError:       # pragma: no cover
             tqdm = None
-        if cfg.out_dir:
+        if cfg.out_dir and self.is_main:
             os.makedirs(cfg.out_dir, exist_ok=True)
             remove_stale_temps(cfg.out_dir)
             self._sync_metrics()
         previous = self._install_signal_handlers()
+        self._stop_agreed = False
         failed = True
         try:
-            while self.epoch < cfg.epochs and not self._stop:
+            if self.dist is not None and not self._synced:
+                self.dist.sync_start(self.model, module_generators(self.model),
+                                     decorrelate=not self._rank_rngs_restored)
+                self._synced = True
+            while self.epoch < cfg.epochs and not self._stopping():
                 if self.batch == 0:
                     self.epoch_rng_state = rng_state(self.rng)
                     self._running = {"loss": 0.0, "n": 0, "correct": 0, "count": 0}
@@ -288,7 +375,7 @@ class Trainer:
                 batches = minibatches(len(train), cfg.batch_size, self.rng)
                 show = cfg.progress if cfg.progress is not None else None
                 bar = None
-                if tqdm is not None and show is not False:
+                if tqdm is not None and show is not False and self.is_main:
                     bar = tqdm(total=len(batches), initial=self.batch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                                leave=False, disable=None if show is None else not show, unit="batch")
                 t0 = time.perf_counter()
@@ -296,14 +383,13 @@ class Trainer:
                 self.model.train()
                 for bi in range(self.batch, len(batches)):
                     idx = batches[bi]
-                    loss, stats = self.loss_fn(self.model, train.batch(idx))
-                    lv = float(loss.item())
+                    if self.dist is not None:
+                        self.dist.comm.context = f"epoch {self.epoch + 1} batch {bi + 1}"
+                    lv, correct, count = self._forward_backward(train, idx)
                     if not math.isfinite(lv):
                         raise TrainingDiverged(f"training diverged: the loss is {lv} at epoch {self.epoch + 1}, "
                                                f"batch {bi + 1}; the update was not applied (lower the learning "
                                                "rate, or check the data)")
-                    self.optimizer.zero_grad()
-                    loss.backward()
                     if cfg.clip_norm:
                         from .optim import clip_grad_norm
                         clip_grad_norm(self.optimizer.params, cfg.clip_norm)
@@ -314,8 +400,8 @@ class Trainer:
                     r = self._running
                     r["loss"] += lv * len(idx)
                     r["n"] += len(idx)
-                    r["correct"] += int(stats.get("correct", 0))
-                    r["count"] += int(stats.get("count", 0))
+                    r["correct"] += correct
+                    r["count"] += count
                     seen += len(idx)
                     self.batch = bi + 1
                     if bar is not None:
@@ -323,10 +409,10 @@ class Trainer:
                         bar.set_postfix(loss=f"{r['loss'] / r['n']:.4f}", ex_s=f"{seen / max(dt, 1e-9):.0f}",
                                         refresh=False)
                         bar.update(1)
-                    if cfg.log_every and self.batch % cfg.log_every == 0:
+                    if cfg.log_every and self.batch % cfg.log_every == 0 and self.is_main:
                         print(f"  epoch {self.epoch + 1} batch {self.batch}/{len(batches)} "
                               f"loss {r['loss'] / r['n']:.4f}", flush=True)
-                    if self._stop and self.batch < len(batches):
+                    if self._stopping() and self.batch < len(batches):
                         break
                 if bar is not None:
                     bar.close()
@@ -346,7 +432,7 @@ class Trainer:
                 if has_val:
                     self.model.eval()
                     with no_grad():
-                        vm = self.evaluate_fn(self.model, val)
+                        vm = self._evaluate(val)
                     rec.update({f"val_{k}": v for k, v in vm.items()})
                 self.history.append(rec)
                 self.epoch += 1
@@ -360,23 +446,33 @@ class Trainer:
                 else:                                # no validation set: the last epoch is the selected one
                     improved, self.best_epoch, self.bad_epochs = True, self.epoch, 0
                 rec["best"] = improved
+                if self.dist is not None:
+                    self.dist.verify(self.model, f"after epoch {self.epoch}")
                 if cfg.out_dir:
                     self._end_of_epoch_files(rec, improved)
-                _print_epoch(rec, cfg.monitor)
+                if self.is_main:
+                    _print_epoch(rec, cfg.monitor)
                 if cfg.patience is not None and self.bad_epochs >= cfg.patience:
-                    print(f"early stopping: no improvement of val_{cfg.monitor} for {cfg.patience} epochs")
+                    if self.is_main:
+                        print(f"early stopping: no improvement of val_{cfg.monitor} for {cfg.patience} epochs")
                     break
-            if self._stop and cfg.out_dir and self._saved_at != (self.epoch, self.batch):
+            if self._stopping() and cfg.out_dir and self._saved_at != (self.epoch, self.batch):
                 self.save(self._path("last.safetensors"))     # still under the handlers: a 2nd Ctrl-C aborts it
             failed = False
-        except RunAborted:
+        except RunAborted as e:
             print(f"\ninterrupted twice: quit without saving; the last checkpoint {self._saved_description('is')}",
                   file=sys.stderr, flush=True)
+            if self.dist is not None:
+                self.dist.fail(e)            # the other ranks would wait for this one forever
+            raise
+        except Exception as e:
+            if self.dist is not None:
+                self.dist.fail(e)            # print this rank's traceback, abort every rank
             raise
         finally:
             for sig, h in previous.items():
                 signal.signal(sig, h)
-            if cfg.out_dir and self.history:
+            if cfg.out_dir and self.history and self.is_main:
                 try:        # once, at the end (or on Ctrl-C); never masks the error that ended the run
                     plot_history(self.history, self._path("curves.png"), monitor=cfg.monitor,
                                  best_epoch=self.best_epoch)
@@ -384,8 +480,9 @@ class Trainer:
                     if not failed:
                         raise
                     print(f"(the plot {self._path('curves.png')} was not written: {e})", file=sys.stderr)
-        if self._stop:
-            print(f"\ninterrupted: {self._saved_description('saved')}", flush=True)
+        if self._stopping():
+            if self.is_main:
+                print(f"\ninterrupted: {self._saved_description('saved')}", flush=True)
             raise KeyboardInterrupt
         return self.history
 

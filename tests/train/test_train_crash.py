@@ -11,7 +11,7 @@ import pytest
 from chainrule.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from chainrule.train import RunAborted, TrainingDiverged, Trainer
 
-from test_train import _params, _problem, _setup
+from test_train import _params, _problem, _setup  # noqa: E402  (sibling module: tests/train/ is on sys.path)
 
 
 def _straight(tmp_path, epochs=3, opt="sgd"):

@@ -42,6 +42,9 @@ def add_run_args(p, default_out):
     p.set_defaults(_parser=p)
     p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="train data-parallel on N processes: runs this command under 'mpiexec -n N' "
+                        "(needs pip install 'chainrule[mpi]'); --batch-size stays the global batch")
 
 
 def load_trained(path, command, models, vocab_cls, build):

@@ -112,6 +112,7 @@ def load_model(path):
 
 # ------------------------------------------------------------------------------------ train
 def cmd_train_rntn(args):
+    from ..distributed import is_main
     from ..data import sst
     from ..models import rntn as R
     from ..train import TrainConfig, Trainer
@@ -139,7 +140,7 @@ def cmd_train_rntn(args):
                      extra={"config": config, "vocab": vocab.to_json()})
     # CoreNLP: adagradResetFrequency = 1 -- the squared-gradient history restarts every epoch
     reset = config.get("adagrad_reset", True) and config.get("optimizer", "adagrad") == "adagrad"
-    trainer = Trainer(model, opt, loss_fn, lambda m, ds: M.evaluate(m, ds), tc,
+    trainer = Trainer(model, opt, loss_fn, M.evaluate_sharded, tc,
                       on_epoch_start=(lambda epoch: opt.reset_state()) if reset else None)
     check_space(out, model)
     if meta is not None:
@@ -161,6 +162,8 @@ def cmd_train_rntn(args):
         trainer.fit(data["train"], data["dev"])
     except KeyboardInterrupt:
         return 130
+    if not is_main():          # data-parallel: rank 0 reports and writes results
+        return 0
     return report(out, data, trainer.train_seconds, time.perf_counter() - wall0, run_config=config,
                   epochs_run=trainer.epoch)
 

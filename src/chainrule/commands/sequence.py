@@ -156,6 +156,7 @@ def _vocab_and_embeddings(config):
 
 # ------------------------------------------------------------------------------------ train
 def cmd_train_sequence(args):
+    from ..distributed import is_main
     from ..data.embeddings import Vocab
     from ..models import sequence as S
     from ..train import TrainConfig, Trainer
@@ -176,7 +177,7 @@ def cmd_train_sequence(args):
     tc = TrainConfig(epochs=config["epochs"], batch_size=1, seed=config["seed"], out_dir=out, monitor="acc", mode="max",
                      patience=args.patience, clip_norm=config["clip"] or None, progress=args.progress,
                      extra={"config": config, "vocab": vocab.to_json()})
-    trainer = Trainer(model, opt, S.make_loss_fn(), lambda m, ds: S.evaluate(m, ds), tc,
+    trainer = Trainer(model, opt, S.make_loss_fn(), S.evaluate_sharded, tc,
                       on_epoch_start=buckets.reshuffle)
     check_space(out, model)
     if meta is not None:
@@ -198,6 +199,8 @@ def cmd_train_sequence(args):
         trainer.fit(buckets, data["dev"])
     except KeyboardInterrupt:
         return 130
+    if not is_main():          # data-parallel: rank 0 reports and writes results
+        return 0
     return report(out, data, trainer.train_seconds, time.perf_counter() - wall0, run_config=config,
                   epochs_run=trainer.epoch)
 

@@ -145,6 +145,7 @@ def load_tagger(path):
 
 # ------------------------------------------------------------------------------------ train
 def cmd_train_window(args):
+    from ..distributed import is_main
     from ..data.embeddings import Vocab
     from ..models import window as W
     from ..train import TrainConfig, Trainer
@@ -192,6 +193,8 @@ def cmd_train_window(args):
         trainer.fit(data["train"], data["dev"])
     except KeyboardInterrupt:
         return 130
+    if not is_main():          # data-parallel: rank 0 reports and writes results
+        return 0
     return report(out, data, trainer.train_seconds, time.perf_counter() - t_start, run_config=config,
                   epochs_run=trainer.epoch)
 

@@ -74,3 +74,7 @@ class _CallableModule(__import__("types").ModuleType):
 
 
 __import__("sys").modules[__name__].__class__ = _CallableModule
+
+from .check import DerivationError, Diagnosis, Report, check_derivation  # noqa: E402,F401
+
+__all__ += ["check_derivation", "Report", "Diagnosis", "DerivationError"]

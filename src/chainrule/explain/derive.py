@@ -350,7 +350,7 @@ def _structural(G, node):
         return X.Pow(a(0), float(y)) if np.ndim(y) == 0 else _Label(rf"{a(0).ptex(4)}^{{y}}", "pow")
     if op == "sum":
         return _Label(r"\sum " + a(0).ptex(X.P_MUL), "Σ " + a(0).ptxt(X.P_MUL))
-    if op == "concat":
+    if op in ("concat", "stack"):
         parts = [G.arg(node, i) for i in range(len(node.parents))]
         return _Label(r"\left[" + "; ".join(p.tex() for p in parts) + r"\right]", "[" + "; ".join(p.txt() for p in parts) + "]")
     return _Label(rf"\mathrm{{{op}}}(\cdot)", f"{op}(·)")

@@ -46,7 +46,9 @@ def mlp(seed=0, m=4, n=5, h=6, k=3):
     return J, {"x": X, "y": y}, f"MLP: tanh hidden layer, softmax cross-entropy averaged over m = {m}"
 
 
-def window(seed=0, m=3):
+def window(seed=0, m=3, single=False):
+    """Seed 002 on a batch of m windows (eq. 1), or with ``single`` on one window (eq. 7, the
+    document's per-example form, penalty C/2m with m the training-set size)."""
     from ..derivations import window as W
     from ..models.seeds import params_to_tensors, window_engine_loss
     rng = np.random.default_rng(seed)
@@ -55,10 +57,13 @@ def window(seed=0, m=3):
     idx = rng.integers(0, 7, size=(m, 3))
     idx[0, 2] = idx[0, 0]                                  # a word twice in one window
     y = (rng.random(m) < 0.5).astype(np.float64)
+    if single:
+        idx, y = idx[0], y[0:1].reshape(())
     t = params_to_tensors(params)
     with ag.record_forward():
-        J = window_engine_loss(t, idx, y, C=0.3)
-    return J, {"y": y}, f"Seed 002: window classifier (batch m = {m}, penalty C/2m)"
+        J = window_engine_loss(t, idx, y, C=0.3, m=m if single else None)
+    what = f"one window, m = {m}" if single else f"batch m = {m}"
+    return J, {"y": y, "idx": idx}, f"Seed 002: window classifier ({what}, penalty C/2m)"
 
 
 def multilabel_mlp(seed=0, N=4, D=5, H=4, K=3, lam=0.1):
@@ -73,7 +78,7 @@ def multilabel_mlp(seed=0, N=4, D=5, H=4, K=3, lam=0.1):
     return J, {"X": X, "Y": Y}, f"Seed 003: Alg 1 -- two sigmoid layers, summed BCE / N (N = {N}), λ = {lam}"
 
 
-def layerwise(seed=0, B=3):
+def layerwise(seed=0, B=4):
     from ..models.seeds import layerwise_engine_loss
     rng = np.random.default_rng(seed)
     layers = [{"W": _p(rng, (4, 3), "W1"), "b": _p(rng, 4, "b1"), "activation": "tanh"},
@@ -97,7 +102,7 @@ def dag(seed=0):
     y = rng.random(1)
     with ag.record_forward():
         J = dag_engine_loss(spec, w, x, y)
-    return J, {"y": y}, "Seed 001: a DAG of sigmoid and soft-maximum units, squared loss"
+    return J, {"y": y, "x": x.reshape(1, -1)}, "Seed 001: a DAG of sigmoid and soft-maximum units, squared loss"
 
 
 TREE = (1, (0, (2, 0), (1, 1)), (3, (1, 2), (4, 3)))     # ((w0 w1) (w2 w3)) with a label per node
@@ -167,8 +172,8 @@ BUILDERS = {"mlp": mlp, "window": window, "multilabel-mlp": multilabel_mlp, "lay
             "dag": dag, "rntn": rntn, "lstm": lstm}
 
 
-def build(name, seed=0):
-    try:
-        return BUILDERS[name](seed=seed)
-    except KeyError:
-        raise ValueError(f"explain: unknown model {name!r}; choose from {', '.join(MODELS)}") from None
+def build(name, seed=0, **kw):
+    """``(loss, constants, title)`` of the model ``name`` (keyword options go to its builder)."""
+    if name not in BUILDERS:
+        raise ValueError(f"explain: unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return BUILDERS[name](seed=seed, **kw)

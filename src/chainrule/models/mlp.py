@@ -53,20 +53,28 @@ def make_loss_fn(config, n_classes):
 
 
 def make_evaluate_fn(config, n_classes, batch_size=1024):
+    """``evaluate_fn(model, data) -> {'loss', 'acc'}``, a :class:`~chainrule.train.ShardedEvaluation`
+    (data-parallel training splits it across ranks): each part sums loss·n, correct and n over its
+    examples in chunks of ``batch_size``; the sums of all parts give the means."""
+    from ..train import ShardedEvaluation
     loss_fn = make_loss_fn(config, n_classes)
 
-    def evaluate(model, data):
+    def predict(model, data, lo, hi):
         tot, correct, n = 0.0, 0, 0
-        for i in range(0, len(data), batch_size):
-            idx = np.arange(i, min(i + batch_size, len(data)))
+        for i in range(lo, hi, batch_size):
+            idx = np.arange(i, min(i + batch_size, hi))
             loss, st = loss_fn(model, data.batch(idx))
             tot += float(loss.item()) * len(idx)
             correct += st["correct"]
             n += len(idx)
+        return (np.array([[tot, correct, n]], dtype=np.float64),)
+
+    def finish(data, parts):
+        tot, correct, n = parts[0].sum(axis=0)
         if n == 0:            # no examples: undefined, not 0
             return {"loss": float("nan"), "acc": float("nan")}
-        return {"loss": tot / n, "acc": correct / n}
-    return evaluate
+        return {"loss": float(tot) / n, "acc": int(correct) / int(n)}
+    return ShardedEvaluation(predict, finish)
 
 
 def make_optimizer(config, params):

@@ -67,7 +67,9 @@ import numpy as np
 from .. import nn
 from ..autograd import no_grad
 from ..ops import functional as F
+from ..ops.fused import sum_squares
 from ..ops.table import NodeTable
+from ..train import ShardedEvaluation
 
 __all__ = [
     "Vocab", "EncodedTree", "encode_tree", "TreeBatch", "TreeDataset", "RNTN", "RNN", "build_model",
@@ -210,9 +212,16 @@ class TreeBatch:
     def __len__(self):
         return len(self.trees)
 
+    #: data-parallel training (:meth:`TreeDataset.split_batch`) sets which words' penalty this part of
+    #: a global batch carries, and the factor that undoes the part's weight n_r/n
+    penalty_words = None
+    word_weight = 1.0
+
     @property
     def active_words(self):
         """The distinct vocabulary indices used by the batch's leaves (for the word-vector penalty)."""
+        if self.penalty_words is not None:
+            return self.penalty_words
         return np.unique(self.leaf_words)
 
 
@@ -228,6 +237,23 @@ class TreeDataset:
 
     def batch(self, idx):
         return TreeBatch([self.encoded[int(i)] for i in np.asarray(idx).reshape(-1)])
+
+    def split_batch(self, idx, rank, size):
+        """Data-parallel training: ``(TreeBatch of trees idx[rank::size] or None, their number,
+        len(idx))``.  The penalty on the word vectors of the whole batch is not a sum over trees,
+        so each word the global batch uses is penalised on exactly one rank (word mod the number
+        of ranks with trees), at weight n/n_r; after the Trainer's weighting by n_r/n the sum over
+        ranks is exactly the one-process penalty."""
+        idx = np.asarray(idx).reshape(-1)
+        local = idx[rank::size]
+        if not len(local):
+            return None, 0, len(idx)
+        b = self.batch(local)
+        words = np.unique(np.concatenate([self.encoded[int(i)].word for i in idx]))
+        words = words[words >= 0]
+        b.penalty_words = words[words % min(size, len(idx)) == rank]
+        b.word_weight = len(idx) / len(local)
+        return b, len(local), len(idx)
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -367,45 +393,40 @@ def l2_penalty(params, groups, active_words, reg_words):
     """Σ over ``groups`` of λ/2 Σ_{k in keys} ‖params[k]‖² plus λ_L/2 Σ_{w active} ‖L[w]‖² (only the
     word vectors a batch used, so the embedding gradient stays row-sparse); ``groups`` is a list of
     ``(keys, λ)``. None when every λ is zero. Shared by the RNTN/RNN and the Tree-LSTM."""
-    terms = []
+    xs, scales = [], []
     for keys, lam in groups:
         if lam and keys:
-            s = None
-            for k in keys:
-                t = F.sum(params[k] * params[k])
-                s = t if s is None else s + t
-            terms.append(s * (0.5 * lam))
+            xs += [params[k] for k in keys]
+            scales += [lam] * len(keys)
     if reg_words and len(active_words):
-        rows = F.take(params["L"], np.asarray(active_words), sparse=True)
-        terms.append(F.sum(rows * rows) * (0.5 * reg_words))
-    if not terms:
+        xs.append(F.take(params["L"], np.asarray(active_words), sparse=True))
+        scales.append(reg_words)
+    if not xs:
         return None
-    out = terms[0]
-    for t in terms[1:]:
-        out = out + t
-    return out
+    return sum_squares(xs, scales)                  # the whole penalty: one fused op
 
 
 def penalty(params, active_words, reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4,
-            reg_tensor=None):
+            reg_tensor=None, word_weight=1.0):
     """CoreNLP's L2 term: λ_T/2 (‖W‖²+‖b‖²) + λ_V/2 ‖V‖² + λ_C/2 ‖Wₛ‖² + λ_L/2 Σ_{w active} ‖L[w]‖².
 
     λ_V (``reg_tensor``) defaults to λ_T, as in CoreNLP (both 0.001)."""
     reg_tensor = reg_transform if reg_tensor is None else reg_tensor
     return l2_penalty(params, [(("W", "b"), reg_transform), (("V",) if "V" in params else (), reg_tensor),
-                               (("Ws",), reg_classification)], active_words, reg_words)
+                               (("Ws",), reg_classification)], active_words, reg_words * word_weight)
 
 
 def tree_loss_fn(penalty_of):
     """``loss_fn(model, batch) -> (loss, stats)`` for :class:`~chainrule.train.Trainer`, for any tree
     model whose ``forward(batch)`` ends with the logits: (1/B) Σ_nodes −log softmax[gold] (one fused
-    op) plus ``penalty_of(params, active_words)``; stats count correct fine-grained node predictions."""
+    op) plus ``penalty_of(params, active_words, word_weight)`` (the batch's; ``word_weight`` scales the
+    word-vector term, 1 except under data parallelism); stats count correct fine-grained node predictions."""
 
     def loss_fn(model, batch):
         p = model.params()
         logits = model.forward(batch)[-1]
         loss = F.softmax_cross_entropy(logits, batch.labels, weight=1.0 / len(batch))
-        pen = penalty_of(p, batch.active_words)
+        pen = penalty_of(p, batch.active_words, batch.word_weight)
         if pen is not None:
             loss = loss + pen
         pred = logits.data.argmax(axis=1)
@@ -415,8 +436,8 @@ def tree_loss_fn(penalty_of):
 
 def make_loss_fn(reg_transform=1e-3, reg_classification=1e-4, reg_words=1e-4, reg_tensor=None):
     """The batched data term plus :func:`penalty` (see :func:`tree_loss_fn`)."""
-    return tree_loss_fn(lambda p, active: penalty(p, active, reg_transform, reg_classification, reg_words,
-                                                  reg_tensor))
+    return tree_loss_fn(lambda p, active, ww: penalty(p, active, reg_transform, reg_classification, reg_words,
+                                                      reg_tensor, ww))
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -426,17 +447,22 @@ def _softmax_rows(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict(model, dataset, batch_size=256):
+def predict(model, dataset, batch_size=256, lo=0, hi=None):
     """Class probabilities of every node: returns ``(probs, labels, is_root)`` over all nodes of
-    ``dataset`` (a :class:`TreeDataset`), batched by level without recording a graph.
+    ``dataset`` (a :class:`TreeDataset`; of its trees ``lo..hi-1`` only, if given), batched by
+    level without recording a graph.
 
     ``model`` is any tree model whose ``forward(batch)`` returns a tuple ending with the (N, K)
     logits in the batch's table order: :class:`RNTN`, :class:`RNN` and
     :class:`~chainrule.models.treelstm.TreeLSTM` (whose ``predict`` is this function)."""
+    hi = len(dataset) if hi is None else hi
     probs, labels, roots = [], [], []
+    if hi <= lo:
+        k = getattr(model, "num_classes", NUM_CLASSES)
+        return np.zeros((0, k)), np.zeros(0, np.int64), np.zeros(0, bool)
     with no_grad():
-        for i in range(0, len(dataset), batch_size):
-            batch = dataset.batch(np.arange(i, min(i + batch_size, len(dataset))))
+        for i in range(lo, hi, batch_size):
+            batch = dataset.batch(np.arange(i, min(i + batch_size, hi)))
             logits = model.forward(batch)[-1]
             probs.append(_softmax_rows(logits.data.astype(np.float64)))
             labels.append(batch.labels)
@@ -488,3 +514,9 @@ def evaluate(model, dataset, batch_size=256):
     """Table-1 metrics of ``model`` (any model :func:`predict` takes) on a :class:`TreeDataset`
     (see :func:`metrics_from_predictions`)."""
     return metrics_from_predictions(*predict(model, dataset, batch_size))
+
+
+#: :func:`evaluate` as the Trainer's ``evaluate_fn``, in two parts so data-parallel training splits
+#: the trees across ranks (each predicts a range of trees; the metrics come from all nodes).
+evaluate_sharded = ShardedEvaluation(lambda model, data, lo, hi: predict(model, data, lo=lo, hi=hi),
+                                     lambda data, parts: metrics_from_predictions(*parts))

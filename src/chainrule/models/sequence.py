@@ -37,6 +37,7 @@ from ..nn.recurrent import GRU, LSTM
 from ..ops import functional as F
 from ..ops import rules as R
 from ..tensor import Tensor, apply
+from ..train import ShardedEvaluation
 
 __all__ = ["SequenceClassifier", "SequenceDataset", "BucketedBatches", "make_examples", "build_vocab",
            "evaluate", "predict", "metrics", "make_loss_fn", "PAPER_TAI2015"]
@@ -154,6 +155,14 @@ class BucketedBatches:
     def batch(self, idx):
         return self.dataset.batch(np.concatenate([self.batches[int(i)] for i in np.atleast_1d(idx)]))
 
+    def split_batch(self, idx, rank, size):
+        """Data-parallel training: ``(batch of this rank's sentences or None, their number, the
+        number in the whole batch)`` -- every ``size``-th sentence of the bucket(s) ``idx`` from
+        ``rank`` on (see :meth:`chainrule.distributed.DataParallel.local_batch`)."""
+        examples = np.concatenate([self.batches[int(i)] for i in np.atleast_1d(idx)])
+        local = examples[rank::size]
+        return (self.dataset.batch(local) if len(local) else None), len(local), len(examples)
+
 
 # ------------------------------------------------------------------------------------------------
 # model
@@ -258,22 +267,7 @@ def _softmax_rows(z):
 
 def predict(model, dataset, batch_size=256):
     """Class probabilities (len(dataset), K) in dataset order, batched by length, no graph."""
-    order = np.argsort(dataset.lengths, kind="stable")
-    probs = None
-    was = model.training
-    model.eval()
-    try:
-        with no_grad():
-            for i in range(0, len(order), batch_size):
-                idx = order[i:i + batch_size]
-                x, lengths, _ = dataset.batch(idx)
-                p = _softmax_rows(model(x, lengths).data.astype(np.float64))
-                if probs is None:
-                    probs = np.zeros((len(dataset), p.shape[1]))
-                probs[idx] = p
-    finally:
-        model.train(was)
-    return probs
+    return _finish_probs(dataset, *_predict_part(model, dataset, 0, len(dataset), batch_size))
 
 
 def metrics(probs, labels):
@@ -297,6 +291,35 @@ def metrics(probs, labels):
 
 def evaluate(model, dataset, batch_size=256):
     return metrics(predict(model, dataset, batch_size), dataset.labels)
+
+
+def _predict_part(model, dataset, lo, hi, batch_size=256):
+    """(example indices, their class probabilities): positions lo..hi-1 of the length-sorted order,
+    batched by length, no graph."""
+    order = np.argsort(dataset.lengths, kind="stable")[lo:hi]
+    probs = [np.zeros((0, model.out.weight.shape[1]))]
+    was = model.training
+    model.eval()
+    try:
+        with no_grad():
+            for i in range(0, len(order), batch_size):
+                x, lengths, _ = dataset.batch(order[i:i + batch_size])
+                probs.append(_softmax_rows(model(x, lengths).data.astype(np.float64)))
+    finally:
+        model.train(was)
+    return order, np.concatenate(probs)
+
+
+def _finish_probs(dataset, idx, p):
+    probs = np.zeros((len(dataset), p.shape[1]))
+    probs[idx] = p
+    return probs
+
+
+#: :func:`evaluate` as the Trainer's ``evaluate_fn``, in two parts so data-parallel training splits
+#: the sentences across ranks.
+evaluate_sharded = ShardedEvaluation(_predict_part,
+                                     lambda dataset, parts: metrics(_finish_probs(dataset, *parts), dataset.labels))
 
 
 def glove_matrix(path, vocab, seed=0):

@@ -69,10 +69,10 @@ from ..ops import functional as F
 from ..ops.table import NodeTable
 # predict/evaluate: the RNTN module's, which run any tree model's forward (ours returns (h, c, logits))
 from .rntn import (NUM_CLASSES, TreeBatch, TreeDataset, Vocab, encode_tree, evaluate,  # noqa: F401 (re-exported)
-                   l2_penalty, predict, tree_loss_fn)
+                   evaluate_sharded, l2_penalty, predict, tree_loss_fn)
 
 __all__ = ["TreeLSTM", "build_model", "forward_batched", "forward_per_node", "loss_batched", "loss_per_node",
-           "penalty", "make_loss_fn", "predict", "evaluate", "PAPER_TABLE1", "Vocab", "TreeDataset", "TreeBatch"]
+           "penalty", "make_loss_fn", "predict", "evaluate", "evaluate_sharded", "PAPER_TABLE1", "Vocab", "TreeDataset", "TreeBatch"]
 
 #: Tai et al. 2015, Table 2 (SST test accuracy at the root, %), constituency Tree-LSTM:
 #: fine-grained 51.0, binary 88.0. The paper reports root accuracy only (nan: not reported).
@@ -210,14 +210,14 @@ def loss_per_node(params, trees):
     return total
 
 
-def penalty(params, active_words, reg_transform=1e-4, reg_classification=1e-4, reg_words=1e-4):
+def penalty(params, active_words, reg_transform=1e-4, reg_classification=1e-4, reg_words=1e-4, word_weight=1.0):
     """λ_T/2 (‖W_x‖²+‖b_x‖²+‖U‖²+‖b‖²) + λ_C/2 ‖Wₛ‖² + λ_L/2 Σ_{w active} ‖L[w]‖²."""
     return l2_penalty(params, [(("Wx", "bx", "U", "b"), reg_transform), (("Ws",), reg_classification)],
-                      active_words, reg_words)
+                      active_words, reg_words * word_weight)
 
 
 def make_loss_fn(reg_transform=1e-4, reg_classification=1e-4, reg_words=1e-4, reg_tensor=None):
     """The batched data term plus :func:`penalty` (:func:`chainrule.models.rntn.tree_loss_fn`; same
     signature as :func:`chainrule.models.rntn.make_loss_fn`; the Tree-LSTM has no tensor, so
     ``reg_tensor`` is unused)."""
-    return tree_loss_fn(lambda p, active: penalty(p, active, reg_transform, reg_classification, reg_words))
+    return tree_loss_fn(lambda p, active, ww: penalty(p, active, reg_transform, reg_classification, reg_words, ww))

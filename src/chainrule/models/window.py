@@ -46,6 +46,7 @@ import numpy as np
 
 from .. import nn
 from ..ops import functional as F
+from ..ops.fused import bce_with_logits as _bce_logits_op
 from ..tensor import Tensor
 from ..data import conll
 from ..data.embeddings import Vocab, capitalization_features
@@ -171,18 +172,15 @@ def penalty(model, C, m):
 def bce_fused(z, y):
     """mean_i BCE(sigmoid(z_i), y_i) for logits ``z`` of shape ``(B, 1)``, as one fused op.
 
-    With ``p = sigmoid(z) = softmax([0, z])[1]``,
-    ``−y log p − (1−y) log(1−p) = CE(softmax([0, z]), [1−y, y])``: the seed's cost (eq. 11) is
-    the two-class softmax cross-entropy of the logits ``[0, z]`` against the targets ``[1−y, y]``,
-    and its gradient ``∂J/∂z = p − y`` (eq. 12) comes out of the fused rule
-    ``softmax − target``.  Two engine ops (concat with a constant 0 column, the fused loss)
-    instead of the seven of :func:`bce_with_logits`; the values agree to rounding
-    (``tests/models/test_window.py``).
+    The seed's cost (eq. 11) ``−y log p − (1−y) log(1−p)`` with ``p = σ(z)`` equals
+    ``max(z, 0) − y z + log(1 + e^(−|z|))`` (no overflow), and its gradient ``∂J/∂z = p − y``
+    (eq. 12) is the rule of :func:`chainrule.ops.fused.bce_with_logits`: one engine op, where a
+    two-class softmax cross-entropy of ``[0, z]`` took two and :func:`bce_with_logits` seven; the
+    values agree to rounding (``tests/models/``).
     """
     zd = z.data if isinstance(z, Tensor) else np.asarray(z)
-    y = np.asarray(y, dtype=zd.dtype).reshape(-1)
-    logits = F.concat([np.zeros_like(zd), z], axis=1)
-    return F.softmax_cross_entropy(logits, np.stack([1 - y, y], axis=1))
+    y = np.asarray(y, dtype=zd.dtype).reshape(zd.shape)
+    return _bce_logits_op(z, y, 1.0 / max(zd.shape[0], 1))
 
 
 def bce_with_logits(z, y):
@@ -428,6 +426,12 @@ def make_loss_fn(C=0.0, m=1):
 def predict_scores(model, data, batch_size=4096):
     """Per-token scores of a :class:`WindowData` (no graph): logits ``(N,)`` for the binary head,
     log-probabilities ``(N, K)`` for the softmax head; also the mean loss (without penalty)."""
+    scores, loss_sum = _scores_part(model, data, 0, len(data), batch_size)
+    return scores, (float(loss_sum[0]) / len(data) if len(data) else float("nan"))
+
+
+def _scores_part(model, data, lo, hi, batch_size=4096):
+    """Scores of tokens lo..hi-1 and their summed loss (as a 1-element array)."""
     from ..autograd import no_grad
     outs = []
     loss_sum = 0.0
@@ -435,8 +439,8 @@ def predict_scores(model, data, batch_size=4096):
     model.eval()
     try:
         with no_grad():
-            for i in range(0, len(data), batch_size):
-                w, c, y = data.batch(slice(i, i + batch_size))
+            for i in range(lo, hi, batch_size):
+                w, c, y = data.batch(slice(i, min(i + batch_size, hi)))
                 z = model(w, c).data.astype(np.float64)
                 if model.head == "binary":
                     loss_sum += float(np.sum(np.logaddexp(0.0, z) - y * z))
@@ -448,8 +452,8 @@ def predict_scores(model, data, batch_size=4096):
                     outs.append(lp)
     finally:
         model.train(was)
-    scores = np.concatenate(outs) if outs else np.zeros((0,))
-    return scores, (loss_sum / len(data) if len(data) else float("nan"))
+    empty = np.zeros((0,) if model.head == "binary" else (0, model.n_tags))
+    return (np.concatenate(outs) if outs else empty), np.array([loss_sum])
 
 
 def predict_tags(model, data, scheme=None, batch_size=4096):
@@ -463,16 +467,24 @@ def predict_tags(model, data, scheme=None, batch_size=4096):
 def evaluate_model(model, data, batch_size=4096):
     """(conll.Report, mean loss): entity-level P/R/F1 per type and overall, token accuracy."""
     scores, loss = predict_scores(model, data, batch_size)
+    return _report(data, scores), loss
+
+
+def _report(data, scores):
     o = data.offsets
     pred = [data.scheme.decode(scores[o[k]:o[k + 1]]) for k in range(len(o) - 1)]
-    return conll.evaluate(data.gold(), pred), loss
+    return conll.evaluate(data.gold(), pred)
 
 
 def make_evaluate_fn():
-    """``evaluate_fn(model, data) -> {'loss', 'acc', 'precision', 'recall', 'f1'}`` (fractions)."""
+    """``evaluate_fn(model, data) -> {'loss', 'acc', 'precision', 'recall', 'f1'}`` (fractions), a
+    :class:`~chainrule.train.ShardedEvaluation`: data-parallel training splits the tokens across
+    ranks and scores the entities of all sentences from the gathered per-token scores."""
+    from ..train import ShardedEvaluation
 
-    def evaluate_fn(model, data):
-        rep, loss = evaluate_model(model, data)
-        return {"loss": loss, "acc": rep.accuracy, "precision": rep.precision, "recall": rep.recall,
-                "f1": rep.f1}
-    return evaluate_fn
+    def finish(data, parts):
+        scores, loss_sums = parts
+        rep = _report(data, scores)
+        return {"loss": float(loss_sums.sum()) / len(data) if len(data) else float("nan"), "acc": rep.accuracy,
+                "precision": rep.precision, "recall": rep.recall, "f1": rep.f1}
+    return ShardedEvaluation(_scores_part, finish)

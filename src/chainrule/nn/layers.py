@@ -179,13 +179,14 @@ class Embedding(Module):
         n = self.num_embeddings
         if i.dtype.kind not in "iu":
             raise TypeError(f"Embedding({n}, {self.embedding_dim}): indices must be integers, got dtype {i.dtype}")
-        if i.size and (i.min() < -n or i.max() >= n):
-            bad = int(i.max()) if i.max() >= n else int(i.min())
-            raise IndexError(f"Embedding({n}, {self.embedding_dim}): index {bad} out of range "
-                             f"[0, {n}) (indices of shape {i.shape})")
         if i.size and i.min() < 0:                 # wrap negative indices (one row id per row)
             i = np.where(i < 0, i + n, i)
-        out = F.take(self.weight, i, sparse=self.sparse)
+        try:                                       # the upper bound: checked by the lookup itself
+            out = F.take(self.weight, i, sparse=self.sparse)
+        except IndexError:
+            bad = int(i.max()) if i.max() >= n else int(i.min())
+            raise IndexError(f"Embedding({n}, {self.embedding_dim}): index {bad - n if bad < 0 else bad} "
+                             f"out of range [0, {n}) (indices of shape {i.shape})") from None
         if self.padding_idx is not None:
             keep = (i != self.padding_idx).astype(self.weight.dtype)[..., None]
             out = apply(R.MUL, (out, keep))

@@ -1,0 +1,64 @@
+"""Fused primitives (ops/fused.py): same values as the composites they replace, gradients checked
+against finite differences in float64."""
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import losses
+from chainrule.ops.fused import bce_with_logits, sum_squares
+
+RNG = np.random.default_rng(0)
+
+
+def test_sum_squares_value_grad_and_gradcheck():
+    a = cr.tensor(RNG.standard_normal((3, 4)), requires_grad=True)
+    b = cr.tensor(RNG.standard_normal(5), requires_grad=True)
+    p = sum_squares([a, b], [0.3, 2.0])
+    ref = 0.15 * (a.data ** 2).sum() + 1.0 * (b.data ** 2).sum()
+    assert abs(p.item() - ref) < 1e-12 * ref
+    p.backward()
+    np.testing.assert_allclose(a.grad, 0.3 * a.data, rtol=1e-14)
+    np.testing.assert_allclose(b.grad, 2.0 * b.data, rtol=1e-14)
+    assert cr.gradcheck(lambda a, b: sum_squares([a, b], 0.7) * sum_squares([a], 1.0), a, b)
+    with pytest.raises(ValueError, match="2 scales for 1 tensors"):
+        sum_squares([a], [1.0, 2.0])
+
+
+def test_l2_penalty_is_one_op_and_equals_the_composite():
+    W = cr.tensor(RNG.standard_normal((4, 3)), requires_grad=True)
+    U = cr.tensor(RNG.standard_normal((3, 1)), requires_grad=True)
+    p = losses.l2_penalty([W, U], C=2.0, m=10)
+    assert p._node.op.name == "sum_squares"
+    ref = (2.0 / 20) * ((W.data ** 2).sum() + (U.data ** 2).sum())
+    assert abs(p.item() - ref) < 1e-13
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "batchmean"])
+def test_bce_with_logits_fused_equals_composite(reduction):
+    z = cr.tensor(np.array([[-1e4, -3.0, 0.0], [0.0, 2.5, 1e4]]), requires_grad=True)
+    d = np.array([[0.0, 1.0, 1.0], [0.0, 0.3, 1.0]])
+    fused = losses.binary_cross_entropy_with_logits(z, d, reduction=reduction)
+    assert fused._node.op.name == "bce_with_logits"
+    fused.backward()
+    gf = z.grad.copy()
+    z.grad = None
+    dt = cr.tensor(d, requires_grad=True)               # a target needing grad takes the composite
+    comp = losses.binary_cross_entropy_with_logits(z, dt, reduction=reduction)
+    assert comp._node.op.name != "bce_with_logits"
+    comp.backward()
+    np.testing.assert_allclose(fused.item(), comp.item(), rtol=1e-14)
+    np.testing.assert_allclose(gf, z.grad, rtol=1e-14, atol=1e-16)
+    n = {"mean": 6, "sum": 1, "batchmean": 2}[reduction]
+    sig = 1 / (1 + np.exp(-np.clip(z.data, -500, 500)))
+    np.testing.assert_allclose(gf, (sig - d) / n, rtol=1e-12, atol=1e-15)   # σ(z) − d, σ(0) = ½
+    zz = cr.tensor(RNG.standard_normal((2, 3)), requires_grad=True)
+    assert cr.gradcheck(lambda z: bce_with_logits(z, d, 0.25), zz)
+
+
+def test_bce_with_logits_errors_and_float32():
+    z = cr.tensor(np.zeros((2, 1), dtype=np.float32), requires_grad=True)
+    with pytest.raises(ValueError, match=r"targets of shape \(3,\) for logits of shape \(2, 1\)"):
+        bce_with_logits(z, np.zeros(3), 0.5)
+    out = bce_with_logits(z, np.ones((2, 1)), 0.5)
+    out.backward()
+    assert out.dtype == np.float32 and z.grad.dtype == np.float32
