@@ -141,11 +141,11 @@ def _flag(parser, dest):
     return "--" + dest.replace("_", "-")
 
 
-def _check_size(key, v, biggest, path):
+def _check_size(key, v, biggest, path, least=1):
     vals = v if isinstance(v, list) else [v]
     for x in vals:
-        if isinstance(x, bool) or not isinstance(x, int) or x < 1:
-            raise RunDirError(f"{path}: configuration field '{key}' is {v!r}; expected a positive integer "
+        if isinstance(x, bool) or not isinstance(x, int) or x < least:
+            raise RunDirError(f"{path}: configuration field '{key}' is {v!r}; expected an integer >= {least} "
                               f"{'or a list of them ' if isinstance(v, list) else ''}(the file's metadata was edited "
                               "or damaged)")
         if biggest is not None and x > biggest:
@@ -163,7 +163,7 @@ def check_config_bounds(config, arrays, path):
     biggest = max(dims) if dims else None
     for key in SIZE_KEYS:
         if config.get(key) is not None:
-            _check_size(key, config[key], biggest, path)
+            _check_size(key, config[key], biggest, path, least=0)
     for key, bound in COUNT_BOUNDS.items():
         if config.get(key) is not None:
             _check_size(key, config[key], bound, path)
