@@ -154,6 +154,26 @@ class RowSparseGrad:
         d = self.to_dense()
         return d if dtype is None else d.astype(dtype)
 
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, idx):
+        """Index as the dense gradient would be: ``g[i]`` is row i's total gradient (zeros for an
+        untouched row) computed from the rows alone; other indices go through :meth:`to_dense`."""
+        key = idx[0] if isinstance(idx, tuple) and idx else idx
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            n = self.shape[0]
+            if not -n <= key < n:
+                raise IndexError(f"RowSparseGrad: row {key} out of range for shape {self.shape}")
+            sel = self._wrapped() == key % n
+            row = self.values[sel].sum(axis=0) if sel.any() else np.zeros(self.shape[1:], self.values.dtype)
+            return row[idx[1:]] if isinstance(idx, tuple) else row
+        return self.to_dense()[idx]
+
+    def numpy(self):
+        """The dense array (as ``np.asarray(g)``)."""
+        return self.to_dense()
+
     def astype(self, dtype):
         return RowSparseGrad(self.indices, self.values.astype(dtype), self.shape)
 

@@ -10,6 +10,7 @@ loss is elementwise), K outputs per example.  ``y``/``p``/``z`` is the network's
 ``binary_cross_entropy(p, d)``   −[d log p + (1 − d) log(1 − p)], p clipped to [eps, 1 − eps]
 ``binary_cross_entropy_with_logits(z, d)``  the same with p = σ(z), computed stably from z
 ``cross_entropy(z, t)``          −Σ_k t_k log softmax(z)_k (t one-hot, soft, or class indices)
+``nll_loss(logp, t)``            −logp[n, t_n] (class indices; logp from log_softmax)
 ``multilabel_bce(z, d)``         (1/N) Σ_n Σ_k BCE(σ(z_nk), d_nk)   (seed 003's J̃)
 ``l2_penalty(params, C, m)``     C/(2m) Σ_W ‖W‖²   (seed 002; seed 003's λ term with C/m = λ)
 =============================== ================================================================
@@ -27,7 +28,7 @@ from .ops import rules as R
 from .tensor import Tensor, apply
 
 __all__ = ["l2", "mse", "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
-           "multilabel_bce", "l2_penalty"]
+           "nll_loss", "multilabel_bce", "l2_penalty"]
 
 
 def _arr(x):
@@ -181,9 +182,37 @@ def multilabel_bce(outputs, targets, from_logits=True):
     return binary_cross_entropy(outputs, targets, reduction="batchmean")
 
 
-def cross_entropy(logits, targets, weight=None, reduction="mean"):
+def _class_targets(t, z, where, ignore_index):
+    """Validate integer class targets against logits/log-probabilities z (class axis last); returns
+    the mask of positions that count (``t != ignore_index``)."""
+    K = z.shape[-1]
+    if t.shape != z.shape[:-1]:
+        raise ValueError(f"{where}: class-index targets of shape {t.shape} for {('logits' if where == 'cross_entropy' else 'inputs')} "
+                         f"of shape {z.shape}; expected {z.shape[:-1]}")
+    valid = t != ignore_index if ignore_index is not None else np.ones(t.shape, bool)
+    tv = t[valid]
+    if tv.size and (tv.min() < 0 or tv.max() >= K):
+        bad = int(tv.min()) if tv.min() < 0 else int(tv.max())
+        raise ValueError(f"{where}: class index {bad} out of range [0, {K}) for {('logits' if where == 'cross_entropy' else 'inputs')} "
+                         f"of shape {z.shape}" + (f" (ignore_index={ignore_index})" if ignore_index is not None else ""))
+    return valid
+
+
+def _reduce_weighted(per, w, reduction):
+    """per-example losses ``per`` (already multiplied by the weights ``w``): 'none' → per,
+    'sum' → Σ per, 'mean' → Σ per / Σ w."""
+    if reduction == "none":
+        return per
+    total = F.sum(per)
+    if reduction == "sum":
+        return total
+    return total * (1.0 / float(np.sum(w)) if np.sum(w) else np.nan)
+
+
+def cross_entropy(logits, targets, weight=None, reduction="mean", ignore_index=-100, label_smoothing=0.0):
     """Multi-class cross-entropy from logits (seed 004): Div = −Σ_k t_k log y_k with
-    y = softmax(z), i.e. −log y_c for a class index c.
+    y = softmax(z), i.e. −log y_c for a class index c.  The class axis is the *last* axis of z
+    (PyTorch's is axis 1 for inputs of more than two axes).
 
     ``targets``: class indices (integer array of shape z.shape[:-1]) or one-hot / soft target rows
     (floating, the shape of z; each row must sum to 1).  Computed by the fused primitive
@@ -191,28 +220,34 @@ def cross_entropy(logits, targets, weight=None, reduction="mean"):
     ∂ℓ_n/∂z_n = softmax(z_n) − t_n.
 
     ``weight``: optional class weights c (shape (K,)).  Example n gets w_n = c_{y_n} (for soft
-    targets, w_n = Σ_k c_k t_nk, its expected class weight).
+    targets, w_n = Σ_k c_k t_nk, its expected class weight -- PyTorch weights each term instead).
+
+    ``ignore_index`` (class-index targets; default −100 as PyTorch): positions whose target is
+    this value contribute nothing and are not counted (w_n = 0); None disables it.
+
+    ``label_smoothing`` ε ∈ [0, 1] (PyTorch's): the target distribution becomes
+    (1 − ε) t + ε/K, i.e. for a class index c, ℓ_n = (1 − ε)(−log y_c) + (ε/K) Σ_k c_k (−log y_k)
+    (c_k = 1 without class weights), averaged over Σ_n w_n as PyTorch.
 
     ``reduction``:
-      * 'mean' (default): L = Σ_n w_n ℓ_n / Σ_n w_n (= (1/N) Σ_n ℓ_n without weights; PyTorch's
-        convention for class weights);
+      * 'mean' (default): L = Σ_n w_n ℓ_n / Σ_n w_n (= (1/N) Σ_n ℓ_n without weights or ignored
+        positions; PyTorch's convention);
       * 'sum': L = Σ_n w_n ℓ_n;
-      * 'none': the vector of ℓ_n (times w_n), via log_softmax (not the fused primitive).
+      * 'none': the vector of ℓ_n (times w_n; 0 at ignored positions), via log_softmax.
     N counts every position of z.shape[:-1] (sequences (N, T, K) average over N·T).
     """
     _check_reduction(reduction, "cross_entropy")
     z = _arr(logits)
     if z.ndim == 0:
         raise ValueError("cross_entropy: logits must have a class axis (shape (..., K)), got a scalar")
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
     K = z.shape[-1]
     t = _arr(targets)
+    valid = None
     if t.dtype.kind in "iu":
-        if t.shape != z.shape[:-1]:
-            raise ValueError(f"cross_entropy: class-index targets of shape {t.shape} for logits of shape "
-                             f"{z.shape}; expected {z.shape[:-1]}")
-        if t.size and (t.min() < 0 or t.max() >= K):
-            bad = int(t.min()) if t.min() < 0 else int(t.max())
-            raise ValueError(f"cross_entropy: class index {bad} out of range [0, {K}) for logits of shape {z.shape}")
+        valid = _class_targets(t, z, "cross_entropy", ignore_index)
     elif t.dtype.kind == "f":
         if t.shape != z.shape:
             raise ValueError(f"cross_entropy: one-hot/soft targets of shape {t.shape} for logits of shape "
@@ -222,14 +257,30 @@ def cross_entropy(logits, targets, weight=None, reduction="mean"):
             raise ValueError(f"cross_entropy: soft target rows must sum to 1 (got sums in "
                              f"[{sums.min():.4g}, {sums.max():.4g}])")
         t = t.astype(z.dtype, copy=False)
+        if eps:
+            t = (1.0 - eps) * t + eps / K
     else:
         raise TypeError(f"cross_entropy: targets must be class indices (integers) or probabilities "
                         f"(floats), got dtype {t.dtype}")
-    w = None
+    c = None
     if weight is not None:
         c = np.asarray(_arr(weight), dtype=z.dtype)
         if c.shape != (K,):
             raise ValueError(f"cross_entropy: class weights of shape {c.shape} for {K} classes")
+    if valid is not None and (eps or not valid.all()):
+        # ignored positions or label smoothing with class indices: the composite path
+        tt = np.where(valid, t, 0)
+        wn = (c[tt] if c is not None else np.ones(t.shape, z.dtype)) * valid
+        logp = F.log_softmax(logits, -1)
+        oh = np.zeros(z.shape, dtype=z.dtype)
+        np.put_along_axis(oh, tt[..., None], 1, axis=-1)
+        per = -F.sum(logp * (oh * ((1.0 - eps) * wn)[..., None]), axis=-1)
+        if eps:
+            cw = c if c is not None else np.ones(K, z.dtype)
+            per = per - F.sum(logp * ((eps / K) * valid[..., None] * cw), axis=-1)
+        return _reduce_weighted(per, wn, reduction)
+    w = None
+    if c is not None:
         w = c[t] if t.dtype.kind in "iu" else t @ c
     if reduction == "none":
         logp = F.log_softmax(logits, -1)
@@ -246,6 +297,31 @@ def cross_entropy(logits, targets, weight=None, reduction="mean"):
     if reduction == "mean":
         w = w / w.sum()
     return apply(R.SOFTMAX_CROSS_ENTROPY, (logits, t, w))
+
+
+def nll_loss(log_probs, targets, weight=None, reduction="mean", ignore_index=-100):
+    """Negative log-likelihood of class indices given log-probabilities (e.g. the output of
+    ``log_softmax``), PyTorch's ``nll_loss``:  ℓ_n = −w_n · logp[n, t_n],  w_n = c_{t_n} (class
+    weights, default 1; 0 where t_n = ignore_index).  'mean' divides by Σ_n w_n.  The class axis is
+    the last axis.  ``nll_loss(log_softmax(z), t) == cross_entropy(z, t)``.
+    Composite: an integer-array gather (its gradient is a scatter: ∂ℓ_n/∂logp[n, t_n] = −w_n)."""
+    _check_reduction(reduction, "nll_loss")
+    z = _arr(log_probs)
+    if z.ndim == 0:
+        raise ValueError("nll_loss: inputs must have a class axis (shape (..., K)), got a scalar")
+    t = _arr(targets)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: targets must be class indices (integers), got dtype {t.dtype}")
+    valid = _class_targets(t, z, "nll_loss", ignore_index)
+    tt = np.where(valid, t, 0)
+    c = None
+    if weight is not None:
+        c = np.asarray(_arr(weight), dtype=z.dtype)
+        if c.shape != (z.shape[-1],):
+            raise ValueError(f"nll_loss: class weights of shape {c.shape} for {z.shape[-1]} classes")
+    wn = (c[tt] if c is not None else np.ones(t.shape, z.dtype)) * valid
+    picked = log_probs[(*np.indices(t.shape, sparse=True), tt)] if t.ndim else log_probs[tt]
+    return _reduce_weighted(-(picked * wn), wn, reduction)
 
 
 def l2_penalty(params, C, m=1):

@@ -103,7 +103,7 @@ def test_init_misc():
 
 # ------------------------------------------------------------------------------------------ Embedding
 def test_embedding_lookup_and_sparse_grad_equals_dense():
-    e = nn.Embedding(10, 4, rng=0, dtype=np.float64)
+    e = nn.Embedding(10, 4, sparse=True, rng=0, dtype=np.float64)
     idx = np.array([[1, 3, 1], [9, 0, 3]])
     out = e(idx)
     assert out.shape == (2, 3, 4)
@@ -123,7 +123,7 @@ def test_embedding_lookup_and_sparse_grad_equals_dense():
 
 
 def test_embedding_gradcheck(check_module):
-    e = nn.Embedding(6, 3, rng=1)
+    e = nn.Embedding(6, 3, sparse=True, rng=1)
     idx = np.array([0, 2, 2, 5])
     check_module(e, idx, check_input=False)
     check_module(nn.Embedding(6, 3, sparse=False, rng=1), idx, check_input=False)
@@ -132,7 +132,7 @@ def test_embedding_gradcheck(check_module):
 def test_embedding_big_table_gets_row_sparse_gradient():
     """A 100,000 x 50 table touched by a batch of 200 lookups: the gradient is 200 x 50, never dense,
     and the SGD step touches only those rows."""
-    e = nn.Embedding(100_000, 50, rng=0)           # float32: a dense gradient would be 20 MB
+    e = nn.Embedding(100_000, 50, sparse=True, rng=0)   # float32: a dense gradient would be 20 MB
     idx = np.random.default_rng(0).integers(0, 100_000, size=200)
     before = e.weight.data.copy()
     opt = cr.optim.SGD(e.parameters(), lr=0.1)
@@ -169,7 +169,7 @@ def test_embedding_padding_idx():
 
 
 def test_embedding_errors_and_negative_indices():
-    e = nn.Embedding(5, 2, rng=0)
+    e = nn.Embedding(5, 2, sparse=True, rng=0)
     with pytest.raises(IndexError, match=r"Embedding\(5, 2\): index 5 out of range"):
         e(np.array([1, 5]))
     with pytest.raises(TypeError, match="Embedding.*integers.*float"):

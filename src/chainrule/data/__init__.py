@@ -8,7 +8,8 @@ imports scikit-learn):
 * :mod:`~chainrule.data.trees`: labelled binary PTB trees (parser, printer, traversals);
 * :mod:`~chainrule.data.sst`: the Stanford Sentiment Treebank, shipped with the package;
 * :mod:`~chainrule.data.conll`: CoNLL NER files, IOB tag schemes, conlleval scoring;
-* :mod:`~chainrule.data.embeddings`: vocabularies, GloVe vectors, capitalisation features.
+* :mod:`~chainrule.data.embeddings`: vocabularies, GloVe vectors, capitalisation features;
+* :mod:`~chainrule.data.loader`: ``DataLoader`` (iterable mini-batches: shuffle, drop_last, seed).
 
 The most used names are also available here, e.g. ``chainrule.data.parse_tree``.
 """
@@ -18,10 +19,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-_SUBMODULES = ("datasets", "trees", "sst", "conll", "embeddings")
+_SUBMODULES = ("datasets", "trees", "sst", "conll", "embeddings", "loader")
 
 # name -> submodule that defines it (resolved lazily by __getattr__)
 _NAMES = {
+    "DataLoader": "loader",
+    "TensorDataset": "loader",
     "Splits": "datasets",
     "load_dataset": "datasets",
     "standardize": "datasets",

@@ -18,7 +18,8 @@ import numpy as np
 
 from ..tensor import Tensor
 
-__all__ = ["Parameter", "Module", "ModuleList", "Sequential", "StateDictError", "LoadResult"]
+__all__ = ["Parameter", "Module", "ModuleList", "ModuleDict", "Sequential", "StateDictError", "LoadResult",
+           "RemovableHandle"]
 
 
 class Parameter(Tensor):
@@ -93,7 +94,64 @@ class Module:
             raise TypeError(
                 f"{type(self).__name__}: cannot assign a {type(value).__name__} to parameter '{name}' "
                 f"(a Parameter or None expected; to change the values write to '{name}.data')")
+        bufs = self.__dict__.get("_buffers")
+        if bufs is not None and name in bufs and value is not None:
+            value = _as_buffer(value, f"{type(self).__name__}.{name}")
         object.__setattr__(self, name, value)
+
+    # ------------------------------------------------------------------ buffers
+    def register_buffer(self, name, value, persistent=True):
+        """Register ``value`` (an array or a Tensor; None allowed) as the buffer ``self.<name>``: a
+        Tensor that is not a parameter (no gradient, not in ``parameters()``, not optimized) but is
+        saved in ``state_dict()`` (unless ``persistent=False``), restored by ``load_state_dict``,
+        cast by ``to(dtype)`` when floating, and listed by ``named_buffers()`` -- e.g. running
+        statistics or a fixed mask.  Assigning to ``self.<name>`` later keeps it a buffer."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"{type(self).__name__}.register_buffer: bad name {name!r}")
+        if isinstance(value, Parameter) or (name in self.__dict__ and isinstance(self.__dict__[name], (Parameter, Module))):
+            raise TypeError(f"{type(self).__name__}.register_buffer: '{name}' is (or would replace) a parameter "
+                            f"or a module")
+        bufs = self.__dict__.get("_buffers")
+        if bufs is None:
+            bufs = {}
+            object.__setattr__(self, "_buffers", bufs)
+        bufs[name] = bool(persistent)
+        setattr(self, name, value)
+
+    def named_buffers(self, prefix="", recurse=True, persistent_only=False):
+        """(dotted name, Tensor) for every buffer (this module's, then each descendant's)."""
+        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for mname, m in mods:
+            for bname, keep in (m.__dict__.get("_buffers") or {}).items():
+                v = m.__dict__.get(bname)
+                if v is None or (persistent_only and not keep):
+                    continue
+                yield (f"{mname}.{bname}" if mname else bname), v
+
+    def buffers(self, recurse=True):
+        return [b for _, b in self.named_buffers(recurse=recurse)]
+
+    # ------------------------------------------------------------------ forward hooks
+    def register_forward_hook(self, hook):
+        """Call ``hook(module, inputs, output)`` after every forward (``inputs`` the positional
+        arguments, a tuple); if it returns something other than None, that replaces the output.
+        Returns a handle whose ``remove()`` unregisters the hook."""
+        return self._add_hook("_forward_hooks", hook)
+
+    def register_forward_pre_hook(self, hook):
+        """Call ``hook(module, inputs)`` before every forward; a returned value other than None
+        replaces the inputs (a tuple, or a single value meaning a one-element tuple)."""
+        return self._add_hook("_forward_pre_hooks", hook)
+
+    def _add_hook(self, attr, hook):
+        if not callable(hook):
+            raise TypeError(f"{type(self).__name__}: a hook must be callable, got {type(hook).__name__}")
+        lst = self.__dict__.get(attr)
+        if lst is None:
+            lst = []
+            object.__setattr__(self, attr, lst)
+        lst.append(hook)
+        return RemovableHandle(lst, hook)
 
     def _named_own_parameters(self):
         for k, v in vars(self).items():
@@ -188,6 +246,9 @@ class Module:
             if p.data.dtype != dt:
                 p.data = p.data.astype(dt)
             p.grad = None
+        for b in self.buffers():
+            if b.data.dtype.kind == "f" and b.data.dtype != dt:
+                b.data = b.data.astype(dt)
         return self
 
     def double(self):
@@ -204,8 +265,12 @@ class Module:
 
     # ------------------------------------------------------------------ state
     def state_dict(self):
-        """OrderedDict name -> a copy of the parameter's ndarray, in :meth:`named_parameters` order."""
-        return OrderedDict((n, p.data.copy()) for n, p in self.named_parameters())
+        """OrderedDict name -> a copy of the parameter's ndarray, in :meth:`named_parameters` order,
+        then the persistent buffers (:meth:`register_buffer`)."""
+        sd = OrderedDict((n, p.data.copy()) for n, p in self.named_parameters())
+        for n, b in self.named_buffers(persistent_only=True):
+            sd[n] = b.data.copy()
+        return sd
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy the arrays of ``state_dict`` into the parameters of the same names.
@@ -220,6 +285,7 @@ class Module:
             raise TypeError(f"{type(self).__name__}.load_state_dict: expected a mapping name -> array, "
                             f"got {type(state_dict).__name__}")
         own = OrderedDict(self.named_parameters())
+        own.update(self.named_buffers(persistent_only=True))
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         mismatched, arrays = [], {}
@@ -254,7 +320,19 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        d = self.__dict__
+        if not (d.get("_forward_pre_hooks") or d.get("_forward_hooks")):
+            return self.forward(*args, **kwargs)
+        for h in list(d.get("_forward_pre_hooks") or ()):
+            r = h(self, args)
+            if r is not None:
+                args = r if isinstance(r, tuple) else (r,)
+        out = self.forward(*args, **kwargs)
+        for h in list(d.get("_forward_hooks") or ()):
+            r = h(self, args, out)
+            if r is not None:
+                out = r
+        return out
 
     def extra_repr(self):
         """One line of configuration shown inside the parentheses of ``repr``."""
@@ -273,6 +351,98 @@ class Module:
             return f"{type(self).__name__}({extra})"
         head = f"{type(self).__name__}(" + (extra + "," if extra else "")
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+class RemovableHandle:
+    """Returned by the ``register_*_hook`` methods: ``remove()`` unregisters the hook."""
+    __slots__ = ("_lst", "_fn")
+
+    def __init__(self, lst, fn):
+        self._lst, self._fn = lst, fn
+
+    def remove(self):
+        if self._fn in self._lst:
+            self._lst.remove(self._fn)
+
+
+def _as_buffer(value, where):
+    if isinstance(value, Tensor):
+        if value.requires_grad:
+            raise TypeError(f"{where}: a buffer cannot require grad (use a Parameter, or .detach())")
+        return value
+    try:
+        return Tensor(np.asarray(value))
+    except TypeError as e:
+        raise TypeError(f"{where}: a buffer must be an array or a Tensor: {e}") from None
+
+
+class ModuleDict(Module):
+    """A dict of modules that registers them under their keys (``'encoder.weight'``).  Mapping
+    operations: ``md[key]``, ``md[key] = m``, ``del md[key]``, ``in``, ``len``, iteration over
+    the keys (insertion order), ``keys()``, ``values()``, ``items()``, ``update()``, ``pop()``.
+
+    >>> from chainrule import nn
+    >>> heads = nn.ModuleDict({"a": nn.Linear(2, 3, rng=0), "b": nn.Linear(2, 1, rng=1)})
+    >>> [n for n, _ in heads.named_parameters()]
+    ['a.weight', 'a.bias', 'b.weight', 'b.bias']
+    """
+
+    def __init__(self, modules=None):
+        super().__init__()
+        self._items = {}
+        if modules is not None:
+            self.update(modules)
+
+    def _key(self, k):
+        if not isinstance(k, str) or not k or "." in k:
+            raise KeyError(f"ModuleDict: keys must be non-empty strings without '.', got {k!r}")
+        return k
+
+    def __setitem__(self, key, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict[{key!r}] =: expected a Module, got {type(module).__name__}")
+        self._items[self._key(key)] = module
+
+    def __getitem__(self, key):
+        try:
+            return self._items[key]
+        except KeyError:
+            raise KeyError(f"ModuleDict: no module {key!r} (keys: {list(self._items)})") from None
+
+    def __delitem__(self, key):
+        del self._items[key]
+
+    def __contains__(self, key):
+        return key in self._items
+
+    def __len__(self):
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def keys(self):
+        return self._items.keys()
+
+    def values(self):
+        return self._items.values()
+
+    def items(self):
+        return self._items.items()
+
+    def update(self, modules):
+        items = modules.items() if hasattr(modules, "items") else modules
+        for k, m in items:
+            self[k] = m
+
+    def pop(self, key):
+        return self._items.pop(key)
+
+    def named_children(self):
+        return iter(list(self._items.items()))
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ModuleDict has no forward(); index it by key")
 
 
 class ModuleList(Module):
