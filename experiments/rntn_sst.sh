@@ -27,7 +27,7 @@ CMD=(train rntn --model "$MODEL" --dim 25 --batch-size 27 --lr 0.01 --epochs "$E
      --seed 0 --out "$OUT" --no-progress "$@")
 start=$(date +%s)
 echo "# $(date -u)  chainrule ${CMD[*]}" | tee "$LOG"
-nice -n 5 python -u -c "import sys; from chainrule.commands import rntn; sys.exit(rntn.main(sys.argv[1:]))" \
+nice -n 5 python -u -m chainrule \
     "${CMD[@]}" 2>&1 | tee -a "$LOG"
 end=$(date +%s)
 echo "# wall time $((end - start)) s" | tee -a "$LOG"

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-/work/shared/data/ner/conll2003}
 GLOVE=${GLOVE:-/work/shared/data/ner/glove.6B.50d.txt.gz}
 # `chainrule train window` once the subcommands are registered in chainrule.cli; the same parser otherwise
-CR=${CR:-python -m chainrule.commands.window}
+CR=${CR:-python -m chainrule}
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 COMMON=(--data-dir "$DATA" --embeddings "$GLOVE" --no-progress)
 

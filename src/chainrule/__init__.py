@@ -16,6 +16,7 @@ from .ops.functional import *  # noqa: F401,F403
 from .ops.functional import __all__ as _ops_all
 from .ops.table import NodeTable  # noqa: F401
 from .ops.fused import sum_squares  # noqa: F401
+from .compile import compile, Compiled  # noqa: F401,A004
 from .creation import *  # noqa: F401,F403
 from .creation import __all__ as _creation_all
 from .random import (  # noqa: F401
@@ -32,7 +33,7 @@ __all__ = [
     "Tensor", "tensor", "set_default_dtype", "get_default_dtype", "no_grad", "enable_grad",
     "is_grad_enabled", "grad", "value_and_grad", "gradients", "record_deltas", "Deltas",
     "detect_anomaly", "RowSparseGrad", "unbroadcast", "gradcheck", "check_gradient",
-    "GradcheckError", "GradcheckReport", "draw", "NodeTable", "sum_squares", "explain", "record_forward", *_ops_all,
+    "GradcheckError", "GradcheckReport", "draw", "NodeTable", "sum_squares", "compile", "Compiled", "explain", "record_forward", *_ops_all,
     # api: creation and randomness
     *_creation_all, "manual_seed", "default_generator", "get_rng_state", "set_rng_state", "rand", "randn",
     "randint", "randperm", "rand_like", "randn_like", "randint_like", "random",

@@ -730,3 +730,66 @@ class CosineLR(_Scheduler):
     def _lr(self, base_lr, epoch):
         e = min(epoch, self.T_max)
         return self.eta_min + (base_lr - self.eta_min) * (1.0 + math.cos(math.pi * e / self.T_max)) / 2.0
+
+
+# ------------------------------------------------------------------------------------------------
+# The optimizer table: every ``chainrule train`` command (and ``chainrule dag``) builds its optimizer
+# and schedule from these two tables with :func:`make_optimizer` / :func:`make_scheduler`.  A new
+# optimizer is one line here (its ``--optimizer`` choice appears in every command that accepts it).
+#
+# ``lr`` is the one default learning rate of each optimizer (``--lr`` omitted); the other entries are
+# the commands' defaults where they differ from the class's own: AdaGrad's ε stays 1e-8 (the
+# commands' recorded results predate the class's PyTorch default of 1e-10).
+OPTIMIZERS = {
+    "sgd": (SGD, {"lr": 0.1}),
+    "adam": (Adam, {"lr": 1e-3}),
+    "adamw": (AdamW, {"lr": 1e-3}),
+    "adagrad": (AdaGrad, {"lr": 0.01, "eps": 1e-8}),
+    "rmsprop": (RMSprop, {"lr": 0.01}),
+}
+
+# name -> f(optimizer, epochs): the learning-rate schedule over a run of ``epochs`` epochs.
+SCHEDULES = {
+    "none": lambda opt, epochs: None,
+    "step": lambda opt, epochs: StepLR(opt, step_size=max(1, epochs // 3), gamma=0.1),
+    "cosine": lambda opt, epochs: CosineLR(opt, T_max=epochs),
+}
+
+
+def default_lr(name):
+    """The default learning rate of optimizer ``name`` (the ``lr`` of :data:`OPTIMIZERS`)."""
+    return _entry(name)[1]["lr"]
+
+
+def _entry(name):
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name]
+
+
+def make_optimizer(name, params, **options):
+    """The optimizer ``name`` of :data:`OPTIMIZERS` over ``params``: the table's defaults, updated
+    by ``options`` (hyperparameters such as ``lr``, ``weight_decay``, ``momentum``, ``eps``).
+
+    An option whose value is None is left at its default, and an option the optimizer does not have
+    is ignored (a command passes its ``--weight-decay`` and ``--momentum`` whichever optimizer was
+    chosen; ``momentum`` means something to SGD and RMSprop only).
+
+    >>> import chainrule as cr
+    >>> w = cr.tensor([1.0], requires_grad=True)
+    >>> make_optimizer("adagrad", [w], lr=None, momentum=0.9)
+    AdaGrad(1 parameters, lr=0.01, eps=1e-08, initial_accumulator=0.0, weight_decay=0.0)
+    """
+    import inspect
+    cls, defaults = _entry(name)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "params"}
+    hyper = dict(defaults)
+    hyper.update({k: v for k, v in options.items() if v is not None and k in accepted})
+    return cls(params, **hyper)
+
+
+def make_scheduler(name, optimizer, epochs):
+    """The schedule ``name`` of :data:`SCHEDULES` (``'none'`` gives None) for a run of ``epochs`` epochs."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+    return SCHEDULES[name](optimizer, epochs)

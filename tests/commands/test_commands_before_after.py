@@ -1,6 +1,9 @@
 """Every ``train``, ``evaluate``, ``tag``, ``sentiment``, ``gradcheck``, ``derive`` and ``dag`` command
 gives the same numbers as it did before the restructuring of issue 12 (the values in
-``before_after.json`` were recorded at commit c36bc65, before any of it).
+``before_after.json`` were recorded at commit c36bc65, before any of it).  The runs use the old flag
+spellings (``--dim``, ``--lr-decay``: hidden aliases now) and pass ``--lr`` where the old default
+differed from the one optimizer table's (issue 12 made every command take its default learning rate
+from :data:`chainrule.optim.OPTIMIZERS`).
 
 What is compared, per command:
 
@@ -121,7 +124,7 @@ def case_mlp_sgd(tmp):
 def case_mlp_adagrad(tmp):
     out = os.path.join(tmp, "mlp-adagrad")
     rc, _ = _cli(["train", "mlp", "--epochs", "2", "--hidden", "16", "--optimizer", "adagrad", "--schedule", "none",
-                  "--loss", "multilabel-bce", "--l2", "0.01", "--activation", "sigmoid", "--out", out,
+                  "--loss", "multilabel-bce", "--l2", "0.01", "--activation", "sigmoid", "--lr", "0.05", "--out", out,
                   "--no-progress"])
     return {"rc": rc, "run": _run_files(out)}
 
@@ -168,7 +171,7 @@ def case_window_person_sgd(tmp):
     ner = write_ner_sample(os.path.join(tmp, "ner"))
     out = os.path.join(tmp, "person")
     rc, _ = _cli(["train", "window", "--task", "person", "--data-dir", ner, "--caps-dim", "0", "--batch-size", "1",
-                  "--optimizer", "sgd", "--epochs", "1", "--hidden", "8", "--dim", "6", "--min-count", "1",
+                  "--optimizer", "sgd", "--lr", "0.01", "--epochs", "1", "--hidden", "8", "--dim", "6", "--min-count", "1",
                   "--out", out, "--no-progress"])
     return {"rc": rc, "run": _run_files(out)}
 
@@ -195,7 +198,7 @@ def case_rntn(tmp):
 def case_rnn_adam_f64(tmp):
     out = os.path.join(tmp, "rnn")
     rc, _ = _cli(["train", "rntn", "--model", "rnn", "--dim", "5", "--epochs", "1", "--limit", "30",
-                  "--optimizer", "adam", "--dtype", "float64", "--out", out, "--no-progress"])
+                  "--optimizer", "adam", "--lr", "0.01", "--dtype", "float64", "--out", out, "--no-progress"])
     return {"rc": rc, "run": _run_files(out)}
 
 
@@ -212,14 +215,14 @@ def case_sequence(tmp):
     out = os.path.join(tmp, "seq")
     rc, _ = _cli(["train", "sequence", "--cell", "gru", "--bidirectional", "--pool", "attention", "--hidden", "6",
                   "--embed-dim", "6", "--limit", "40", "--eval-limit", "30", "--epochs", "2", "--batch-size", "16",
-                  "--out", out, "--no-progress"])
+                  "--lr", "2e-3", "--out", out, "--no-progress"])
     return {"rc": rc, "run": _run_files(out)}
 
 
 def case_sequence_sgd(tmp):
     out = os.path.join(tmp, "seq-sgd")
     rc, _ = _cli(["train", "sequence", "--cell", "lstm", "--hidden", "5", "--embed-dim", "5", "--limit", "30",
-                  "--eval-limit", "20", "--epochs", "1", "--batch-size", "8", "--optimizer", "sgd",
+                  "--eval-limit", "20", "--epochs", "1", "--batch-size", "8", "--optimizer", "sgd", "--lr", "0.5",
                   "--weight-decay", "1e-3", "--out", out, "--no-progress"])
     return {"rc": rc, "run": _run_files(out)}
 
@@ -265,11 +268,11 @@ def _dag(tmp, name, extra):
 
 
 def case_dag_adam(tmp):
-    return _dag(tmp, "adam", ["--epochs", "60"])
+    return _dag(tmp, "adam", ["--epochs", "60", "--lr", "0.05"])
 
 
 def case_dag_sgd_moons(tmp):
-    return _dag(tmp, "moons", ["--task", "moons", "--optimizer", "sgd", "--epochs", "4", "--batch-size", "32",
+    return _dag(tmp, "moons", ["--task", "moons", "--optimizer", "sgd", "--lr", "0.5", "--epochs", "4", "--batch-size", "32",
                                "--samples", "100", "--seed", "3"])
 
 

@@ -1,4 +1,4 @@
-"""`chainrule derive MODEL` and `chainrule dag SPEC.json`, called as functions."""
+"""`chainrule derive MODEL` and `chainrule dag SPEC.json`."""
 
 import argparse
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from chainrule.commands import derive
-from chainrule.commands.derive import main_dag, main_derive
+from chainrule.cli import main
 from chainrule.derivations import dag as D
 from chainrule.derivations import rntn, window
 
@@ -36,7 +36,7 @@ def _rows(out):
 
 @pytest.mark.parametrize("model", sorted(PARAMS))
 def test_derive_each_model_agrees_three_ways(model, capsys):
-    assert main_derive([model]) == 0
+    assert main(["derive", model]) == 0
     out = capsys.readouterr().out
     assert f"derive {model}:" in out and "deriv~engine" in out and "engine~numeric" in out
     assert "all pairs agree" in out
@@ -48,7 +48,7 @@ def test_derive_each_model_agrees_three_ways(model, capsys):
 
 
 def test_derive_all(capsys):
-    assert main_derive(["all", "--seed", "3"]) == 0
+    assert main(["derive", "all", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert out.count("all pairs agree") == 5
 
@@ -61,7 +61,7 @@ def test_a_broken_derivation_fails(monkeypatch, capsys):
         g["W"] = g["W"] * 1.01                           # a slip in one formula
         return g
     monkeypatch.setattr(window, "gradients", broken)
-    assert main_derive(["window"]) == 1
+    assert main(["derive", "window"]) == 1
     rows = _rows(capsys.readouterr().out)
     assert rows["W"][3] == "NO" and rows["W"][0] > 1e-3 and rows["W"][2] < 1e-7     # engine still right
     assert rows["L"][3] == "yes"
@@ -75,7 +75,7 @@ def test_a_broken_rntn_message_fails(monkeypatch, capsys):
         g["V"] = np.swapaxes(g["V"], 0, 1)               # the transposed-slice slip
         return g
     monkeypatch.setattr(rntn, "batch_gradients", broken)
-    assert main_derive(["rntn"]) == 1
+    assert main(["derive", "rntn"]) == 1
     assert "DISAGREEMENT" in capsys.readouterr().out
 
 
@@ -83,18 +83,19 @@ def test_derive_dag_with_a_spec_file(tmp_path, capsys):
     spec = D.two_layer_spec(np.array([[0.5, -1.0], [0.3, 0.8]]), np.array([[1.0, -0.5], [0.2, 0.4], [-1.0, 0.1]]))
     p = tmp_path / "b.json"
     p.write_text(json.dumps(spec))
-    assert main_derive(["dag", "--spec", str(p)]) == 0
+    assert main(["derive", "dag", "--spec", str(p)]) == 0
     assert "w[h1->y]" in capsys.readouterr().out
     biased = dict(spec, nodes=[dict(n, bias=0.1) if n["unit"] != "input" else n for n in spec["nodes"]])
     p.write_text(json.dumps(biased))
-    with pytest.raises(ValueError, match="bias"):
-        main_derive(["dag", "--spec", str(p)])
+    capsys.readouterr()
+    assert main(["derive", "dag", "--spec", str(p)]) == 2          # bad input: exit 2, one clear line
+    assert "bias" in capsys.readouterr().err
 
 
 def test_dag_command_xor_explain_and_draw(tmp_path, capsys):
     out_svg = tmp_path / "net.svg"
     saved = tmp_path / "trained.json"
-    assert main_dag([EXAMPLE, "--epochs", "300", "--draw", str(out_svg), "--save", str(saved)]) == 0
+    assert main(["dag", EXAMPLE, "--epochs", "300", "--lr", "0.05", "--draw", str(out_svg), "--save", str(saved)]) == 0
     out = capsys.readouterr().out
     assert "training on XOR" in out and "loss curve: epoch 1:" in out
     assert "training accuracy 100.0%" in out
@@ -105,7 +106,7 @@ def test_dag_command_xor_explain_and_draw(tmp_path, capsys):
 
 
 def test_dag_command_moons(capsys):
-    assert main_dag([EXAMPLE, "--task", "moons", "--epochs", "60", "--samples", "80"]) == 0
+    assert main(["dag", EXAMPLE, "--task", "moons", "--epochs", "60", "--samples", "80"]) == 0
     out = capsys.readouterr().out
     assert "two moons" in out and "test accuracy" in out
 
@@ -117,16 +118,16 @@ def test_dag_command_uses_the_specs_data(tmp_path, capsys):
     spec["data"] = {"x": [[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], "y": [[0], [1], [1], [0]]}
     p = tmp_path / "s.json"
     p.write_text(json.dumps(spec))
-    assert main_dag([str(p), "--epochs", "50", "--optimizer", "sgd"]) == 0
+    assert main(["dag", str(p), "--epochs", "50", "--optimizer", "sgd"]) == 0
     assert "training on spec data: 4 examples" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="xor task has 2 inputs"):
-        main_dag([str(p), "--task", "xor", "--epochs", "1"])
+    assert main(["dag", str(p), "--task", "xor", "--epochs", "1"]) == 2
+    assert "xor task has 2 inputs" in capsys.readouterr().err
 
 
 def test_register_adds_both_subcommands():
     ap = argparse.ArgumentParser(prog="chainrule")
     sub = ap.add_subparsers(dest="command", required=True)
-    derive.register(sub)
+    derive.register(sub, None, None)
     args = ap.parse_args(["derive", "rntn", "--seed", "2"])
     assert args.func is derive.cmd_derive and args.model == "rntn" and args.seed == 2
     args = ap.parse_args(["dag", "net.json", "--draw", "out.svg", "--epochs", "5", "--lr", "0.1"])

@@ -9,7 +9,7 @@ from chainrule.commands import rntn, sequence, window
 
 # command -> (its loader, a model name it accepts)
 LOADERS = {"rntn": (rntn.load_model, "treelstm"), "sequence": (sequence.load_model, "sequence"),
-           "window": (window.load_tagger, "window")}
+           "window": (window.load_model, "window")}
 
 
 @pytest.mark.parametrize("command", sorted(LOADERS))

@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 
+from chainrule.cli import main
 from chainrule.commands import rntn as C
 from chainrule.data.trees import parse_tree
 from chainrule.models import treelstm as T
@@ -16,33 +17,32 @@ def test_tokenize():
 
 def test_smoke_train_and_sentiment(tmp_path, capsys):
     out = str(tmp_path / "run")
-    rc = C.main(["train", "rntn", "--dim", "8", "--epochs", "1", "--limit", "50", "--out", out, "--no-progress"])
+    rc = main(["train", "rntn", "--dim", "8", "--epochs", "1", "--limit", "50", "--out", out, "--no-progress"])
     assert rc == 0
     for f in ("best.safetensors", "last.safetensors", "metrics.jsonl", "results.json"):
         assert os.path.exists(os.path.join(out, f)), f
     text = capsys.readouterr().out
     assert "test (paper)" in text and "80.7" in text
-    rc = C.main(["sentiment", os.path.join(out, "best.safetensors"), "not a good movie at all"])
+    rc = main(["sentiment", os.path.join(out, "best.safetensors"), "not a good movie at all"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "balanced fallback" in text and "predicted: (" in text
-    rc = C.main(["sentiment", os.path.join(out, "best.safetensors"), "(3 (2 a) (3 (3 good) (2 film)))"])
+    rc = main(["sentiment", os.path.join(out, "best.safetensors"), "(3 (2 a) (3 (3 good) (2 film)))"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "PTB tree" in text and text.count("\n") > 5
 
 
 def test_gradcheck_command(capsys):
-    assert C.main(["gradcheck", "rntn", "--trees", "1", "--dim", "3"]) == 0
+    assert main(["gradcheck", "rntn", "--trees", "1", "--dim", "3"]) == 0
     text = capsys.readouterr().out
     assert "RNTN" in text and "RNN" in text and "all checks passed" in text and "V " in text
     assert text.count("derivation check vs chainrule.derivations.rntn") == 2
 
 
 def test_train_command_treelstm(tmp_path, capsys):
-    from chainrule.commands import rntn as C
     out = str(tmp_path / "run")
-    rc = C.main(["train", "rntn", "--model", "treelstm", "--dim", "6", "--hidden", "5", "--epochs", "1",
+    rc = main(["train", "rntn", "--model", "treelstm", "--dim", "6", "--hidden", "5", "--epochs", "1",
                  "--limit", "40", "--optimizer", "adam", "--lr", "0.01", "--out", out, "--no-progress"])
     assert rc == 0
     text = capsys.readouterr().out
@@ -55,16 +55,15 @@ def test_sentiment_command_treelstm_checkpoint(tmp_path, capsys):
     """``chainrule sentiment`` on a Tree-LSTM checkpoint (one training step): the tree with every node's
     prediction, the same as ``predict`` gives."""
     import os
-    from chainrule.commands import rntn as C
     out = str(tmp_path / "run")
-    assert C.main(["train", "rntn", "--model", "treelstm", "--dim", "4", "--hidden", "3", "--epochs", "1",
+    assert main(["train", "rntn", "--model", "treelstm", "--dim", "4", "--hidden", "3", "--epochs", "1",
                    "--limit", "2", "--batch-size", "2", "--out", out, "--no-progress"]) == 0
     ckpt = os.path.join(out, "best.safetensors")
     capsys.readouterr()
-    assert C.main(["sentiment", ckpt, "not a good movie at all"]) == 0
+    assert main(["sentiment", ckpt, "not a good movie at all"]) == 0
     text = capsys.readouterr().out
     assert "TREELSTM d=4 H=3" in text and "balanced fallback" in text and "predicted: (" in text
-    assert C.main(["sentiment", ckpt, "(3 (2 a) (3 (3 good) (2 film)))"]) == 0
+    assert main(["sentiment", ckpt, "(3 (2 a) (3 (3 good) (2 film)))"]) == 0
     text = capsys.readouterr().out
     assert "PTB tree" in text and text.count("\n") > 5
     model, _, _ = C.load_model(ckpt)
@@ -76,8 +75,7 @@ def test_sentiment_command_treelstm_checkpoint(tmp_path, capsys):
 
 
 def test_gradcheck_command_treelstm(capsys):
-    from chainrule.commands import rntn as C
-    assert C.main(["gradcheck", "rntn", "--model", "treelstm", "--trees", "1", "--dim", "3", "--hidden", "2"]) == 0
+    assert main(["gradcheck", "rntn", "--model", "treelstm", "--trees", "1", "--dim", "3", "--hidden", "2"]) == 0
     text = capsys.readouterr().out
     assert "TREELSTM" in text and "float64" in text and "all checks passed" in text
     for name in ("Wx", "bx", "U", "Ws", "bs", "embedding.weight"):

@@ -4,22 +4,22 @@ import os
 
 import pytest
 
+from chainrule.cli import main
+
 
 @pytest.mark.parametrize("which", ["lstm", "gru", "attention"])
 def test_gradcheck_commands(which, capsys):
-    from chainrule.commands import sequence as S
     small = [] if which == "attention" else ["--hidden", "3", "--input", "2", "--length", "4"]
-    assert S.main(["gradcheck", which, *small]) == 0
+    assert main(["gradcheck", which, *small]) == 0
     out = capsys.readouterr().out
     assert "all checks passed" in out and "max rel err" in out
 
 
 def test_train_sequence_command_smoke(tmp_path, capsys):
-    from chainrule.commands import sequence as S
     from chainrule.data import sst
     cached = set(sst._cache)
     try:
-        _smoke(S, tmp_path, capsys)
+        _smoke(tmp_path, capsys)
     finally:
         # drop the trees this test parsed: ~400,000 objects that every later gc.collect() (pytest
         # runs one after each test) would otherwise walk again
@@ -27,12 +27,12 @@ def test_train_sequence_command_smoke(tmp_path, capsys):
             sst._cache.pop(split, None)
 
 
-def _smoke(S, tmp_path, capsys):
+def _smoke(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "sequence", "--cell", "gru", "--bidirectional", "--pool", "attention", "--hidden", "8",
             "--embed-dim", "8", "--limit", "40", "--eval-limit", "30", "--epochs", "2", "--batch-size", "16",
             "--phrases", "--out", str(out), "--no-progress"]
-    assert S.main(argv) == 0
+    assert main(argv) == 0
     text = capsys.readouterr().out
     assert "Bidirectional GRU + attention pooling" in text and "Tai et al." in text
     res = json.loads((out / "results.json").read_text())
@@ -41,7 +41,8 @@ def _smoke(S, tmp_path, capsys):
         assert os.path.exists(out / f)
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
     # resume: one more epoch from the checkpoint
-    assert S.main(argv[:-4] + ["--epochs", "3", "--out", str(out), "--no-progress", "--resume"]) == 0
+    assert main(argv[:-4] + ["--epochs", "3", "--out", str(out), "--no-progress", "--resume"]) == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    from chainrule.commands import sequence as S
     _, config, _, _ = S.load_model(str(out / "best.safetensors"))
     assert config["cell"] == "gru" and config["phrases"] is True

@@ -7,7 +7,7 @@ import chainrule as cr
 from chainrule.ops.table import NodeTable
 
 
-def _chain(values, use_table):
+def _chain(values, use_table, distinct=False):
     """A 'tree' whose level h combines row h-1 and leaf h: x_h = tanh(w * (x_{h-1} + leaf_h))."""
     leaves, w = values
     n = leaves.shape[0]
@@ -16,7 +16,7 @@ def _chain(values, use_table):
         t.write(0, leaves)
         for h in range(1, n):
             prev = 0 if h == 1 else n + h - 2
-            c = t.gather(np.array([[prev, h]]))
+            c = t.gather(np.array([[prev, h]]), distinct=distinct)
             t.write(n + h - 1, cr.tanh(w * c.sum(axis=1)))
         return t.read()
     tab = leaves
@@ -27,20 +27,21 @@ def _chain(values, use_table):
     return tab
 
 
-def test_table_matches_concat_take_and_gradcheck():
+@pytest.mark.parametrize("distinct", [False, True])
+def test_table_matches_concat_take_and_gradcheck(distinct):
     rng = np.random.default_rng(0)
     leaves = cr.tensor(rng.standard_normal((6, 3)), requires_grad=True)
     w = cr.tensor(rng.standard_normal(3), requires_grad=True)
     wts = rng.standard_normal((11, 3))
     grads = []
     for use in (True, False):
-        out = _chain((leaves, w), use)
+        out = _chain((leaves, w), use, distinct)
         (out * wts).sum().backward()
         grads.append((out.data.copy(), leaves.grad.copy(), w.grad.copy()))
         leaves.grad = w.grad = None
     for a, b in zip(*grads):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
-    assert cr.gradcheck(lambda L, w: (_chain((L, w), True) * wts).sum(), leaves, w)
+    assert cr.gradcheck(lambda L, w: (_chain((L, w), True, distinct) * wts).sum(), leaves, w)
 
 
 def test_table_twice_with_retain_graph_and_repeated_rows():

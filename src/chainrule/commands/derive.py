@@ -13,16 +13,17 @@ spec's ``"data"`` (or XOR, or two moons with ``--task moons``), prints the loss 
 accuracy and loss, and ``net.explain`` on one example; ``--draw out.svg`` draws the loss graph of that
 example with its gradients.
 
-Register both in the ``chainrule`` parser with ``derive.register(subparsers)``; the functions
-:func:`main_derive` and :func:`main_dag` take an ``argv`` list (for tests and scripts).
+Registered in the ``chainrule`` parser by ``register(sub, train_sub, gradcheck_sub)``, as every
+command module (:mod:`chainrule.commands`).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import numpy as np
+
+from . import add_threads_arg, plural, summary
 
 from ..derivations.dag import EXAMPLE_SPEC as DAG_SPEC   # the example DAG (defined once; the DAG tests use it too)
 
@@ -239,25 +240,20 @@ def add_derive_args(p):
     p.add_argument("--seed", type=int, default=0, help="random parameters and data (default 0)")
     p.add_argument("--tol", type=float, default=TOL, help=f"largest accepted relative error (default {TOL:g})")
     p.add_argument("--spec", default=None, help="dag only: a bias-free DAG spec JSON file instead of the built-in one")
+    add_threads_arg(p)
 
 
 def cmd_derive(args):
     from ..nn.dag import load_spec
     models = MODELS if args.model == "all" else (args.model,)
     spec = load_spec(args.spec) if args.spec else None
-    ok = True
+    checks = []
     for k, model in enumerate(models):
         if k:
             print()
-        ok &= run_derive(model, seed=args.seed, tol=args.tol, spec=spec if model == "dag" else None)
-    return 0 if ok else 1
-
-
-def main_derive(argv=None):
-    """``chainrule derive ...`` as a function: returns the exit status."""
-    p = argparse.ArgumentParser(prog="chainrule derive", description=DERIVE_DESCRIPTION)
-    add_derive_args(p)
-    return cmd_derive(p.parse_args(argv))
+        checks.append((model, run_derive(model, seed=args.seed, tol=args.tol, spec=spec if model == "dag" else None)))
+    return summary(f"derive {args.model} (derivation, engine and finite differences agree within {args.tol:g})",
+                   checks)
 
 
 DERIVE_DESCRIPTION = ("Check a seed model's gradients three ways on random float64 data: the hand derivation "
@@ -335,16 +331,17 @@ def _dag_data(net, args):
 
 def cmd_dag(args):
     from .. import autograd as ag
+    from .. import optim
     from ..draw import draw
     from ..nn.dag import DAGNetwork
     net = DAGNetwork(args.spec)
     name, X, Y, test = _dag_data(net, args)
-    lr = args.lr if args.lr is not None else (0.05 if args.optimizer == "adam" else 0.5)
+    lr = args.lr if args.lr is not None else optim.default_lr(args.optimizer)
     g = net.graph
     print(f"chainrule dag {args.spec}: {len(g.names)} nodes, {len(g.edges)} edges, "
           f"{sum(p.size for p in net.parameters())} parameters; inputs {net.input_names}, outputs "
           f"{net.output_names}, loss {net.loss_kind}")
-    print(f"training on {name}: {X.shape[0]} examples, {args.epochs} epochs, {args.optimizer} lr {lr}"
+    print(f"training on {name}: {X.shape[0]} examples, {plural(args.epochs, 'epoch')}, {args.optimizer} lr {lr}"
           + (f", batch {args.batch_size}" if args.batch_size else ", full batch"))
     before = float(net.loss(X, Y).item())
     hist = net.fit(X, Y, epochs=args.epochs, lr=lr, optimizer=args.optimizer, batch_size=args.batch_size,
@@ -387,7 +384,7 @@ def add_dag_args(p):
                    help="auto (default): the spec's 'data' section if it has one, else XOR; moons: two moons "
                         "(generated with numpy, seeded; reports test accuracy on a second draw)")
     p.add_argument("--epochs", type=int, default=1000, help="training epochs (default 1000)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: adam 0.05, sgd 0.5)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: adam 0.001, sgd 0.1)")
     p.add_argument("--optimizer", default="adam", choices=["sgd", "adam"])
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: full batch)")
     p.add_argument("--samples", type=int, default=200, help="moons: examples per split (default 200)")
@@ -396,26 +393,21 @@ def add_dag_args(p):
                    help="draw the loss graph of example 0 with its gradients (svg/png/pdf/dot; needs Graphviz's "
                         "dot, else the .dot text is written)")
     p.add_argument("--save", default=None, metavar="OUT.json", help="write the spec with the trained weights")
+    add_threads_arg(p)
 
 
 DAG_DESCRIPTION = ("Build a DAG network (seed 001: sigmoid, linear, tanh, relu and soft-maximum units, any skip "
                    "connections) from a JSON spec, train it, and explain every node's a[v], o[v] and error signal.")
 
 
-def main_dag(argv=None):
-    """``chainrule dag ...`` as a function: returns the exit status."""
-    p = argparse.ArgumentParser(prog="chainrule dag", description=DAG_DESCRIPTION)
-    add_dag_args(p)
-    return cmd_dag(p.parse_args(argv))
-
-
-def register(subparsers):
-    """Add ``derive`` and ``dag`` to the ``chainrule`` command's subparsers."""
-    p = subparsers.add_parser("derive", help="check a seed model's gradients: derivation vs engine vs numeric",
+def register(sub, train_sub, gradcheck_sub):
+    """Add ``derive`` and ``dag`` to the ``chainrule`` parser (``train_sub`` and ``gradcheck_sub``
+    unused: the same signature as every command module)."""
+    p = sub.add_parser("derive", help="check a seed model's gradients: derivation vs engine vs numeric",
                               description=DERIVE_DESCRIPTION)
     add_derive_args(p)
     p.set_defaults(func=cmd_derive)
-    p = subparsers.add_parser("dag", help="build, train and explain a DAG network from a JSON spec",
+    p = sub.add_parser("dag", help="build, train and explain a DAG network from a JSON spec",
                               description=DAG_DESCRIPTION)
     add_dag_args(p)
     p.set_defaults(func=cmd_dag)

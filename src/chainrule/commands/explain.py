@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import sys
 
+from . import add_threads_arg
+
 ALIASES = {"000": "rntn", "001": "dag", "002": "window", "003": "multilabel-mlp", "004": "layerwise",
            "seed-000": "rntn", "seed-001": "dag", "seed-002": "window", "seed-003": "multilabel-mlp",
            "seed-004": "layerwise"}
@@ -53,7 +55,8 @@ def cmd_check_derivation(args):
     return 0 if rep.ok else 1
 
 
-def register(sub):
+def register(sub, train_sub=None, gradcheck_sub=None):
+    """Add ``explain`` to the ``chainrule`` parser (the same signature as every command module)."""
     from ..explain.models import MODELS
     choices = list(MODELS) + sorted(ALIASES)
     p = sub.add_parser("explain", help="write a model's backward pass as a derivation, each line checked",
@@ -65,6 +68,7 @@ def register(sub):
                    help="output format (default: text, or from --out's suffix)")
     p.add_argument("--out", default=None, help="write to this file instead of standard output")
     p.add_argument("--seed", type=int, default=0, help="seed of the random problem (default 0)")
+    add_threads_arg(p)
     p.set_defaults(func=cmd_explain)
     c = sub.add_parser("check-derivation", help="find the first wrong line of a hand derivation",
                        description="Run a hand derivation -- a Python function derive(values) returning "
@@ -75,4 +79,5 @@ def register(sub):
     c.add_argument("--model", required=True, choices=choices, metavar="MODEL", help="one of: " + ", ".join(choices))
     c.add_argument("--function", default="derive", help="the function's name in the file (default: derive)")
     c.add_argument("--seed", type=int, default=0)
+    add_threads_arg(c)
     c.set_defaults(func=cmd_check_derivation)

@@ -14,8 +14,8 @@ changes it, e.g. ``fine_root``).
 Checkpoints hold the model's arrays; the configuration and the vocabulary are in the metadata
 (``extra``), so ``chainrule sentiment CHECKPOINT "text"`` needs nothing else.
 
-Register in the ``chainrule`` parser with ``rntn.register(sub, train_sub, gradcheck_sub)``; the
-``main_*`` functions take an ``argv`` list (tests and scripts).
+Registered in the ``chainrule`` parser by ``register(sub, train_sub, gradcheck_sub)``, as every
+command module (:mod:`chainrule.commands`).
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ import re
 import time
 
 import numpy as np
-from . import add_run_args, positive_float, positive_int, load_trained
+from . import (add_optimizer_args, add_run_args, add_threads_arg, fit, load_trained, lr_from_args, build_optimizer,
+               plural, print_gradcheck_table, resume_trainer, start_run, summary)
 
 METRICS = ("fine_all", "fine_root", "binary_all", "binary_root")
 METRIC_TITLES = {"fine_all": "fine all", "fine_root": "fine root", "binary_all": "binary all",
@@ -38,13 +39,11 @@ def add_train_args(p):
     p.add_argument("--model", default="rntn", choices=["rntn", "rnn", "treelstm"],
                    help="rntn: tensor composition (default); rnn: the paper's plain recursive baseline; "
                    "treelstm: binary constituency Tree-LSTM (Tai et al. 2015)")
-    p.add_argument("--dim", type=int, default=25, help="word/node vector size d (default 25, as CoreNLP)")
+    p.add_argument("--embed-dim", type=int, default=25, help="word/node vector size d (default 25, as CoreNLP)")
+    p.add_argument("--dim", dest="embed_dim", type=int, help=argparse.SUPPRESS)
     p.add_argument("--hidden", type=int, default=50, help="treelstm: memory size (default 50)")
-    p.add_argument("--optimizer", default="adagrad", choices=["adagrad", "adam"],
-                   help="adagrad (default, as CoreNLP) or adam")
-    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default 60)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="trees per minibatch (default 27, as CoreNLP)")
-    p.add_argument("--lr", type=positive_float, default=None, help="AdaGrad learning rate (default 0.01)")
+    # AdaGrad as CoreNLP (lr 0.01, the table's default, with CoreNLP's eps 1e-3 -- see make_rntn_optimizer)
+    add_optimizer_args(p, default="adagrad", schedule="none")
     p.add_argument("--reg-transform", type=float, default=1e-3, help="L2 on W and b (default 0.001)")
     p.add_argument("--reg-tensor", type=float, default=None,
                    help="L2 on the tensor V (default: the same as --reg-transform, as CoreNLP)")
@@ -59,19 +58,18 @@ def add_train_args(p):
                    help="keep the AdaGrad history across epochs (CoreNLP resets it every epoch)")
     p.add_argument("--monitor", default="fine_all", choices=list(METRICS),
                    help="dev metric for model selection (default fine_all, CoreNLP's exactNodeAccuracy)")
-    p.add_argument("--patience", type=positive_int, default=None, help="stop after N epochs without dev improvement")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--limit", type=int, default=None, help="train on the first N training trees only (smoke tests)")
-    add_run_args(p, "runs/MODEL-sst")
+    add_run_args(p, "runs/MODEL-sst", "training epochs (default 60)", "trees per minibatch (default 27, as CoreNLP)")
 
 
 def config_from_args(args):
     return {
-        "model": args.model, "dim": args.dim, "hidden": args.hidden, "optimizer": args.optimizer,
+        "model": args.model, "dim": args.embed_dim, "hidden": args.hidden, "optimizer": args.optimizer,
         "num_classes": 5, "leaf_tanh": args.leaf_tanh,
         "epochs": args.epochs if args.epochs is not None else 60,
         "batch_size": args.batch_size if args.batch_size is not None else 27,
-        "lr": args.lr if args.lr is not None else 0.01, "adagrad_eps": 1e-3,
+        "lr": lr_from_args(args), "adagrad_eps": 1e-3, "weight_decay": args.weight_decay, "schedule": args.schedule,
         "reg_transform": args.reg_transform, "reg_classification": args.reg_classification,
         "reg_words": args.reg_words, "reg_tensor": args.reg_tensor, "lowercase": args.lowercase, "monitor": args.monitor,
         "adagrad_reset": args.adagrad_reset,
@@ -79,12 +77,12 @@ def config_from_args(args):
     }
 
 
-def make_optimizer(config, model):
-    """AdaGrad as CoreNLP: θ ← θ − lr g / (√(Σg²) + eps), eps = 1e-3, row-sparse for the word vectors."""
-    from .. import optim
-    if config.get("optimizer") == "adam":
-        return optim.Adam(model.parameters(), lr=config["lr"])
-    return optim.AdaGrad(model.parameters(), lr=config["lr"], eps=config.get("adagrad_eps", 1e-3))
+def make_rntn_optimizer(config, model):
+    """The run's optimizer (:func:`chainrule.commands.build_optimizer`); AdaGrad as CoreNLP:
+    θ ← θ − lr g / (√(Σg²) + eps) with eps = 1e-3 (``config['adagrad_eps']``), row-sparse for the
+    word vectors."""
+    eps = {"eps": config.get("adagrad_eps", 1e-3)} if config.get("optimizer", "adagrad") == "adagrad" else {}
+    return build_optimizer(config, model.parameters(), **eps)
 
 
 def _dtype(config):
@@ -112,16 +110,14 @@ def load_model(path):
 
 # ------------------------------------------------------------------------------------ train
 def cmd_train_rntn(args):
-    from ..distributed import is_main
+    from .. import optim
     from ..data import sst
     from ..models import rntn as R
     from ..train import TrainConfig, Trainer
-    from .rundir import begin_run, check_space
     wall0 = time.perf_counter()
     out = args.out or os.path.join("runs", f"{args.model}-sst")
-    last = os.path.join(out, "last.safetensors")
-    config, meta = begin_run(args, out, "rntn", ("rntn", "rnn", "treelstm"), lambda: config_from_args(args))
-    vocab = R.Vocab.from_json(meta["extra"]["vocab"]) if meta is not None else None
+    config, extra = start_run(args, out, config_from_args, models=("rntn", "rnn", "treelstm"))
+    vocab = R.Vocab.from_json(extra["vocab"]) if extra is not None else None
     train_trees = sst.load("train")
     if config.get("limit"):
         train_trees = train_trees[:config["limit"]]
@@ -131,7 +127,7 @@ def cmd_train_rntn(args):
     model = M.build_model(config, vocab, seed=config["seed"], dtype=_dtype(config))
     data = {"train": R.TreeDataset(train_trees, vocab), "dev": R.TreeDataset(sst.load("dev"), vocab),
             "test": R.TreeDataset(sst.load("test"), vocab)}
-    opt = make_optimizer(config, model)
+    opt = make_rntn_optimizer(config, model)
     loss_fn = M.make_loss_fn(config["reg_transform"], config["reg_classification"], config["reg_words"],
                              config.get("reg_tensor"))
     tc = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], seed=config["seed"], out_dir=out,
@@ -141,31 +137,23 @@ def cmd_train_rntn(args):
     # CoreNLP: adagradResetFrequency = 1 -- the squared-gradient history restarts every epoch
     reset = config.get("adagrad_reset", True) and config.get("optimizer", "adagrad") == "adagrad"
     trainer = Trainer(model, opt, loss_fn, M.evaluate_sharded, tc,
+                      scheduler=optim.make_scheduler(config.get("schedule", "none"), opt, config["epochs"]),
                       on_epoch_start=(lambda epoch: opt.reset_state()) if reset else None)
-    check_space(out, model)
-    if meta is not None:
-        trainer.load(last)
-        trainer.config.epochs = config["epochs"]
-        print(f"resuming {last}: epoch {trainer.epoch + 1}, batch {trainer.batch}")
+    resume_trainer(trainer, args, out)
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     tl = config["model"] == "treelstm"
-    opt_name = "Adam" if config.get("optimizer") == "adam" else "AdaGrad"
+    opt_name = {"adagrad": "AdaGrad", "adam": "Adam"}.get(config.get("optimizer", "adagrad"), config.get("optimizer"))
     print(f"chainrule train rntn: {config['model'].upper()} d={config['dim']}"
           f"{' H=%d' % config.get('hidden', 50) if tl else ''} ({n_params:,} parameters, "
           f"vocabulary {len(vocab):,}{', lower-cased' if config['lowercase'] else ''}), {opt_name} lr {config['lr']} "
           f"({'history reset each epoch' if reset else 'no reset'}), batch {config['batch_size']}, L2 {config['reg_transform']}/"
           f"{config['reg_transform'] if config.get('reg_tensor') is None else config['reg_tensor']}/"
-          f"{config['reg_classification']}/{config['reg_words']} (W / V / Ws / words), {config['epochs']} epochs; "
+          f"{config['reg_classification']}/{config['reg_words']} (W / V / Ws / words), {plural(config['epochs'], 'epoch')}; "
           f"trees train/dev/test = {len(data['train'])}/{len(data['dev'])}/{len(data['test'])}; "
           f"model selection on dev {config['monitor']}", flush=True)
-    try:
-        trainer.fit(data["train"], data["dev"])
-    except KeyboardInterrupt:
-        return 130
-    if not is_main():          # data-parallel: rank 0 reports and writes results
-        return 0
-    return report(out, data, trainer.train_seconds, time.perf_counter() - wall0, run_config=config,
-                  epochs_run=trainer.epoch)
+    rc = fit(trainer, data["train"], data["dev"])
+    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - wall0,
+                                            run_config=config, epochs_run=trainer.epoch)
 
 
 def report(out, data, train_seconds, wall_seconds=None, run_config=None, epochs_run=None):
@@ -194,7 +182,7 @@ def evaluate_checkpoint(path, splits=("dev", "test")):
     model, config, meta = load_model(path)
     M = _models(config)
     rows = {s: M.evaluate(model, R.TreeDataset(sst.load(s), model.vocab)) for s in splits}
-    print(f"{path}: {config['model'].upper()} d={config['dim']}, epoch {meta['epoch']} (best epoch {meta.get('best_epoch')})")
+    print(f"{path}: {config['model'].upper()}, epoch {meta['epoch']} (best epoch {meta.get('best_epoch')})")
     print(format_table(rows, M.PAPER_TABLE1[config["model"]], config["model"]))
     return 0
 
@@ -316,13 +304,13 @@ def cmd_gradcheck_rntn(args):
     from ..models import rntn as R
     trees = gradcheck_trees(args.trees)
     vocab = R.Vocab.from_trees(trees)
-    ok = True
+    checks = []
     print(f"gradcheck rntn: {len(trees)} real SST dev trees ({sum(len(t) for t in trees)} nodes, heights "
-          f"{[t.height() for t in trees]}), d={args.dim}"
+          f"{[t.height() for t in trees]}), d={args.embed_dim}"
           f"{f' (Tree-LSTM H={args.hidden})' if 'treelstm' in args.models else ''}, float64, central "
           f"differences eps=1e-6, loss = batched data term + L2 penalty")
     for kind in args.models:
-        config = {"model": kind, "dim": args.dim, "hidden": args.hidden}
+        config = {"model": kind, "dim": args.embed_dim, "hidden": args.hidden}
         M = _models(config)
         model = M.build_model(config, vocab, seed=args.seed, dtype=np.float64)
         ds = R.TreeDataset(trees, vocab)
@@ -331,12 +319,8 @@ def cmd_gradcheck_rntn(args):
         loss_fn = M.make_loss_fn(0.01, 0.01, 0.01)
         report = gradcheck_params(lambda m=model, b=batch, f=loss_fn: f(m, b)[0], model.named_parameters())
         print(f"\n{kind.upper()}")
-        print(f"{'parameter':<22}{'shape':<16}{'max abs err':>14}{'max rel err':>14}  ok")
-        shapes = {n: p.shape for n, p in model.named_parameters()}
-        for c in report.comparisons:
-            print(f"{c.name:<22}{str(shapes.get(c.name, '')):<16}{c.max_abs:>14.3e}{c.max_rel:>14.3e}  "
-                  f"{'yes' if c.ok else 'NO'}")
-        ok &= report.ok
+        print_gradcheck_table(report, {n: p.shape for n, p in model.named_parameters()}, width=22)
+        checks += [(f"{kind} {c.name}", c.ok) for c in report.comparisons]
         if kind == "treelstm":
             # no hand derivation of the Tree-LSTM in chainrule.derivations (seed 000 derives the RNTN);
             # the independent reference is the node-by-node forward pass
@@ -345,14 +329,13 @@ def cmd_gradcheck_rntn(args):
             errs = per_node_agreement(model, ds)
             print("batched vs node-by-node reference (chainrule.models.treelstm.loss_per_node): "
                   + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
-            ok &= max(errs.values()) <= 1e-7
+            checks.append((f"{kind} batched vs node-by-node", max(errs.values()) <= 1e-7))
             continue
         errs = derivation_agreement(model, ds)
         print("derivation check vs chainrule.derivations.rntn (message passing, leaf_activation=True): "
               + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
-        ok &= max(errs.values()) <= 1e-7
-    print("\nall checks passed" if ok else "\nSOME CHECKS FAILED")
-    return 0 if ok else 1
+        checks.append((f"{kind} vs seed 000's derivation", max(errs.values()) <= 1e-7))
+    return summary("gradcheck rntn", checks)
 
 
 def _rel(a, b):
@@ -443,6 +426,7 @@ def register(sub, train_sub, gradcheck_sub):
                        "sentence, which is tokenised and binarised by a balanced fallback (no parser).")
     s.add_argument("checkpoint")
     s.add_argument("text", nargs="+", help='a sentence ("not a good movie") or a PTB tree string')
+    add_threads_arg(s)
     s.set_defaults(func=cmd_sentiment)
 
     g = gradcheck_sub.add_parser("rntn", help="RNTN, RNN (or Tree-LSTM) on real SST trees, and seed 000's equations",
@@ -452,27 +436,13 @@ def register(sub, train_sub, gradcheck_sub):
                                  "the engine's gradients with the hand derivation chainrule.derivations.rntn "
                                  "(≤ 1e-7). There is no Tree-LSTM derivation: its gradients are compared with "
                                  "those of the node-by-node reference pass instead.")
-    g.add_argument("--dim", type=int, default=4)
+    g.add_argument("--embed-dim", type=int, default=4)
+    g.add_argument("--dim", dest="embed_dim", type=int, help=argparse.SUPPRESS)
     g.add_argument("--hidden", type=int, default=3, help="treelstm: memory size H (default 3)")
     g.add_argument("--trees", type=int, default=3, help="number of short dev trees (plus a deep one)")
     g.add_argument("--models", "--model", dest="models", nargs="+", default=["rntn", "rnn"],
                    choices=["rntn", "rnn", "treelstm"], help="models to check (default: rntn rnn)")
     g.add_argument("--seed", type=int, default=0)
+    add_threads_arg(g)
     g.set_defaults(func=cmd_gradcheck_rntn)
 
-
-def _parser():
-    ap = argparse.ArgumentParser(prog="chainrule")
-    sub = ap.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train").add_subparsers(dest="model", required=True)
-    gc = sub.add_parser("gradcheck").add_subparsers(dest="model", required=True)
-    register(sub, tr, gc)
-    return ap
-
-
-def main(argv):
-    """Run one of this module's commands from an argv list (``['train', 'rntn', ...]``), for tests
-    and scripts, without the rest of the ``chainrule`` parser."""
-    args = _parser().parse_args(argv)
-    args._argv = list(argv)
-    return args.func(args) or 0

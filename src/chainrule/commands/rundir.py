@@ -200,7 +200,8 @@ def begin_run(args, out, command, models, fresh_config, schedule_spans_epochs=No
                 raise RunDirError(f"--out {out} already holds a run ({', '.join(existing)}); continue it with "
                                   "--resume, start afresh with --overwrite (deletes those files), or choose "
                                   "another --out")
-            for f in existing + ["metrics.previous.jsonl"]:
+            from ..distributed import is_main
+            for f in existing + ["metrics.previous.jsonl"] if is_main() else []:
                 try:
                     os.unlink(os.path.join(out, f))
                 except FileNotFoundError:

@@ -17,8 +17,8 @@ state (and the input), or of multi-head attention with a key padding mask and th
 attention pooling; prints the per-parameter max relative error, and checks that padded positions get
 exactly zero gradient.
 
-Register in the ``chainrule`` parser with ``sequence.register(sub, train_sub, gradcheck_sub)``; the
-``main`` function takes an ``argv`` list (tests and scripts).
+Registered in the ``chainrule`` parser by ``register(sub, train_sub, gradcheck_sub)``, as every
+command module (:mod:`chainrule.commands`).
 """
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ import os
 import time
 
 import numpy as np
-from . import add_run_args, positive_float, positive_int, load_trained
+from . import (add_batch_size_arg, add_optimizer_args, add_run_args, add_threads_arg, fit, load_trained,
+               lr_from_args, build_optimizer, plural, print_gradcheck_table, resume_trainer, start_run, summary)
 
-GLOVE_HINT = "/work/shared/data/ner/glove.6B.50d.txt.gz"
+GLOVE_HINT = "glove.6B.50d.txt.gz (https://nlp.stanford.edu/projects/glove/)"
 
 
 # ------------------------------------------------------------------------------------ arguments
@@ -49,23 +50,15 @@ def add_train_args(p):
                    help="also train on every labelled phrase of the training trees (as the literature does)")
     p.add_argument("--task", default="fine", choices=["fine", "binary"],
                    help="fine: 5 classes (binary accuracy from the same model); binary: neutral dropped, 2 classes")
-    p.add_argument("--optimizer", default="adam", choices=["adam", "adagrad", "sgd"])
-    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default adam 2e-3, adagrad 0.05, sgd 0.5)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 added to the gradients (default 0)")
+    add_optimizer_args(p, default="adam", schedule="none")
     p.add_argument("--dropout", type=float, default=0.5, help="dropout on the sentence vector (default 0.5)")
     p.add_argument("--embed-dropout", type=float, default=0.2, help="dropout on the word vectors (default 0.2)")
     p.add_argument("--attention-size", type=int, default=None, help="hidden units of the attention scorer (default: linear)")
     p.add_argument("--clip", type=float, default=5.0, help="clip the global gradient norm (default 5; 0 = off)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default 12)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="sentences per minibatch (default 25)")
-    p.add_argument("--patience", type=positive_int, default=None, help="stop after N epochs without dev improvement")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--limit", type=int, default=None, help="train on the first N training trees only (smoke tests)")
     p.add_argument("--eval-limit", type=int, default=None, help=argparse.SUPPRESS)
-    add_run_args(p, "runs/sequence-CELL-sst")
-
-
-DEFAULT_LR = {"adam": 2e-3, "adagrad": 0.05, "sgd": 0.5}
+    add_run_args(p, "runs/sequence-CELL-sst", "training epochs (default 12)", "sentences per minibatch (default 25)")
 
 
 def config_from_args(args):
@@ -73,8 +66,8 @@ def config_from_args(args):
         "model": "sequence", "cell": args.cell, "bidirectional": args.bidirectional, "pool": args.pool,
         "hidden": args.hidden, "layers": args.layers, "embeddings": args.embeddings, "embed_dim": args.embed_dim,
         "freeze_embeddings": args.freeze_embeddings, "phrases": args.phrases, "task": args.task,
-        "optimizer": args.optimizer, "lr": args.lr if args.lr is not None else DEFAULT_LR[args.optimizer],
-        "weight_decay": args.weight_decay, "dropout": args.dropout, "embed_dropout": args.embed_dropout,
+        "optimizer": args.optimizer, "lr": lr_from_args(args), "weight_decay": args.weight_decay,
+        "schedule": args.schedule, "dropout": args.dropout, "embed_dropout": args.embed_dropout,
         "attention_size": args.attention_size, "clip": args.clip,
         "epochs": args.epochs if args.epochs is not None else 12,
         "batch_size": args.batch_size if args.batch_size is not None else 25,
@@ -102,16 +95,6 @@ def build_model(config, vocab, embeddings=None):
         num_classes=2 if config["task"] == "binary" else 5, dropout=config["dropout"],
         embed_dropout=config["embed_dropout"], attention_size=config["attention_size"], embeddings=embeddings,
         freeze_embeddings=config["freeze_embeddings"], seed=config["seed"], dtype=_dtype(config))
-
-
-def make_optimizer(config, model):
-    from .. import optim
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config["optimizer"] == "adam":
-        return optim.Adam(params, lr=config["lr"], weight_decay=config["weight_decay"])
-    if config["optimizer"] == "adagrad":
-        return optim.AdaGrad(params, lr=config["lr"], weight_decay=config["weight_decay"], eps=1e-8)  # recorded results use 1e-8
-    return optim.SGD(params, lr=config["lr"], weight_decay=config["weight_decay"])
 
 
 def load_model(path):
@@ -156,35 +139,31 @@ def _vocab_and_embeddings(config):
 
 # ------------------------------------------------------------------------------------ train
 def cmd_train_sequence(args):
-    from ..distributed import is_main
+    from .. import optim
     from ..data.embeddings import Vocab
     from ..models import sequence as S
     from ..train import TrainConfig, Trainer
-    from .rundir import begin_run, check_space
     wall0 = time.perf_counter()
     out = args.out or os.path.join("runs", f"sequence-{args.cell}-sst")
-    last = os.path.join(out, "last.safetensors")
     table = found = None
-    config, meta = begin_run(args, out, "sequence", ("sequence",), lambda: config_from_args(args))
-    if meta is not None:
-        vocab = Vocab.from_json(meta["extra"]["vocab"])
+    config, extra = start_run(args, out, config_from_args)
+    if extra is not None:
+        vocab = Vocab.from_json(extra["vocab"])
     else:
         vocab, table, found = _vocab_and_embeddings(config)
     model = build_model(config, vocab, table)
     data = _datasets(config, vocab)
     buckets = S.BucketedBatches(data["train"], config["batch_size"], seed=config["seed"])
-    opt = make_optimizer(config, model)
+    opt = build_optimizer(config, [p for p in model.parameters() if p.requires_grad])
     tc = TrainConfig(epochs=config["epochs"], batch_size=1, seed=config["seed"], out_dir=out, monitor="acc", mode="max",
                      patience=args.patience, clip_norm=config["clip"] or None, progress=args.progress,
                      extra={"config": config, "vocab": vocab.to_json()})
     trainer = Trainer(model, opt, S.make_loss_fn(), S.evaluate_sharded, tc,
+                      scheduler=optim.make_scheduler(config.get("schedule", "none"), opt, config["epochs"]),
                       on_epoch_start=buckets.reshuffle)
-    check_space(out, model)
-    if meta is not None:
-        trainer.load(last)
-        trainer.config.epochs = config["epochs"]
+    resume_trainer(trainer, args, out)
+    if args.resume:
         buckets.reshuffle(trainer.epoch)
-        print(f"resuming {last}: epoch {trainer.epoch + 1}, batch {trainer.batch}")
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
     emb = (f"GloVe {config['embeddings']} ({found:,} of {len(vocab) - 2:,} words found)" if found is not None
            else ("GloVe (from checkpoint)" if config["embeddings"] else "random"))
@@ -192,17 +171,12 @@ def cmd_train_sequence(args):
           f"{config['task']} task, {n_params:,} parameters, vocabulary {len(vocab):,}, word vectors {emb}"
           f"{' (frozen)' if config['freeze_embeddings'] else ''}; {config['optimizer']} lr {config['lr']}, "
           f"batch {config['batch_size']} (bucketed by length), dropout {config['dropout']}/{config['embed_dropout']} "
-          f"(sentence/words), clip {config['clip']}, {config['epochs']} epochs; train examples "
+          f"(sentence/words), clip {config['clip']}, {plural(config['epochs'], 'epoch')}; train examples "
           f"{len(data['train']):,} ({'sentences + phrases' if config['phrases'] else 'sentences'}) in "
           f"{len(buckets)} batches, dev/test sentences {len(data['dev'])}/{len(data['test'])}", flush=True)
-    try:
-        trainer.fit(buckets, data["dev"])
-    except KeyboardInterrupt:
-        return 130
-    if not is_main():          # data-parallel: rank 0 reports and writes results
-        return 0
-    return report(out, data, trainer.train_seconds, time.perf_counter() - wall0, run_config=config,
-                  epochs_run=trainer.epoch)
+    rc = fit(trainer, buckets, data["dev"])
+    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - wall0,
+                                            run_config=config, epochs_run=trainer.epoch)
 
 
 def report(out, data, train_seconds, wall_seconds=None, run_config=None, epochs_run=None):
@@ -253,13 +227,8 @@ def format_table(rows, config):
 # ------------------------------------------------------------------------------------ gradcheck
 def _print_report(title, report, shapes):
     print(f"\n{title}")
-    print(f"{'parameter':<30}{'shape':<16}{'max abs err':>14}{'max rel err':>14}  ok")
-    for c in report.comparisons:
-        note = ""
-        if c.ok and c.max_rel > 1e-3:
-            note = "  (the gradient is 0 here: the relative error compares rounding noise with rounding noise)"
-        print(f"{c.name:<30}{str(shapes.get(c.name, '')):<16}{c.max_abs:>14.3e}{c.max_rel:>14.3e}  "
-              f"{'yes' if c.ok else 'NO'}{note}")
+    print_gradcheck_table(report, shapes, width=30, note=lambda c: "  (the gradient is 0 here: the relative error "
+                          "compares rounding noise with rounding noise)" if c.ok and c.max_rel > 1e-3 else "")
 
 
 def cmd_gradcheck_recurrent(args):
@@ -267,7 +236,7 @@ def cmd_gradcheck_recurrent(args):
     from ..nn.recurrent import GRU, LSTM, lengths_to_mask
     from ..tensor import Tensor
     rng = np.random.default_rng(args.seed)
-    N, T, D, H = args.batch, args.length, args.input, args.hidden
+    N, T, D, H = args.batch_size, args.length, args.input, args.hidden
     lengths = np.round(np.linspace(T, 1, N)).astype(np.int64)        # e.g. [5, 3, 1]: full, padded, one token
     mask = lengths_to_mask(lengths, T)
     cls = LSTM if args.model == "lstm" else GRU
@@ -310,11 +279,10 @@ def cmd_gradcheck_recurrent(args):
     x.data[~mask] = rng.standard_normal(int((~mask).sum() * D)).reshape(-1, D) * 100
     changed = abs(float(loss_fn().item()) - float(loss.item()))
     x.data[...] = xd
-    ok = report.ok and pad_grad == 0.0 and changed == 0.0
     print(f"\npadded positions: max |∂L/∂x| = {pad_grad:.1e} (must be 0); loss change when they are "
           f"overwritten with noise = {changed:.1e} (must be 0)")
-    print("\nall checks passed" if ok else "\nSOME CHECKS FAILED")
-    return 0 if ok else 1
+    return summary(f"gradcheck {args.model}", [(c.name, c.ok) for c in report.comparisons] +
+                   [("zero gradient at padding", pad_grad == 0.0), ("padding does not change the loss", changed == 0.0)])
 
 
 def cmd_gradcheck_attention(args):
@@ -322,7 +290,7 @@ def cmd_gradcheck_attention(args):
     from ..nn.attention import AttentionPooling, MultiHeadAttention
     from ..tensor import Tensor
     rng = np.random.default_rng(args.seed)
-    N, T, E = args.batch, args.length, args.embed
+    N, T, E = args.batch_size, args.length, args.embed
     lengths = np.round(np.linspace(T, 1, N)).astype(np.int64)        # e.g. [5, 3, 1]: full, padded, one token
     pad = np.arange(T)[None, :] >= lengths[:, None]
     mha = MultiHeadAttention(E, args.heads, rng=args.seed).to(np.float64)
@@ -365,11 +333,11 @@ def cmd_gradcheck_attention(args):
         pad_change = abs(float(pooled(Tensor(x3)).item()) - float(lp.item()))
     print(f"\npadded positions (key padding mask + pooling mask): max |∂L/∂x| = {pad_grad:.1e} (must be 0); "
           f"loss change when they are overwritten with noise = {pad_change:.1e} (must be 0)")
-    ok = report.ok and causal_diff == 0.0 and pad_grad == 0.0 and pad_change == 0.0
     print(f"\ncausal mask: max change of outputs at steps ≤ {t} when inputs after {t} change = {causal_diff:.1e} "
           f"(must be 0)")
-    print("\nall checks passed" if ok else "\nSOME CHECKS FAILED")
-    return 0 if ok else 1
+    return summary("gradcheck attention", [(c.name, c.ok) for c in report.comparisons] + [
+        ("zero gradient at padding", pad_grad == 0.0), ("padding does not change the loss", pad_change == 0.0),
+        ("causal mask", causal_diff == 0.0)])
 
 
 # ------------------------------------------------------------------------------------ registration
@@ -395,38 +363,26 @@ def register(sub, train_sub, gradcheck_sub):
                                      "and the initial state of a small recurrent layer over a padded batch of "
                                      "variable lengths; checks that padded positions get zero gradient and do "
                                      "not change the result.")
-        g.add_argument("--batch", type=int, default=3)
-        g.add_argument("--length", type=int, default=5)
+        _add_gradcheck_shape_args(g)
         g.add_argument("--input", type=int, default=3)
         g.add_argument("--hidden", type=int, default=4)
         g.add_argument("--layers", type=int, default=2)
         g.add_argument("--unidirectional", action="store_true")
-        g.add_argument("--seed", type=int, default=0)
         g.set_defaults(func=cmd_gradcheck_recurrent, model=name)
     g = gradcheck_sub.add_parser("attention", help="multi-head attention (padding + causal masks) and attention pooling",
                                  description="Finite-difference check (float64) of MultiHeadAttention with a key "
                                  "padding mask and the causal mask followed by AttentionPooling, and the causal "
                                  "property (outputs at t independent of inputs after t).")
-    g.add_argument("--batch", type=int, default=3)
-    g.add_argument("--length", type=int, default=5)
+    _add_gradcheck_shape_args(g)
     g.add_argument("--embed", type=int, default=4)
     g.add_argument("--heads", type=int, default=2)
     g.add_argument("--attention-size", type=int, default=3)
-    g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_gradcheck_attention, model="attention")
 
 
-def _parser():
-    ap = argparse.ArgumentParser(prog="chainrule")
-    sub = ap.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train").add_subparsers(dest="model", required=True)
-    gc = sub.add_parser("gradcheck").add_subparsers(dest="model", required=True)
-    register(sub, tr, gc)
-    return ap
 
-
-def main(argv):
-    """Run one of this module's commands from an argv list (``['train', 'sequence', ...]``)."""
-    args = _parser().parse_args(argv)
-    args._argv = list(argv)
-    return args.func(args) or 0
+def _add_gradcheck_shape_args(g):
+    add_batch_size_arg(g, 3, "sequences in the padded batch (default 3)")
+    g.add_argument("--length", type=int, default=5, help="longest sequence (default 5)")
+    g.add_argument("--seed", type=int, default=0)
+    add_threads_arg(g)

@@ -11,19 +11,16 @@ labels and the vocabulary (as JSON) are in the checkpoint's metadata (``extra``)
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
 
 import numpy as np
-from . import add_run_args, positive_float, positive_int, load_trained
+from . import (add_batch_size_arg, add_optimizer_args, add_run_args, add_threads_arg, fit, load_trained,
+               lr_from_args, build_optimizer, plural, print_gradcheck_table, resume_trainer, start_run, summary)
 
-OPTIMIZERS = ("sgd", "adam", "adagrad")
 SPLIT_FILES = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
-
-
-def default_lr(optimizer):
-    return {"sgd": 0.01, "adam": 1e-3, "adagrad": 0.05}[optimizer]
 
 
 # ------------------------------------------------------------------------------------ arguments
@@ -34,7 +31,8 @@ def add_train_args(p):
                    help="directory holding the CoNLL-2003 files eng.train, eng.testa (dev), eng.testb (test)")
     p.add_argument("--embeddings", default=None,
                    help="GloVe-format word vectors (.txt or .txt.gz), e.g. glove.6B.50d.txt.gz; default: random init")
-    p.add_argument("--dim", type=int, default=50, help="word-vector size without --embeddings (default 50)")
+    p.add_argument("--embed-dim", type=int, default=50, help="word-vector size without --embeddings (default 50)")
+    p.add_argument("--dim", dest="embed_dim", type=int, help=argparse.SUPPRESS)
     p.add_argument("--window", type=int, default=3, choices=[1, 3, 5, 7, 9], help="window size C (default 3)")
     p.add_argument("--hidden", type=int, default=100, help="hidden tanh units H (default 100)")
     p.add_argument("--caps-dim", type=int, default=5,
@@ -47,30 +45,25 @@ def add_train_args(p):
     p.add_argument("--C", dest="C", type=float, default=1.0,
                    help="regularisation constant of the seed: adds C/(2m)(‖W‖²+‖U‖²), m = training windows (default 1)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout on the window input x while training (default 0)")
-    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: sgd 0.01, adam 1e-3, adagrad 0.05)")
-    p.add_argument("--lr-decay", default="none", choices=["none", "cosine"], help="learning-rate schedule per epoch")
-    p.add_argument("--epochs", type=positive_int, default=None, help="default 10 (5 with --batch-size 1)")
-    p.add_argument("--batch-size", type=positive_int, default=64,
-                   help="windows per step (default 64); --batch-size 1 --optimizer sgd is the seed's SGD")
+    add_optimizer_args(p, default="adam", schedule="none")
     p.add_argument("--min-count", type=int, default=2,
                    help="training words rarer than this and without a pre-trained vector map to <unk> (default 2)")
-    p.add_argument("--patience", type=positive_int, default=None, help="early stopping after N epochs without dev F1 gain")
-    add_run_args(p, "runs/window-TASK")
+    add_run_args(p, "runs/window-TASK", "default 10 (5 with --batch-size 1)",
+                 "windows per step (default 64); --batch-size 1 --optimizer sgd is the seed's SGD")
 
 
 def config_from_args(args):
     head = args.head or ("binary" if args.task == "person" else "softmax")
-    opt = args.optimizer
+    batch_size = args.batch_size if args.batch_size is not None else 64
     return {
         "model": "window", "task": args.task, "head": head,
         "scheme": "person" if args.task == "person" else args.scheme,
         "embeddings": os.path.abspath(args.embeddings) if args.embeddings else None,
-        "dim": args.dim, "window": args.window, "hidden": args.hidden, "caps_dim": args.caps_dim,
-        "C": args.C, "dropout": args.dropout, "optimizer": opt,
-        "lr": args.lr if args.lr is not None else default_lr(opt), "lr_decay": args.lr_decay,
-        "epochs": args.epochs if args.epochs is not None else (5 if args.batch_size == 1 else 10),
-        "batch_size": args.batch_size, "min_count": args.min_count, "seed": args.seed,
+        "dim": args.embed_dim, "window": args.window, "hidden": args.hidden, "caps_dim": args.caps_dim,
+        "C": args.C, "dropout": args.dropout, "optimizer": args.optimizer, "lr": lr_from_args(args),
+        "weight_decay": args.weight_decay, "schedule": args.schedule,
+        "epochs": args.epochs if args.epochs is not None else (5 if batch_size == 1 else 10),
+        "batch_size": batch_size, "min_count": args.min_count, "seed": args.seed,
     }
 
 
@@ -124,17 +117,7 @@ def build_model(config, vocab_size, embeddings=None):
                             embeddings=embeddings, seed=config["seed"], dropout=config["dropout"])
 
 
-def make_optimizer(config, params):
-    from .. import optim
-    name, lr = config["optimizer"], config["lr"]
-    if name == "sgd":
-        return optim.SGD(params, lr=lr)
-    if name == "adam":
-        return optim.Adam(params, lr=lr)
-    return optim.AdaGrad(params, lr=lr, eps=1e-8)  # eps pinned: recorded results predate the 1e-10 default
-
-
-def load_tagger(path):
+def load_model(path):
     """(model, config, vocab, scheme, meta) from a checkpoint written by ``chainrule train window``."""
     from ..data.embeddings import Vocab
     from ..models.window import TagScheme
@@ -145,58 +128,43 @@ def load_tagger(path):
 
 # ------------------------------------------------------------------------------------ train
 def cmd_train_window(args):
-    from ..distributed import is_main
+    from .. import optim
     from ..data.embeddings import Vocab
     from ..models import window as W
     from ..train import TrainConfig, Trainer
-    from .rundir import begin_run, check_space
     t_start = time.perf_counter()
     out = args.out or os.path.join("runs", f"window-{args.task}")
-    last = os.path.join(out, "last.safetensors")
-    if not args.resume and config_from_args(args)["head"] == "binary" and args.task != "person":
-        raise ValueError("train window: the binary head is for --task person (PERSON vs. not); use --head softmax")
-    config, meta = begin_run(args, out, "window", ("window",), lambda: config_from_args(args),
-                             lambda c: "cosine learning-rate decay" if c.get("lr_decay") == "cosine" else None)
     splits = read_splits(args.data_dir)
     embeddings = None
-    if meta is not None:
-        vocab = Vocab.from_json(meta["extra"]["vocab"])
+    config, extra = start_run(args, out, config_from_args)
+    if extra is not None:
+        vocab = Vocab.from_json(extra["vocab"])
     else:
+        if config["head"] == "binary" and config["task"] != "person":
+            raise ValueError("train window: the binary head is for --task person (PERSON vs. not); use --head softmax")
         config["types"] = entity_types(splits["train"])
         vocab, embeddings, config["dim"] = build_vocab_and_vectors(config, splits)
         config["labels"] = W.TagScheme(config["scheme"], config["types"]).labels
     scheme = W.TagScheme(config["scheme"], config["types"])
     data = {k: W.WindowData(v, vocab, config["window"], scheme) for k, v in splits.items()}
     model = build_model(config, len(vocab), embeddings)
-    opt = make_optimizer(config, model.parameters())
-    sched = None
-    if config.get("lr_decay") == "cosine":
-        from .. import optim
-        sched = optim.CosineLR(opt, T_max=config["epochs"])
+    opt = build_optimizer(config, model.parameters())
+    sched = optim.make_scheduler(config.get("schedule", config.get("lr_decay", "none")), opt, config["epochs"])
     m = len(data["train"])
     tc = TrainConfig(epochs=config["epochs"], batch_size=config["batch_size"], seed=config["seed"],
                      out_dir=out, monitor="f1", mode="max", patience=args.patience, progress=args.progress,
                      extra={"config": config, "vocab": vocab.to_json(), "data_dir": os.path.abspath(args.data_dir)})
     trainer = Trainer(model, opt, W.make_loss_fn(config["C"], m), W.make_evaluate_fn(), tc, scheduler=sched)
-    check_space(out, model)
-    if meta is not None:
-        trainer.load(last)
-        trainer.config.epochs = config["epochs"]
-        print(f"resuming {last}: epoch {trainer.epoch + 1}, batch {trainer.batch}")
+    resume_trainer(trainer, args, out)
     n_in = (config["dim"] + config["caps_dim"]) * config["window"]
     print(f"chainrule train window: task {config['task']}, {config['head']} head over {len(scheme)} labels "
           f"({config['scheme']}); vocabulary {len(vocab)}, x = {config['window']} x ({config['dim']} + "
           f"{config['caps_dim']}) = {n_in}, H = {config['hidden']}; {config['optimizer']} lr {config['lr']}, "
-          f"batch {config['batch_size']}, {config['epochs']} epochs, C = {config['C']} (C/m = {config['C'] / m:.3g}); "
+          f"batch {config['batch_size']}, {plural(config['epochs'], 'epoch')}, C = {config['C']} (C/m = {config['C'] / m:.3g}); "
           f"windows train/dev/test = {len(data['train'])}/{len(data['dev'])}/{len(data['test'])}", flush=True)
-    try:
-        trainer.fit(data["train"], data["dev"])
-    except KeyboardInterrupt:
-        return 130
-    if not is_main():          # data-parallel: rank 0 reports and writes results
-        return 0
-    return report(out, data, trainer.train_seconds, time.perf_counter() - t_start, run_config=config,
-                  epochs_run=trainer.epoch)
+    rc = fit(trainer, data["train"], data["dev"])
+    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - t_start,
+                                            run_config=config, epochs_run=trainer.epoch)
 
 
 def report(out, data, train_seconds, wall_seconds=None, run_config=None, epochs_run=None):
@@ -204,7 +172,7 @@ def report(out, data, train_seconds, wall_seconds=None, run_config=None, epochs_
     from ..checkpoint import atomic_write_text
     from ..data.conll import format_report
     from ..models.window import evaluate_model
-    model, config, vocab, scheme, meta = load_tagger(os.path.join(out, "best.safetensors"))
+    model, config, vocab, scheme, meta = load_model(os.path.join(out, "best.safetensors"))
     res = {"config": dict(run_config or config), "best_epoch": meta["best_epoch"], "epochs_run": epochs_run,
            "train_seconds": train_seconds}
     if wall_seconds is not None:
@@ -226,7 +194,7 @@ def evaluate_checkpoint(path, splits=("dev", "test"), data_dir=None):
     directory given, else the one the run was trained on)."""
     from ..data.conll import format_report
     from ..models.window import WindowData, evaluate_model
-    model, config, vocab, scheme, meta = load_tagger(path)
+    model, config, vocab, scheme, meta = load_model(path)
     data_dir = data_dir or (meta.get("extra") or {}).get("data_dir")
     if not data_dir:
         raise ValueError(f"evaluate: {path} does not record its CoNLL directory; give --data-dir")
@@ -253,7 +221,7 @@ def tag_tokens(model, config, vocab, scheme, tokens):
 
 def cmd_tag(args):
     from ..data.conll import entities
-    model, config, vocab, scheme, _ = load_tagger(args.checkpoint)
+    model, config, vocab, scheme, _ = load_model(args.checkpoint)
     tokens = " ".join(args.sentence).split()
     tags = tag_tokens(model, config, vocab, scheme, tokens)
     print(" ".join(f"{w}/{t}" for w, t in zip(tokens, tags)))
@@ -267,8 +235,8 @@ def cmd_gradcheck_window(args):
     from ..gradcheck import gradcheck_params
     from ..models.window import WindowClassifier, make_loss_fn
     rng = np.random.default_rng(args.seed)
-    V, n, C, H, B = args.vocab, args.dim, args.window, args.hidden, args.batch
-    ok = True
+    V, n, C, H, B = args.vocab, args.embed_dim, args.window, args.hidden, args.batch_size
+    checks = []
     words = rng.integers(0, V, size=(B, C))
     words[0, 1] = words[0, 0]                  # a word twice in one window: its rows must add up
     caps = rng.integers(0, 6, size=(B, C))
@@ -282,13 +250,9 @@ def cmd_gradcheck_window(args):
         y = rng.integers(0, K if head == "softmax" else 2, size=B)
         lf = make_loss_fn(args.C, args.m)
         rep = gradcheck_params(lambda: lf(model, (words, caps, y))[0], model.named_parameters())
-        shapes = dict((nm, p.shape) for nm, p in model.named_parameters())
         print(f"\n{title}")
-        print(f"{'parameter':<16}{'shape':<12}{'max abs err':>14}{'max rel err':>14}  ok")
-        for c in rep.comparisons:
-            print(f"{c.name:<16}{str(shapes.get(c.name, '')):<12}{c.max_abs:>14.3e}{c.max_rel:>14.3e}  "
-                  f"{'yes' if c.ok else 'NO'}")
-        ok &= rep.ok
+        print_gradcheck_table(rep, dict((nm, p.shape) for nm, p in model.named_parameters()), width=16)
+        checks += [(f"{head} {c.name}", c.ok) for c in rep.comparisons]
     # the seed's equations (chainrule.derivations.window) against the engine, seed model exactly
     model = WindowClassifier(V, n, window=C, hidden=H, head="binary", caps_dim=0, seed=args.seed).to(np.float64)
     y = rng.integers(0, 2, size=B)
@@ -299,10 +263,9 @@ def cmd_gradcheck_window(args):
     eqs = {"J": "(1)", "U": "(31)", "b2": "(15)", "W": "(30)", "b1": "(25)", "L": "(29)->cols of L"}
     for name, (a, r) in errs.items():
         good = r <= 1e-7
-        ok &= good
+        checks.append((f"seed 002 {name}", good))
         print(f"{name:<10}{eqs[name]:<14}{a:>14.3e}{r:>14.3e}  {'yes' if good else 'NO'}")
-    print("\nall agree" if ok else "\nMISMATCH")
-    return 0 if ok else 1
+    return summary("gradcheck window", checks)
 
 
 def derivation_agreement(model, words, y, C):
@@ -363,6 +326,7 @@ def register(sub, train_sub, gradcheck_sub):
                        "written by 'chainrule train window'; prints token/TAG (IOB2) and the entities.")
     t.add_argument("checkpoint")
     t.add_argument("sentence", nargs="+", help='the sentence, e.g. "Alice Moreau visited Lyon ."')
+    add_threads_arg(t)
     t.set_defaults(func=cmd_tag)
 
     g = gradcheck_sub.add_parser("window", help="the window classifier (both heads) and seed 002's equations",
@@ -370,38 +334,15 @@ def register(sub, train_sub, gradcheck_sub):
                                  "window classifiers, and agreement of the engine with the seed's hand-derived "
                                  "gradients (chainrule.derivations.window) to 1e-7.")
     g.add_argument("--vocab", type=int, default=12)
-    g.add_argument("--dim", type=int, default=4)
+    g.add_argument("--embed-dim", type=int, default=4)
+    g.add_argument("--dim", dest="embed_dim", type=int, help=argparse.SUPPRESS)
     g.add_argument("--window", type=int, default=3)
     g.add_argument("--hidden", type=int, default=6)
     g.add_argument("--caps-dim", type=int, default=3)
-    g.add_argument("--batch", type=int, default=5)
+    add_batch_size_arg(g, 5, "windows in the random batch (default 5)")
     g.add_argument("--C", dest="C", type=float, default=0.5)
     g.add_argument("--m", type=int, default=7, help="the m of C/(2m) in the model check")
     g.add_argument("--seed", type=int, default=0)
+    add_threads_arg(g)
     g.set_defaults(func=cmd_gradcheck_window)
 
-
-def main(argv=None):
-    """``python -m chainrule.commands.window train window ...`` (same as ``chainrule train window``,
-    usable before the subcommands are registered in ``chainrule.cli``)."""
-    import argparse
-    import sys
-    ap = argparse.ArgumentParser(prog="python -m chainrule.commands.window")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    tr = sub.add_parser("train", help="train a model").add_subparsers(dest="model", required=True, metavar="MODEL")
-    gc = sub.add_parser("gradcheck", help="gradient-check a model").add_subparsers(dest="model", required=True,
-                                                                                 metavar="MODEL")
-    register(sub, tr, gc)
-    args = ap.parse_args(argv)
-    args._argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return args.func(args) or 0
-    except (FileNotFoundError, ValueError) as e:
-        if os.environ.get("CHAINRULE_DEBUG"):
-            raise
-        print(f"chainrule {args.command}: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":      # pragma: no cover
-    raise SystemExit(main())

@@ -12,12 +12,11 @@ import time
 
 import numpy as np
 
-from .. import losses, nn, optim
+from .. import losses, nn
 from ..tensor import Tensor
 
 LOSSES = ("ce", "multilabel-bce", "l2")
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "rrelu")
-OPTIMIZERS = ("sgd", "adam", "adagrad")
 
 
 def build_model(config, n_in, n_out):
@@ -75,21 +74,6 @@ def make_evaluate_fn(config, n_classes, batch_size=1024):
             return {"loss": float("nan"), "acc": float("nan")}
         return {"loss": float(tot) / n, "acc": int(correct) / int(n)}
     return ShardedEvaluation(predict, finish)
-
-
-def make_optimizer(config, params):
-    name, lr, wd = config["optimizer"], config["lr"], config.get("weight_decay", 0.0)
-    if name == "sgd":
-        return optim.SGD(params, lr=lr, momentum=config.get("momentum", 0.0), weight_decay=wd)
-    if name == "adam":
-        return optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adagrad":
-        return optim.AdaGrad(params, lr=lr, eps=1e-8)  # eps pinned: recorded results predate the 1e-10 default
-    raise ValueError(f"unknown optimizer {name!r}; choose from {OPTIMIZERS}")
-
-
-def default_lr(optimizer):
-    return {"sgd": 0.1, "adam": 1e-3, "adagrad": 0.05}[optimizer]
 
 
 def timed(fn, *a, **k):

@@ -335,7 +335,7 @@ def forward_batched(params, batch, leaf_tanh=True):
     table.write(0, x)
     for h, ch in enumerate(batch.children, start=1):
         n = ch.shape[0]
-        c = F.reshape(table.gather(ch), (n, 2 * d))               # [a; b] for every node of the level
+        c = F.reshape(table.gather(ch, distinct=True), (n, 2 * d))   # [a; b] of every node of the level
         z = F.matmul(c, WT) + b
         if V is not None:
             z = z + F.bilinear(c, V)                              # (cᵀ V^[k] c)_k for every node: one op

@@ -147,8 +147,8 @@ def forward_batched(params, batch):
     UT = F.transpose(U)                                               # (2H, 5H), once per batch
     for lev, ch in enumerate(batch.children, start=1):
         n = ch.shape[0]
-        s = F.reshape(h_tab.gather(ch), (n, 2 * H))                   # [h_l; h_r] for the level
-        cc = c_tab.gather(ch)                                         # (n, 2, H)
+        s = F.reshape(h_tab.gather(ch, distinct=True), (n, 2 * H))    # [h_l; h_r] for the level
+        cc = c_tab.gather(ch, distinct=True)                          # (n, 2, H)
         z = F.matmul(s, UT) + b                                       # (n, 5H): all five gates
         g = F.sigmoid(F.getitem(z, (slice(None), slice(0, 4 * H))))   # i, f_l, f_r, o
         u = F.tanh(F.getitem(z, (slice(None), slice(4 * H, 5 * H))))

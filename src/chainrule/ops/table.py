@@ -16,10 +16,12 @@ written, read and backpropagated once:
 
 Three primitives in the rule table (``table_write``, ``table_gather``, ``table_read``).  Every write
 records a *token* node (a zero-size output) whose backward rule hands its rows of ``G`` to the
-written tensor; a gather or read names the tokens of the rows it reads as its parents and returns
-zero-size gradients to them.  Sequence order does the rest: a token is created before every gather
-that reads its rows, so backward expands it after all of them have added their share into ``G``
-(the distributed chain rule with the sum kept in one buffer).  The rows of ``G`` are zeroed as
+written tensor; tokens form a chain (each write's token has the previous one as a parent), and a
+gather or read has the latest token as its parent and returns a zero-size gradient to it.  Sequence
+order does the rest: a token is created before every gather that reads its rows, so backward
+expands it after all of them have added their share into ``G`` (the distributed chain rule with
+the sum kept in one buffer), and the chain reaches every earlier token.  Every op has at most two
+parents, so a level costs O(1) graph work whatever the depth.  The rows of ``G`` are zeroed as
 their token hands them out, so the table may be backpropagated again (``retain_graph=True``).
 
 The gradient path through the table is first order only (its rules use the shared buffer, not
@@ -36,50 +38,61 @@ from .rules import defop
 __all__ = ["NodeTable"]
 
 
-def _empty_like_token(dtype):
-    return np.empty(0, dtype=dtype)
+_EMPTY = {}
 
 
-def _write(x, table, start):
-    """T[start:start+n] = x (a token records the write)   |   x̄ = G[start:start+n] (then zeroed)"""
+def _token(dtype):
+    """A zero-size array (the tokens' value and gradient; shared: nothing can be written into it)."""
+    e = _EMPTY.get(dtype)
+    if e is None:
+        e = _EMPTY[dtype] = np.empty(0, dtype=dtype)
+    return e
+
+
+def _write(x, prev, table, start):
+    """T[start:start+n] = x (a token records the write; ``prev`` is the previous write's token)   |
+    x̄ = G[start:start+n] (those rows of G are then zeroed), the previous token gets ∅"""
     stop = start + x.shape[0]
     table._buf[start:stop] = x
-    return _empty_like_token(x.dtype), (table, start, stop)
+    return _token(table._buf.dtype), (table, start, stop)
 
 
 def _write_vjp(g, s, n):
     table, start, stop = s
-    G = table._grad
-    if G is None:                              # no gather/read of these rows got a gradient
-        return (np.zeros((stop - start,) + table._buf.shape[1:], dtype=table._buf.dtype),)
-    rows = G[start:stop].copy()
-    G[start:stop] = 0
-    return (rows,)
+    gx = None
+    if n[0]:
+        G = table._grad_buffer()
+        gx = G[start:stop].copy()
+        G[start:stop] = 0
+    return gx, (_token(g.dtype) if n[1] else None)
 TABLE_WRITE = defop("table_write", _write, _write_vjp)
 
 
-def _gather(*tokens, table, idx):
+def _gather(token, table, idx, distinct):
     """z = T[idx] (rows written earlier; idx an integer array of any shape)   |
-    G[idx] += g (repeated rows summed), each token parent gets a zero-size gradient"""
-    return table._buf[idx], (table, idx, len(tokens), tokens[0].dtype if tokens else None)
+    G[idx] += g (repeated rows summed unless ``distinct``), the latest token gets ∅"""
+    return table._buf[idx], (table, idx, distinct)
 
 
 def _gather_vjp(g, s, n):
-    table, idx, k, dt = s
-    RowSparseGrad(idx, g, table._buf.shape).add_to(table._grad_buffer())
-    return tuple(_empty_like_token(dt) for _ in range(k))
+    table, idx, distinct = s
+    G = table._grad_buffer()
+    if distinct:
+        G[idx] += g
+    else:
+        RowSparseGrad(idx, g, G.shape).add_to(G)
+    return (_token(g.dtype),)
 TABLE_GATHER = defop("table_gather", _gather, _gather_vjp)
 
 
-def _read(*tokens, table):
-    """z = T (the whole table)   |   G += g, each token parent gets a zero-size gradient"""
-    return table._buf, (table, len(tokens), tokens[0].dtype if tokens else None)
+def _read(token, table):
+    """z = T (the whole table)   |   G += g, the latest token gets ∅"""
+    return table._buf, table
 
 
-def _read_vjp(g, s, n):
-    table, k, dt = s
+def _read_vjp(g, table, n):
     table._grad_buffer()[...] += g
-    return tuple(_empty_like_token(dt) for _ in range(k))
+    return (_token(g.dtype),)
 TABLE_READ = defop("table_read", _read, _read_vjp)
 
 
@@ -107,8 +120,9 @@ class NodeTable:
             raise ValueError(f"NodeTable: negative number of rows {rows}")
         self._buf = None
         self._grad = None
-        self._owner = np.full(self.rows, -1, dtype=np.intp)   # row -> index into _tokens
-        self._tokens = []        # token Tensor per write (None when the write needs no gradient)
+        self._written = np.zeros(self.rows, dtype=bool)
+        self._token = None       # the latest write's token Tensor (None: no write needs a gradient)
+        self._writes = 0
         self._sealed = False
 
     @property
@@ -136,46 +150,45 @@ class NodeTable:
         elif data.shape[1:] != self._buf.shape[1:]:
             raise ValueError(f"NodeTable.write: rows of shape {data.shape[1:]} for a table of rows "
                              f"{self._buf.shape[1:]}")
-        owner = self._owner[start:start + n]
-        if n and owner.max() >= 0:
+        done = self._written[start:start + n]
+        if done.any():
             raise ValueError(f"NodeTable.write: rows {start}..{start + n} overlap rows already written")
-        owner[...] = len(self._tokens)
-        tok = apply(TABLE_WRITE, (x,), {"table": self, "start": start})
-        self._tokens.append(tok if tok.requires_grad else None)
+        done[...] = True
+        tok = apply(TABLE_WRITE, (x, self._token), {"table": self, "start": start})
+        if tok.requires_grad:
+            self._token = tok
+        self._writes += 1
 
-    def _parents(self, which):
-        toks = self._tokens
-        return tuple(t for t in (toks[i] for i in which) if t is not None)
-
-    def gather(self, idx):
+    def gather(self, idx, distinct=False):
         """Rows ``idx`` (an integer array of any shape; rows already written) as a Tensor of shape
-        ``idx.shape + row_shape``."""
+        ``idx.shape + row_shape``.  ``distinct=True`` promises that no row appears twice in ``idx``
+        (the children of one tree level), so backward adds with one fancy-indexed ``+=``."""
         idx = np.asarray(idx)
         if idx.dtype.kind not in "iu":
             raise TypeError(f"NodeTable.gather: indices must be integers, got dtype {idx.dtype}")
-        if idx.size:
-            lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0 or hi >= self.rows:
-                raise IndexError(f"NodeTable.gather: row {lo if lo < 0 else hi} out of range for a "
-                                 f"table of {self.rows} rows")
-            owners = self._owner[idx.ravel()]
-            if owners.min() < 0:
-                raise IndexError(f"NodeTable.gather: row {int(idx.ravel()[owners.argmin()])} has not "
-                                 f"been written yet")
-            which = sorted(set(owners.tolist()))
-        else:
-            which = []
         if self._buf is None:
             raise IndexError("NodeTable.gather: nothing has been written yet")
-        return apply(TABLE_GATHER, self._parents(which), {"table": self, "idx": idx})
+        if idx.size:
+            lo = int(idx.min())
+            try:
+                ok = self._written[idx]
+            except IndexError:
+                ok = None
+            if lo < 0 or ok is None:
+                raise IndexError(f"NodeTable.gather: row {lo if lo < 0 else int(idx.max())} out of range "
+                                 f"for a table of {self.rows} rows")
+            if not ok.all():
+                raise IndexError(f"NodeTable.gather: row {int(idx.reshape(-1)[np.argmin(ok.reshape(-1))])} "
+                                 f"has not been written yet")
+        return apply(TABLE_GATHER, (self._token,), {"table": self, "idx": idx, "distinct": bool(distinct)})
 
     def read(self):
         """The whole table as a Tensor (every row must have been written); seals the table."""
-        if self._buf is None or (self.rows and self._owner.min() < 0):
+        if self._buf is None or not self._written.all():
             raise RuntimeError(f"NodeTable.read: rows not written yet "
-                               f"(first: {int(np.argmin(self._owner))} of {self.rows})")
+                               f"(first: {int(np.argmin(self._written))} of {self.rows})")
         self._sealed = True
-        return apply(TABLE_READ, self._parents(range(len(self._tokens))), {"table": self})
+        return apply(TABLE_READ, (self._token,), {"table": self})
 
     def __repr__(self):
-        return f"NodeTable(rows={self.rows}, shape={self.shape}, writes={len(self._tokens)})"
+        return f"NodeTable(rows={self.rows}, shape={self.shape}, writes={self._writes})"

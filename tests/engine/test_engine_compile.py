@@ -1,0 +1,171 @@
+"""cr.compile: a captured training step equals the eager step bit for bit (float64) on the MLP,
+window, RNTN and LSTM steps; it is captured again when shapes change; it falls back to eager with
+a clear reason when the step cannot be captured."""
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import losses, nn, optim
+from chainrule.models import rntn as R
+from chainrule.models.window import WindowClassifier, make_loss_fn as window_loss_fn
+
+F64 = np.float64
+
+
+def _twins(make):
+    """Two identical (model, optimizer, step_fn) triples."""
+    return make(), make()
+
+
+def _assert_same_run(make, batches, min_replays=None):
+    (ma, sa), (mb, sb) = _twins(make)
+    compiled = cr.compile(sb)
+    for k, args in enumerate(batches):
+        la = sa(*args)
+        lb = compiled(*args)
+        assert la.item() == lb.item(), k                   # bit for bit
+        for (na, pa), (nb, pb) in zip(ma.named_parameters(), mb.named_parameters()):
+            assert np.array_equal(pa.data, pb.data), (k, na)
+    assert compiled.fallback_reason is None
+    assert compiled.stats["replays"] >= (len(batches) - 2 if min_replays is None else min_replays)
+    return compiled
+
+
+def test_mlp_step_bit_for_bit():
+    rng = np.random.default_rng(0)
+
+    def make():
+        model = nn.MLP([6, 8, 8, 3], activation="relu", seed=0, dtype=F64)
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step(x, y):
+            loss = losses.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return model, step
+    batches = [(rng.standard_normal((5, 6)), rng.integers(0, 3, 5)) for _ in range(6)]
+    _assert_same_run(make, batches)
+
+
+def test_window_step_bit_for_bit():
+    rng = np.random.default_rng(1)
+
+    def make():
+        model = WindowClassifier(50, 4, window=3, hidden=7, head="binary", caps_dim=0,
+                                 embeddings=np.random.default_rng(2).standard_normal((50, 4)))
+        for p in model.parameters():
+            p.data = p.data.astype(F64)
+        opt = optim.SGD(model.parameters(), lr=0.05)
+        loss_fn = window_loss_fn(C=1.0, m=100)
+
+        def step(words, y):
+            loss, _ = loss_fn(model, (words, None, y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return model, step
+    batches = [(rng.integers(0, 50, (6, 3)), rng.integers(0, 2, 6).astype(F64)) for _ in range(6)]
+    _assert_same_run(make, batches)
+
+
+def test_rntn_step_bit_for_bit_and_recaptured_per_schedule():
+    from chainrule.data.trees import parse_tree
+    texts = ["(3 (2 a) (3 (1 b) (4 c)))", "(1 (2 (2 a) (1 d)) (3 b))", "(4 (3 c) (4 (2 d) (3 (2 a) (1 b))))"]
+    vocab = R.Vocab(["*UNK*", "a", "b", "c", "d"])
+    ds = R.TreeDataset([parse_tree(t) for t in texts], vocab)
+    b1, b2 = ds.batch([0, 1]), ds.batch([2])
+
+    def make():
+        model = R.RNTN(vocab, dim=3, dtype=F64, seed=0)
+        opt = optim.AdaGrad(model.parameters(), lr=0.01, eps=1e-3)
+        loss_fn = R.make_loss_fn()
+
+        def step(batch):
+            loss, _ = loss_fn(model, batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return model, step
+    compiled = _assert_same_run(make, [(b1,)] * 4 + [(b2,)] * 4, min_replays=4)
+    assert compiled.stats == {"captures": 4, "replays": 4, "eager": 0}     # two schedules, two plans
+
+
+def test_lstm_step_bit_for_bit():
+    rng = np.random.default_rng(3)
+
+    def make():
+        lstm = nn.LSTM(3, 4, rng=0, dtype=F64)
+        opt = optim.Adam(lstm.parameters(), lr=0.01)
+
+        def step(x, r):
+            out, (h_n, _) = lstm(x)
+            loss = (h_n[0] * r).sum() + (out * out).sum() * 0.1
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return lstm, step
+    batches = [(rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 4))) for _ in range(5)]
+    _assert_same_run(make, batches)
+
+
+def test_recapture_on_shape_change():
+    model = nn.Linear(3, 2, rng=0, dtype=F64)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x):
+        loss = (model(x) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    c = cr.compile(step)
+    for n in (4, 4, 4, 7, 7, 7, 4):
+        c(np.ones((n, 3)))
+    assert c.stats == {"captures": 4, "replays": 3, "eager": 0}
+
+
+def test_fallback_reasons():
+    model = nn.Linear(3, 1, rng=0, dtype=F64)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    def returns_float(x):
+        loss = model(x).sum()
+        loss.backward()
+        opt.step()
+        return loss.item()
+    c = cr.compile(returns_float)
+    with pytest.warns(RuntimeWarning, match="returns a float"):
+        v = c(np.ones((2, 3)))
+    assert isinstance(v, float) and "call .item() outside" in c.fallback_reason
+    assert isinstance(c(np.ones((2, 3))), float) and c.stats["eager"] == 1
+
+    def no_backward(x):
+        return model(x).sum()
+    c = cr.compile(no_backward)
+    with pytest.warns(RuntimeWarning, match="never calls backward"):
+        c(np.ones((2, 3)))
+
+    def data_dependent(x):                                   # Python control flow on the data
+        y = model(x)
+        loss = (y * y).sum() if x[0, 0] > 0 else y.sum()
+        loss.backward()
+        return loss
+    c = cr.compile(data_dependent)
+    with pytest.warns(RuntimeWarning, match="two captures of the step disagree"):
+        for s in (1, -1, 1, -1):
+            c(np.full((2, 3), s, dtype=F64))
+    assert c.fallback_reason.startswith("two captures")
+
+    def outside_numpy(x):                                    # an input-derived array made by NumPy
+        loss = (model(x) * np.exp(x[:, :1])).sum()
+        loss.backward()
+        return loss
+    c = cr.compile(outside_numpy)
+    with pytest.warns(RuntimeWarning, match="computed outside chainrule ops"):
+        for k in range(4):
+            c(np.full((2, 3), float(k)))
