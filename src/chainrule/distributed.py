@@ -106,9 +106,11 @@ class Communicator:
     arrays that give up after ``timeout`` seconds, JSON (never pickle) for small objects, and an
     abort that takes every rank down.
 
-    Every collective is started non-blocking (``Iallreduce``, ``Iallgatherv``, ``Ibcast``,
-    ``Ibarrier``) and polled: a short spin, then sleeps growing to 1 ms, until it completes or the
-    deadline passes.  ``timeout=0`` uses the blocking calls and waits forever.
+    Collectives are MPI's blocking calls (mpi4py releases the GIL inside them); a watchdog thread
+    checks every 0.1 s whether the collective in progress has passed its deadline and, if so,
+    prints which one and where and aborts every rank.  (Polling non-blocking collectives instead
+    was measured 2x slower for 1 MB messages: MPICH progresses them only inside ``Test`` calls.)
+    ``timeout=0`` waits forever.
     """
 
     def __init__(self, comm=None, timeout=None):
@@ -121,39 +123,41 @@ class Communicator:
         self.bytes_sent = 0          # payload bytes this rank contributed to collectives
         self.seconds = 0.0           # wall time spent inside collectives (waiting included)
         self.context = ""            # where the caller is (e.g. "epoch 2 batch 17"), for messages
+        self._current = None         # (deadline, what) of the collective in progress
+        self._watchdog = None
 
     # ------------------------------------------------------------------ waiting
-    def _wait(self, req, what):
+    def _watch(self):
+        while True:
+            time.sleep(0.1)
+            cur = self._current
+            if cur is not None and time.perf_counter() > cur[0]:
+                where = f" ({self.context})" if self.context else ""
+                self.abort(f"{cur[1]}{where} did not complete within {self.timeout:g} s: at least one "
+                           f"other rank never reached it (stuck, or died without MPI noticing). "
+                           f"Aborting all {self.size} ranks. Set CHAINRULE_DIST_TIMEOUT (seconds) "
+                           f"to wait longer, 0 to wait forever.")
+
+    def _call(self, what, fn, *args, **kw):
+        """Run the blocking collective ``fn(*args)`` under the watchdog."""
         t0 = time.perf_counter()
-        if self.timeout <= 0:
-            req.Wait()
-        else:
-            deadline = t0 + self.timeout
-            spins, pause = 0, 0.0
-            while not req.Test():
-                now = time.perf_counter()
-                if now > deadline:
-                    where = f" ({self.context})" if self.context else ""
-                    self.abort(f"{what}{where} did not complete within {self.timeout:g} s: at least one "
-                               f"other rank never reached it (stuck, or died without MPI noticing). "
-                               f"Aborting all {self.size} ranks. Set CHAINRULE_DIST_TIMEOUT (seconds) "
-                               f"to wait longer, 0 to wait forever.")
-                spins += 1
-                if spins > 200:
-                    pause = min(1e-3, pause * 1.5 + 2e-5)
-                    time.sleep(pause)
-        self.seconds += time.perf_counter() - t0
+        if self.timeout > 0:
+            if self._watchdog is None:
+                import threading
+                self._watchdog = threading.Thread(target=self._watch, name="chainrule-mpi-watchdog", daemon=True)
+                self._watchdog.start()
+            self._current = (t0 + self.timeout, what)
+        try:
+            return fn(*args, **kw)
+        finally:
+            self._current = None
+            self.seconds += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ collectives on arrays
     def allreduce_(self, buf, what="allreduce"):
         """Sum ``buf`` (contiguous ndarray) over all ranks, in place."""
         self.bytes_sent += buf.nbytes
-        if self.timeout <= 0:
-            t0 = time.perf_counter()
-            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
-            self.seconds += time.perf_counter() - t0
-        else:
-            self._wait(self.comm.Iallreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM), what)
+        self._call(what, self.comm.Allreduce, self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         return buf
 
     def allgatherv(self, arr, counts, what="allgatherv"):
@@ -166,21 +170,14 @@ class Communicator:
         sizes = [c * row for c in counts]
         displs = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
         self.bytes_sent += arr.nbytes
-        spec = [out, sizes, displs, self.MPI._typedict[arr.dtype.char]]
-        if self.timeout <= 0:
-            self.comm.Allgatherv(arr, spec)
-        else:
-            self._wait(self.comm.Iallgatherv(arr, spec), what)
+        self._call(what, self.comm.Allgatherv, arr, [out, sizes, displs, self.MPI._typedict[arr.dtype.char]])
         return out
 
     def allgather_counts(self, n, what="allgather"):
         """Every rank's integer ``n``, as a list indexed by rank."""
         mine = np.array([n], dtype=np.int64)
         out = np.empty(self.size, dtype=np.int64)
-        if self.timeout <= 0:
-            self.comm.Allgather(mine, out)
-        else:
-            self._wait(self.comm.Iallgather(mine, out), what)
+        self._call(what, self.comm.Allgather, mine, out)
         return out.tolist()
 
     def allgather_array(self, arr, what="allgather"):
@@ -205,17 +202,11 @@ class Communicator:
         """Overwrite ``arr`` (contiguous) with root's, in place."""
         if self.rank == root:
             self.bytes_sent += arr.nbytes
-        if self.timeout <= 0:
-            self.comm.Bcast(arr, root=root)
-        else:
-            self._wait(self.comm.Ibcast(arr, root=root), what)
+        self._call(what, self.comm.Bcast, arr, root=root)
         return arr
 
     def barrier(self, what="barrier"):
-        if self.timeout <= 0:
-            self.comm.Barrier()
-        else:
-            self._wait(self.comm.Ibarrier(), what)
+        self._call(what, self.comm.Barrier)
 
     def allgather_json(self, obj, what="allgather"):
         """Every rank's JSON-serialisable ``obj``, as a list indexed by rank (bytes, not pickle)."""

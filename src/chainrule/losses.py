@@ -333,8 +333,7 @@ def l2_penalty(params, C, m=1):
     ``[model.W, model.U]``, not ``model.parameters()``.  Seed 003's "+ λW" is C/m = λ (m = 1,
     C = λ).  Returns a scalar Tensor (0 for an empty list).
     """
-    from .nn.module import Module
-    if isinstance(params, Module):
+    if callable(getattr(params, "named_parameters", None)):      # a Module (losses does not import nn)
         raise TypeError("l2_penalty: pass the list of tensors to regularise explicitly (e.g. the weight "
                         "matrices), not a Module: seed 002 regularises W and U, not biases or embeddings")
     if isinstance(params, Tensor):

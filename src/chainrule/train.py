@@ -119,6 +119,7 @@ class TrainConfig:
     clip_norm: float | None = None
     progress: bool | None = None      # None: a bar when stderr is a terminal
     log_every: int = 0                # >0: also print a line every N batches
+    verbose: bool = True              # False: no line per epoch (e.g. a DAG trained for 1000 tiny epochs)
     extra: dict = field(default_factory=dict)   # saved in the checkpoint (model config etc.)
 
 
@@ -450,7 +451,7 @@ class Trainer:
                     self.dist.verify(self.model, f"after epoch {self.epoch}")
                 if cfg.out_dir:
                     self._end_of_epoch_files(rec, improved)
-                if self.is_main:
+                if self.is_main and cfg.verbose:
                     _print_epoch(rec, cfg.monitor)
                 if cfg.patience is not None and self.bad_epochs >= cfg.patience:
                     if self.is_main:

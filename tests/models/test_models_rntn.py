@@ -1,11 +1,10 @@
 """RNTN / RNN on the Sentiment Treebank: batched-by-level == per-node, gradchecks, the seed's
-derivation, Table-1 metrics, and a smoke run of the commands."""
+derivation, Table-1 metrics."""
 import os
 
 import numpy as np
 import pytest
 
-from chainrule.commands import rntn as C
 from chainrule.data import sst
 from chainrule.data.trees import parse_tree
 from chainrule.gradcheck import gradcheck_params
@@ -92,7 +91,7 @@ def test_gradcheck_models(dev_trees, kind):
 @pytest.mark.parametrize("kind", ["rntn", "rnn"])
 def test_derivation_agreement(dev_trees, vocab, kind):
     model = R.build_model({"model": kind, "dim": 5}, vocab, seed=2, dtype=np.float64)
-    errs = C.derivation_agreement(model, R.TreeDataset(dev_trees, vocab))
+    errs = R.derivation_agreement(model, R.TreeDataset(dev_trees, vocab))
     assert max(errs.values()) <= 1e-7, errs
 
 

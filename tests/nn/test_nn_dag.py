@@ -270,26 +270,3 @@ def test_a_long_chain_needs_no_recursion():
     net = DAGNetwork({"nodes": nodes, "edges": edges, "outputs": [f"h{n - 1}"]})
     ex = net.explain([2.0], [0.5], quiet=True)
     assert ex["nodes"]["x"]["do"] == pytest.approx(1.5)
-
-
-# ------------------------------------------------------------------------------------ training
-XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-XOR_Y = np.array([[0.0], [1.0], [1.0], [0.0]])
-
-
-@pytest.mark.parametrize("optimizer,lr,epochs", [("adam", 0.05, 400), ("sgd", 2.0, 1500)])
-def test_fit_learns_xor_with_the_example_spec(optimizer, lr, epochs):
-    net = DAGNetwork(EXAMPLE)
-    hist = net.fit(XOR_X, XOR_Y, epochs=epochs, lr=lr, optimizer=optimizer)
-    assert len(hist) == epochs and hist[-1] < 0.2 * hist[0]
-    assert net.accuracy(XOR_X, XOR_Y) == 1.0
-    assert net.predict(XOR_X).ravel().tolist() == [0, 1, 1, 0]
-
-
-def test_fit_minibatches_and_bad_arguments():
-    net = DAGNetwork(EXAMPLE)
-    hist = net.fit(np.tile(XOR_X, (4, 1)), np.tile(XOR_Y, (4, 1)), epochs=5, lr=0.05, optimizer="adam",
-                   batch_size=3)
-    assert len(hist) == 5 and all(np.isfinite(hist))
-    with pytest.raises(ValueError, match="optimizer"):
-        net.fit(XOR_X, XOR_Y, epochs=1, optimizer="lbfgs")

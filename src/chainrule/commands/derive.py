@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 
+from .. import optim
 from . import add_threads_arg, plural, summary
 
 from ..derivations.dag import EXAMPLE_SPEC as DAG_SPEC   # the example DAG (defined once; the DAG tests use it too)
@@ -331,8 +332,8 @@ def _dag_data(net, args):
 
 def cmd_dag(args):
     from .. import autograd as ag
-    from .. import optim
     from ..draw import draw
+    from ..models.dag import train
     from ..nn.dag import DAGNetwork
     net = DAGNetwork(args.spec)
     name, X, Y, test = _dag_data(net, args)
@@ -344,8 +345,8 @@ def cmd_dag(args):
     print(f"training on {name}: {X.shape[0]} examples, {plural(args.epochs, 'epoch')}, {args.optimizer} lr {lr}"
           + (f", batch {args.batch_size}" if args.batch_size else ", full batch"))
     before = float(net.loss(X, Y).item())
-    hist = net.fit(X, Y, epochs=args.epochs, lr=lr, optimizer=args.optimizer, batch_size=args.batch_size,
-                   seed=args.seed)
+    hist = train(net, X, Y, epochs=args.epochs, lr=lr, optimizer=args.optimizer, batch_size=args.batch_size,
+                 seed=args.seed)
     if hist:
         marks = sorted({0, *(int(f * (len(hist) - 1)) for f in (0.1, 0.25, 0.5, 0.75)), len(hist) - 1})
         print("loss curve: " + ", ".join(f"epoch {i + 1}: {hist[i]:.4g}" for i in marks))
@@ -385,7 +386,7 @@ def add_dag_args(p):
                         "(generated with numpy, seeded; reports test accuracy on a second draw)")
     p.add_argument("--epochs", type=int, default=1000, help="training epochs (default 1000)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: adam 0.001, sgd 0.1)")
-    p.add_argument("--optimizer", default="adam", choices=["sgd", "adam"])
+    p.add_argument("--optimizer", default="adam", choices=list(optim.OPTIMIZERS))
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: full batch)")
     p.add_argument("--samples", type=int, default=200, help="moons: examples per split (default 200)")
     p.add_argument("--seed", type=int, default=0)

@@ -326,82 +326,16 @@ def cmd_gradcheck_rntn(args):
             # the independent reference is the node-by-node forward pass
             print("derivation check: none for the Tree-LSTM (chainrule.derivations has no Tree-LSTM "
                   "derivation; the seeds derive the RNTN/RNN only)")
-            errs = per_node_agreement(model, ds)
+            errs = M.per_node_agreement(model, ds)
             print("batched vs node-by-node reference (chainrule.models.treelstm.loss_per_node): "
                   + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
             checks.append((f"{kind} batched vs node-by-node", max(errs.values()) <= 1e-7))
             continue
-        errs = derivation_agreement(model, ds)
+        errs = R.derivation_agreement(model, ds)
         print("derivation check vs chainrule.derivations.rntn (message passing, leaf_activation=True): "
               + ", ".join(f"{k} {v:.1e}" for k, v in errs.items()))
         checks.append((f"{kind} vs seed 000's derivation", max(errs.values()) <= 1e-7))
     return summary("gradcheck rntn", checks)
-
-
-def _rel(a, b):
-    return float(np.max(np.abs(a - b)) / max(1e-8, np.max(np.abs(a)) + np.max(np.abs(b))))
-
-
-def _engine_grads(params, loss):
-    """Backpropagate ``loss``; the gradient of every tensor of ``params`` as dense float64 arrays
-    (zeros where none reached it); the tensors' ``grad`` is cleared before and after."""
-    for t in params.values():
-        t.grad = None
-    loss.backward()
-    out = {k: np.zeros(t.shape) if t.grad is None else
-           np.asarray(t.grad.to_dense() if hasattr(t.grad, "to_dense") else t.grad, dtype=np.float64)
-           for k, t in params.items()}
-    for t in params.values():
-        t.grad = None
-    return out
-
-
-def per_node_agreement(model, dataset):
-    """Tree-LSTM: relative error per parameter between the gradients of the batched-by-level loss
-    and of the node-by-node reference (:func:`chainrule.models.treelstm.loss_per_node`)."""
-    from ..models import treelstm as T
-    p = model.params()
-    batched, _ = T.loss_batched(p, dataset.batch(np.arange(len(dataset))))
-    reference = T.loss_per_node(p, dataset.encoded)
-    errs = {"loss": abs(batched.item() - reference.item()) / max(1.0, abs(reference.item()))}
-    gb, gr = _engine_grads(p, batched), _engine_grads(p, reference)
-    errs.update({k: _rel(gb[k], gr[k]) for k in p})
-    return errs
-
-
-def nested(e):
-    """An :class:`~chainrule.models.rntn.EncodedTree` as the derivation's nested tuples."""
-    objs = [None] * len(e)
-    for i in range(len(e)):
-        if e.word[i] >= 0:
-            objs[i] = (int(e.label[i]), int(e.word[i]))
-        else:
-            objs[i] = (int(e.label[i]), objs[e.left[i]], objs[e.right[i]])
-    return objs[-1]
-
-
-def derivation_agreement(model, dataset):
-    """Relative error per parameter between the engine's gradient of the batched (unregularised)
-    loss and the seed's hand-derived message passing (:mod:`chainrule.derivations.rntn`)."""
-    from ..derivations import rntn as D
-    from ..models import rntn as R
-    p = model.params()
-    batch = dataset.batch(np.arange(len(dataset)))
-    loss, _ = R.loss_batched(p, batch, model.leaf_tanh)
-    B = len(dataset)
-    eng = {k: g * B for k, g in _engine_grads(p, loss).items()}   # derivation sums over trees
-    d = model.dim
-    dp = {"L": p["L"].data.T.astype(np.float64), "W": p["W"].data.astype(np.float64),
-          "b": p["b"].data.astype(np.float64), "Ws": p["Ws"].data.astype(np.float64),
-          "bs": p["bs"].data.astype(np.float64),
-          "V": p["V"].data.astype(np.float64) if "V" in p else np.zeros((2 * d, 2 * d, d))}
-    trees = [nested(e) for e in dataset.encoded]
-    ref = D.batch_gradients(dp, trees, leaf_activation=model.leaf_tanh)
-    errs = {"loss": abs(float(loss.item()) * B - D.batch_loss(dp, trees, leaf_activation=model.leaf_tanh))
-            / max(1.0, abs(float(loss.item()) * B))}
-    for k in eng:
-        errs[k] = _rel(eng[k], ref[k].T if k == "L" else ref[k])
-    return errs
 
 
 # ------------------------------------------------------------------------------------ registration

@@ -520,3 +520,55 @@ def evaluate(model, dataset, batch_size=256):
 #: the trees across ranks (each predicts a range of trees; the metrics come from all nodes).
 evaluate_sharded = ShardedEvaluation(lambda model, data, lo, hi: predict(model, data, lo=lo, hi=hi),
                                      lambda data, parts: metrics_from_predictions(*parts))
+
+
+# ---------------------------------------------------------------------------------------------
+# The adapter to seed 000's layout (chainrule.derivations.rntn)
+# ---------------------------------------------------------------------------------------------
+def engine_grads(params, loss):
+    """``{name: ∂loss/∂params[name]}`` as dense float64 arrays (zeros where nothing reached a
+    tensor), by :func:`chainrule.gradients`; no ``.grad`` is touched."""
+    from ..autograd import gradients
+    names = list(params)
+    return {k: np.asarray(g, dtype=np.float64) for k, g in zip(names, gradients(loss, [params[k] for k in names]))}
+
+
+def nested(e):
+    """An :class:`EncodedTree` as the derivation's nested tuples: ``(label, word)`` at a leaf,
+    ``(label, left, right)`` inside."""
+    objs = [None] * len(e)
+    for i in range(len(e)):
+        if e.word[i] >= 0:
+            objs[i] = (int(e.label[i]), int(e.word[i]))
+        else:
+            objs[i] = (int(e.label[i]), objs[e.left[i]], objs[e.right[i]])
+    return objs[-1]
+
+
+def derivation_params(model):
+    """An RNTN's (or RNN's: ``V = 0``) parameters in the layout of :mod:`chainrule.derivations.rntn`
+    (float64): ``L`` transposed to (d, |V|) columns; ``W, b, Ws, bs, V`` as they are."""
+    p, d = model.params(), model.dim
+    a = lambda k: p[k].data.astype(np.float64)  # noqa: E731
+    return {"L": a("L").T, "W": a("W"), "b": a("b"), "Ws": a("Ws"), "bs": a("bs"),
+            "V": a("V") if "V" in p else np.zeros((2 * d, 2 * d, d))}
+
+
+def derivation_agreement(model, dataset):
+    """Relative error (:func:`chainrule.derivations.rel_error`) per parameter between the engine's
+    gradient of the batched (unregularised) loss and the seed's hand-derived message passing
+    (:mod:`chainrule.derivations.rntn`), and of the two losses."""
+    from ..derivations import rel_error, rntn as D
+    p = model.params()
+    batch = dataset.batch(np.arange(len(dataset)))
+    loss, _ = loss_batched(p, batch, model.leaf_tanh)
+    B = len(dataset)
+    eng = {k: g * B for k, g in engine_grads(p, loss).items()}   # the derivation sums over trees
+    dp = derivation_params(model)
+    trees = [nested(e) for e in dataset.encoded]
+    ref = D.batch_gradients(dp, trees, leaf_activation=model.leaf_tanh)
+    errs = {"loss": abs(float(loss.item()) * B - D.batch_loss(dp, trees, leaf_activation=model.leaf_tanh))
+            / max(1.0, abs(float(loss.item()) * B))}
+    for k in eng:
+        errs[k] = rel_error(eng[k], ref[k].T if k == "L" else ref[k])
+    return errs

@@ -221,3 +221,18 @@ def make_loss_fn(reg_transform=1e-4, reg_classification=1e-4, reg_words=1e-4, re
     signature as :func:`chainrule.models.rntn.make_loss_fn`; the Tree-LSTM has no tensor, so
     ``reg_tensor`` is unused)."""
     return tree_loss_fn(lambda p, active, ww: penalty(p, active, reg_transform, reg_classification, reg_words, ww))
+
+
+def per_node_agreement(model, dataset):
+    """Relative error (:func:`chainrule.derivations.rel_error`) per parameter between the gradients
+    of the batched-by-level loss and of the node-by-node reference (:func:`loss_per_node`): the
+    Tree-LSTM's independent check (the seeds derive no Tree-LSTM)."""
+    from ..derivations import rel_error
+    from .rntn import engine_grads
+    p = model.params()
+    batched, _ = loss_batched(p, dataset.batch(np.arange(len(dataset))))
+    reference = loss_per_node(p, dataset.encoded)
+    errs = {"loss": abs(batched.item() - reference.item()) / max(1.0, abs(reference.item()))}
+    gb, gr = engine_grads(p, batched), engine_grads(p, reference)
+    errs.update({k: rel_error(gb[k], gr[k]) for k in p})
+    return errs

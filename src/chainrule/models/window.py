@@ -44,17 +44,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import nn
+from .. import losses, nn
 from ..ops import functional as F
-from ..ops.fused import bce_with_logits as _bce_logits_op
-from ..tensor import Tensor
 from ..data import conll
 from ..data.embeddings import Vocab, capitalization_features
 
 __all__ = [
     "WindowClassifier", "WindowData", "TagScheme", "make_windows", "build_vocab", "N_CAPS",
     "CAPS_PAD", "viterbi_iobes", "predict_scores", "predict_tags", "evaluate_model",
-    "make_loss_fn", "make_evaluate_fn", "penalty",
+    "make_loss_fn", "make_evaluate_fn", "penalty", "derivation_params", "derivation_grads", "derivation_agreement",
 ]
 
 N_CAPS = 6      # the 5 capitalisation patterns of embeddings.capitalization_feature + padding
@@ -152,47 +150,52 @@ class WindowClassifier(nn.Module):
 
 
 def penalty(model, C, m):
-    """C/(2m) (‖W‖² + ‖U‖²), the seed's regularisation term (W and U only)."""
-    if not C:
-        return None
-    try:
-        from ..losses import l2_penalty
-    except ImportError:           # pragma: no cover
-        l2_penalty = None
-    params = model.regularized()
-    if l2_penalty is not None:
-        return l2_penalty(params, C=C, m=m)
-    tot = None
-    for p in params:
-        s = F.sum(p * p)
-        tot = s if tot is None else tot + s
-    return tot * (C / (2.0 * m))
+    """C/(2m) (‖W‖² + ‖U‖²), the seed's regularisation term (W and U only): :func:`chainrule.losses.l2_penalty`."""
+    return losses.l2_penalty(model.regularized(), C=C, m=m) if C else None
 
 
-def bce_fused(z, y):
-    """mean_i BCE(sigmoid(z_i), y_i) for logits ``z`` of shape ``(B, 1)``, as one fused op.
+# ---------------------------------------------------------------------------------------------
+# The adapter to seed 002's layout (chainrule.derivations.window)
+# ---------------------------------------------------------------------------------------------
+def derivation_params(model):
+    """The parameters of a binary-head model without capitalisation features in the layout of
+    :mod:`chainrule.derivations.window` (float64 copies): ``L = emb.weightᵀ`` (n, |V|),
+    ``W = hidden.weightᵀ`` (H, n·C), ``b1``, ``U = out.weight[:, 0]`` (H,), ``b2`` (a float)."""
+    if model.head != "binary" or model.caps_dim:
+        raise ValueError("derivation_params: seed 002's model has the binary head and no capitalisation "
+                         f"features (got head={model.head!r}, caps_dim={model.caps_dim})")
+    a = lambda t: np.array(t.data if hasattr(t, "data") else t, dtype=np.float64)  # noqa: E731
+    return {"L": a(model.emb.weight).T, "W": a(model.hidden.weight).T, "b1": a(model.hidden.bias),
+            "U": a(model.out.weight)[:, 0], "b2": float(model.out.bias.data[0])}
 
-    The seed's cost (eq. 11) ``−y log p − (1−y) log(1−p)`` with ``p = σ(z)`` equals
-    ``max(z, 0) − y z + log(1 + e^(−|z|))`` (no overflow), and its gradient ``∂J/∂z = p − y``
-    (eq. 12) is the rule of :func:`chainrule.ops.fused.bce_with_logits`: one engine op, where a
-    two-class softmax cross-entropy of ``[0, z]`` took two and :func:`bce_with_logits` seven; the
-    values agree to rounding (``tests/models/``).
+
+def derivation_grads(model, loss):
+    """The engine's gradients of ``loss`` w.r.t. the model's parameters, mapped to the derivation's
+    layout (the same transposes as :func:`derivation_params`); no ``.grad`` is touched."""
+    from ..autograd import gradients
+    gL, gW, gb1, gU, gb2 = gradients(loss, [model.emb.weight, model.hidden.weight, model.hidden.bias,
+                                            model.out.weight, model.out.bias])
+    return {"L": gL.T, "W": gW.T, "b1": gb1, "U": gU[:, 0], "b2": gb2[0]}
+
+
+def derivation_agreement(model, words, y, C):
+    """Relative differences (:func:`chainrule.derivations.rel_error`) between the engine's gradients
+    of the seed's model and the hand-derived ones of :mod:`chainrule.derivations.window` (same
+    parameters, same batch), and of the two costs J.
+
+    ``model`` must be a float64 binary-head model without capitalisation features.  The batch
+    cost is eq. (1) with ``m`` = batch size.  Returns ``{name: rel_error}`` for ``J, U, b2, W, b1, L``.
     """
-    zd = z.data if isinstance(z, Tensor) else np.asarray(z)
-    y = np.asarray(y, dtype=zd.dtype).reshape(zd.shape)
-    return _bce_logits_op(z, y, 1.0 / max(zd.shape[0], 1))
-
-
-def bce_with_logits(z, y):
-    """mean_i [softplus(z_i) − y_i z_i] = mean BCE(sigmoid(z), y), never overflowing."""
-    try:
-        from ..losses import binary_cross_entropy_with_logits
-    except ImportError:           # pragma: no cover
-        binary_cross_entropy_with_logits = None
-    if binary_cross_entropy_with_logits is not None:
-        return binary_cross_entropy_with_logits(z, y)
-    y = np.asarray(y, dtype=z.dtype)
-    return F.mean(F.softplus(z) - z * y)
+    from ..derivations import rel_error, window as D
+    params = derivation_params(model)
+    yf = np.asarray(y, dtype=np.float64)
+    hand = D.gradients(params, words, yf, C=C)
+    loss, _ = make_loss_fn(C, words.shape[0])(model, (words, None, y))
+    eng = derivation_grads(model, loss)
+    out = {"J": rel_error(D.loss(params, words, yf, C=C), loss.item())}
+    for k in ("U", "b2", "W", "b1", "L"):
+        out[k] = rel_error(hand[k], eng[k])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,8 +413,8 @@ def make_loss_fn(C=0.0, m=1):
     def loss_fn(model, batch):
         words, caps, y = batch
         z = model.scores(words, caps)
-        if model.head == "binary":
-            loss = bce_fused(z, y)
+        if model.head == "binary":       # mean BCE(σ(z), y) from the logits: one fused op (eqs. 11-12)
+            loss = losses.binary_cross_entropy_with_logits(z, np.asarray(y).reshape(z.shape), reduction="batchmean")
             pred = z.data[:, 0] > 0
         else:
             loss = F.softmax_cross_entropy(z, y)

@@ -420,7 +420,7 @@ def dag_loss(g: DAGSpec, cache, y, single=False, reduction="mean"):
 
     Per example: ``squared`` ½ Σ_outputs (o[v] − y_v)²; ``bce`` Σ_outputs softplus(a[v]) − y_v a[v]
     (= −y log o − (1−y) log(1−o) for the sigmoid output o = σ(a)); ``ce``: −log softmax(o[outputs])[c].
-    ``reduction``: ``'mean'`` over the examples (what :meth:`DAGNetwork.fit` minimises) or ``'sum'``
+    ``reduction``: ``'mean'`` over the examples (what :func:`chainrule.models.dag.train` minimises) or ``'sum'``
     (each example's error signals then appear unscaled in ``record_deltas``).
     """
     if reduction not in ("mean", "sum"):
@@ -653,78 +653,3 @@ class DAGNetwork(Module):
             print("  ".join(c.ljust(w) for c, w in zip(r, widths)), file=out)
         print("γ[v] = ∂L/∂a[v] (scalar units), δ[v][i] = ∂L/∂a[v][i] (soft-maximum units), seed 001's notation",
               file=out)
-
-    # ----------------------------------------------------------------- training
-    def fit(self, X, Y, epochs=500, lr=0.1, optimizer="sgd", batch_size=None, seed=0, callback=None):
-        """Train on ``(X, Y)`` with the spec's loss (mean over each batch); returns the loss history
-        (one float per epoch: the mean training loss over that epoch's batches).
-
-        ``optimizer``: ``'sgd'`` (plain gradient descent) or ``'adam'``; uses :mod:`chainrule.optim`
-        when it is available, else an equivalent loop on ``p.data``.  ``batch_size=None`` is full batch
-        (deterministic); otherwise the examples are shuffled each epoch with ``seed``.
-        ``callback(epoch, loss)`` is called after every epoch.
-        """
-        if optimizer not in ("sgd", "adam"):
-            raise ValueError(f"fit: optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-        X = np.asarray(X, dtype=self._dtype())
-        Y = np.asarray(Y)
-        if X.ndim == 1:
-            X = X.reshape(1, -1)
-        n = X.shape[0]
-        if Y.shape[0] != n:
-            raise ValueError(f"fit: {n} inputs but {Y.shape[0]} targets")
-        params = list(self.parameters())
-        step = _make_optimizer(params, optimizer, lr)
-        rng = np.random.default_rng(seed)
-        bs = n if not batch_size else int(batch_size)
-        history = []
-        for epoch in range(epochs):
-            order = np.arange(n) if bs >= n else rng.permutation(n)
-            total = 0.0
-            for s in range(0, n, bs):
-                idx = order[s:s + bs]
-                for p in params:
-                    p.grad = None
-                L = self.loss(X[idx], Y[idx])
-                L.backward()
-                step()
-                total += float(L.item()) * len(idx)
-            history.append(total / n)
-            if callback is not None:
-                callback(epoch, history[-1])
-        return history
-
-
-def _make_optimizer(params, kind, lr):
-    """A zero-argument ``step()`` updating ``params`` from their ``.grad``."""
-    try:
-        from .. import optim
-        cls = getattr(optim, "SGD" if kind == "sgd" else "Adam")
-        opt = cls(params, lr=lr)
-        return opt.step
-    except (ImportError, AttributeError, TypeError):
-        pass
-    if kind == "sgd":
-        def step():
-            for p in params:
-                if p.grad is not None:
-                    p.data -= lr * np.asarray(p.grad, dtype=p.dtype)
-        return step
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    m = [np.zeros_like(p.data) for p in params]
-    v = [np.zeros_like(p.data) for p in params]
-    t = [0]
-
-    def step():
-        t[0] += 1
-        c1, c2 = 1 - b1 ** t[0], 1 - b2 ** t[0]
-        for p, mi, vi in zip(params, m, v):
-            if p.grad is None:
-                continue
-            g = np.asarray(p.grad, dtype=p.dtype)
-            mi *= b1
-            mi += (1 - b1) * g
-            vi *= b2
-            vi += (1 - b2) * g * g
-            p.data -= lr * (mi / c1) / (np.sqrt(vi / c2) + eps)
-    return step
