@@ -68,3 +68,15 @@ def test_person_task_seed_sgd(ner_dir, tmp_path, capsys):
 def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "window", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "eng.train" in capsys.readouterr().err
+
+
+def test_an_empty_split_file_is_refused(ner_dir, tmp_path, capsys):
+    """An empty eng.testa was accepted, so model selection ran on nothing (issue 14)."""
+    import shutil
+    d = tmp_path / "ner_empty_dev"
+    shutil.copytree(ner_dir, d)
+    (d / "eng.testa").write_text("-DOCSTART- -X- O O\n\n")
+    rc = main(["train", "window", "--data-dir", str(d), "--epochs", "1", "--out", str(tmp_path / "r"),
+               "--no-progress"])
+    assert rc == 2
+    assert "eng.testa: no sentences in the file" in capsys.readouterr().err

@@ -77,6 +77,8 @@ def read_splits(data_dir):
             raise FileNotFoundError(f"train window: {path} not found; --data-dir must hold "
                                     f"{', '.join(SPLIT_FILES.values())} (CoNLL-2003 format)")
         out[split] = read_conll(path)
+        if not out[split]:     # model selection (dev) or the report (test) would run on nothing
+            raise ValueError(f"{path}: no sentences in the file; the {split} split cannot be empty")
     return out
 
 
