@@ -98,13 +98,12 @@ def main(argv=None):
         _limit_threads(args.threads)
     name = " ".join(v for v in (getattr(args, "command", None), getattr(args, "model", None)) if isinstance(v, str))
     try:
-        rc = _distributed(args, argv)
-    except (ImportError, ValueError) as e:
-        print(f"chainrule {name}: error: {e}", file=sys.stderr)
-        return 2
-    if rc is not None:
-        return rc
-    try:
+        try:
+            rc = _distributed(args, argv)     # --workers N: relaunch under mpiexec; under mpiexec: start MPI
+        except ImportError as e:
+            raise ValueError(str(e)) from None
+        if rc is not None:
+            return rc
         rc = args.func(args) or 0
         sys.stdout.flush()          # a reader that went away shows up here, not at interpreter exit
         return rc

@@ -91,7 +91,7 @@ def _fetch(args, path):
 class _Plan:
     """What one capture recorded: the nodes in construction order, how to get each input, the
     backward call and the optimizer calls around it, and how to build the return value."""
-    __slots__ = ("ops", "order", "root", "seed", "events", "ret", "leaves", "key")
+    __slots__ = ("ops", "order", "root", "seed", "events", "ret", "leaves", "key", "fast")
 
 
 def _resolve(x, arrays_by_id, bases, slot_of):
@@ -199,6 +199,7 @@ def _build(root, seed, events, ret, args):
     plan.order = list(range(len(nodes) - 1, -1, -1))        # backward: decreasing sequence number
     plan.leaves = leaves
     plan.ret = _ret_recipe(ret, index, slot_of)
+    plan.fast = None
     return plan
 
 
@@ -231,7 +232,10 @@ def _plans_agree(a, b):
 
 
 # ------------------------------------------------------------------------------------ replay
-def _replay(plan, args):
+def _replay(plan, args, log=None):
+    """Run ``plan`` by interpretation; with ``log`` (a list), record every data-flow decision the
+    backward loop takes (which glue each gradient needs, how it is accumulated), from which
+    :func:`_codegen` writes the same computation as straight-line code."""
     ops = plan.ops
     vals = [None] * len(ops)
     saved = [None] * len(ops)
@@ -241,11 +245,15 @@ def _replay(plan, args):
             out, saved[i] = op.forward(*xs, **{k: _value(r, args, vals) for k, r in kws.items()})
         else:
             out, saved[i] = op.forward(*xs)
-        vals[i] = out if type(out) is np.ndarray else np.asarray(out)
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+            if log is not None:
+                log.append(("asarray", i))
+        vals[i] = out
     result = None
     for ev in plan.events:
         if ev[0] == "backward":
-            _backward(plan, vals, saved)
+            _backward(plan, vals, saved, log)
             result = _ret_value(plan.ret, vals)
         elif ev[0] == "zero_grad":
             ev[1].zero_grad(**ev[2])
@@ -264,7 +272,7 @@ def _ret_value(r, vals):
     return r[1](_ret_value(x, vals) for x in r[2])
 
 
-def _backward(plan, vals, saved):
+def _backward(plan, vals, saved, log=None):
     """The engine's backward loop (:func:`chainrule.autograd.run_backward`) over the plan: the same
     rules in the same order with the same accumulation, without graph objects."""
     ops = plan.ops
@@ -280,50 +288,167 @@ def _backward(plan, vals, saved):
         op, _, _, needs, parents, _, _ = ops[i]
         outs = op.backward(g, saved[i], needs)
         saved[i] = None
-        for p, gi in zip(parents, outs):
+        if log is not None:
+            log.append(("bwd", i))
+        for k, (p, gi) in enumerate(zip(parents, outs)):
             if p is None or gi is None:
                 continue
+            glue = []
             if p[0] == "node":
                 j = p[1]
                 shape, dtype = ops[j][5], ops[j][6]
                 if gi.shape != shape:
                     gi = unbroadcast(gi, shape)
+                    glue.append(("unb", shape))
                 if gi.dtype != dtype:
                     gi = gi.astype(dtype)
+                    glue.append(("astype", dtype))
                 if type(gi) is RowSparseGrad:
                     gi = gi.to_dense()
+                    glue.append(("dense",))
                 if j in grads:
                     if j in owned:
                         grads[j] += gi
+                        how = "iadd"
                     else:
                         grads[j] = accumulate(grads[j], gi)
                         owned.add(j)
+                        how = "acc"
                 else:
                     grads[j] = gi
+                    how = "set"
+                if log is not None:
+                    log.append(("to_node", i, k, j, tuple(glue), how))
             else:
                 t = p[1]
                 d = t.data
                 if gi.shape != d.shape:
                     gi = unbroadcast(gi, d.shape)
+                    glue.append(("unb", d.shape))
                 if gi.dtype != d.dtype:
                     gi = gi.astype(d.dtype)
-                k = id(t)
-                ent = leaf.get(k)
+                    glue.append(("astype", d.dtype))
+                key = id(t)
+                ent = leaf.get(key)
                 if ent is None:
-                    leaf[k] = [t, gi, ag._fresh(gi, g, outs)]
+                    leaf[key] = [t, gi, ag._fresh(gi, g, outs)]
+                    how = ("new", leaf[key][2])
                 elif ent[2] and type(ent[1]) is np.ndarray and type(gi) is not RowSparseGrad:
                     ent[1] += gi
+                    how = ("iadd",)
                 else:
                     ent[1] = accumulate(ent[1], gi)
                     ent[2] = True
+                    how = ("acc",)
+                if log is not None:
+                    log.append(("to_leaf", i, k, t, tuple(glue), how))
     for t, g, own in leaf.values():
-        if t.grad is None:
-            t.grad = g if own else (g.copy() if type(g) is not RowSparseGrad
-                                    else RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape))
-        elif type(t.grad) is np.ndarray and type(g) is not RowSparseGrad:
-            t.grad += g
+        _set_leaf_grad(t, g, own)
+
+
+def _set_leaf_grad(t, g, own):
+    """What run_backward does with a leaf's summed gradient (no capture, no hooks)."""
+    if t.grad is None:
+        t.grad = g if own else (g.copy() if type(g) is not RowSparseGrad
+                                else RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape))
+    elif type(t.grad) is np.ndarray and type(g) is not RowSparseGrad:
+        t.grad += g
+    else:
+        t.grad = accumulate(t.grad, g)
+
+
+def _codegen(plan, log):
+    """The plan as one straight-line Python function ``run(args)``: the forward rules, then the
+    backward rules with exactly the glue and accumulation ``log`` recorded, then the optimizer
+    calls -- no interpretation, no dicts, no per-op dispatch."""
+    ns = {"np": np, "_value": _value, "_unb": unbroadcast, "_acc": accumulate, "_set_leaf_grad": _set_leaf_grad,
+          "_wrap": Tensor._wrap, "_asarray": np.asarray}
+    lines = ["def run(args):"]
+    emit = lines.append
+    ops = plan.ops
+    asarr = {e[1] for e in log if e[0] == "asarray"}
+
+    def name(obj, prefix):
+        k = f"{prefix}{len(ns)}"
+        ns[k] = obj
+        return k
+
+    def expr(r):
+        if r[0] == "slot":
+            return f"v{r[1]}"
+        if r[0] == "leaf":
+            return f"{name(r[1], 'T')}.data"
+        if r[0] == "const":
+            return name(r[1], "C")
+        return f"_value({name(r, 'R')}, args, None)"
+
+    for i, (op, ins, kws, _, _, _, _) in enumerate(ops):
+        a = [expr(r) for r in ins] + [f"{k}={expr(r)}" for k, r in (kws or {}).items()]
+        emit(f"    v{i}, s{i} = {name(op.forward, 'F')}({', '.join(a)})")
+        if i in asarr:
+            emit(f"    v{i} = _asarray(v{i})")
+    result = "None"
+    leaves = {}
+    for ev in plan.events:
+        if ev[0] == "zero_grad":
+            emit(f"    {name(ev[1], 'O')}.zero_grad(**{name(ev[2], 'K')})")
+        elif ev[0] == "step":
+            emit(f"    {name(ev[1], 'O')}.step()")
         else:
-            t.grad = accumulate(t.grad, g)
+            seed = plan.seed if plan.seed is not None else np.ones(ops[plan.root][5], dtype=ops[plan.root][6])
+            seed.setflags(write=False)
+            emit(f"    g{plan.root} = {name(seed, 'S')}")
+            for e in log:
+                if e[0] == "bwd":
+                    i = e[1]
+                    op, needs = ops[i][0], ops[i][3]
+                    emit(f"    o = {name(op.backward, 'B')}(g{i}, s{i}, {name(needs, 'N')}); s{i} = None")
+                elif e[0] in ("to_node", "to_leaf"):
+                    _, i, k, tgt, glue, how = e
+                    emit(f"    t = o[{k}]")
+                    for gl in glue:
+                        if gl[0] == "unb":
+                            emit(f"    t = _unb(t, {gl[1]!r})")
+                        elif gl[0] == "astype":
+                            emit(f"    t = t.astype({name(gl[1], 'D')})")
+                        else:
+                            emit("    t = t.to_dense()")
+                    if e[0] == "to_node":
+                        emit({"set": f"    g{tgt} = t", "iadd": f"    g{tgt} += t",
+                              "acc": f"    g{tgt} = _acc(g{tgt}, t)"}[how])
+                    else:
+                        lk = leaves.setdefault(id(tgt), (len(leaves), tgt))[0]
+                        if how[0] == "new":         # a glue result is an array nobody else holds
+                            emit(f"    l{lk} = t; f{lk} = {how[1] or bool(glue)}")
+                        elif how[0] == "iadd":
+                            emit(f"    l{lk} += t")
+                        else:
+                            emit(f"    l{lk} = _acc(l{lk}, t); f{lk} = True")
+            for lk, t in leaves.values():
+                emit(f"    _set_leaf_grad({name(t, 'T')}, l{lk}, f{lk})")
+            result = _ret_expr(plan.ret, name)
+    emit(f"    return {result}")
+    src = "\n".join(lines)
+    exec(compile_source(src), ns)             # noqa: S102 -- code written above from the plan
+    run = ns["run"]
+    run.source = src
+    return run
+
+
+def compile_source(src):
+    import builtins
+    return builtins.compile(src, "<chainrule.compile plan>", "exec")
+
+
+def _ret_expr(r, name):
+    if r[0] == "none":
+        return "None"
+    if r[0] == "tensor":
+        return f"_wrap(v{r[1]})"
+    if r[0] == "leaf":
+        return name(r[1], "T")
+    items = ", ".join(_ret_expr(x, name) for x in r[2])
+    return f"{name(r[1], 'Y')}(({items},))"
 
 
 # ------------------------------------------------------------------------------------ capture
@@ -397,14 +522,23 @@ class Compiled:
         if self.fallback_reason is not None:
             self.stats["eager"] += 1
             return self.fn(*args)
-        _, sig = _walk(args)
+        if all(type(a) is np.ndarray for a in args):          # the common case, quickly
+            sig = tuple((a.shape, a.dtype.str, a.strides) for a in args)
+        else:
+            sig = _walk(args)[1]
         plan = self._plans.get(sig)
         if plan is not None:
             self.stats["replays"] += 1
-            return _replay(plan, args)
+            if plan.fast is not None:
+                return plan.fast(args)
+            log = []
+            out = _replay(plan, args, log)            # the first replay interprets and logs,
+            plan.fast = _codegen(plan, log)           # later ones run the plan as written code
+            return out
         return self._capture(sig, args)
 
     def _capture(self, sig, args):
+        """Run the step eagerly while recording it; keep the plan once two captures agree."""
         if STATE.anomaly or STATE.deltas is not None or STATE.forward:
             self._fallback("detect_anomaly, record_deltas or record_forward is active")
             return self.fn(*args)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .creation import _shape
 from .tensor import Tensor, get_default_dtype
 
 __all__ = ["manual_seed", "seed", "default_generator", "get_rng_state", "set_rng_state", "rand", "randn",
@@ -58,18 +59,6 @@ def set_rng_state(state):
     g = np.random.default_rng()
     g.bit_generator.state = state
     _GEN[0] = g
-
-
-def _shape(size, where):
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    try:
-        shape = tuple(int(s) for s in size)
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: the shape must be integers, got {size!r}") from None
-    if any(s < 0 for s in shape):
-        raise ValueError(f"{where}: negative dimension in shape {shape}")
-    return shape
 
 
 def _gen(generator):

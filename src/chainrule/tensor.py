@@ -358,23 +358,13 @@ class Tensor:
                 f"use 'y = cr.index_put(x, idx, values)' (or 'cr.where(mask, values, x)'): gradients then flow "
                 f"to both x and values" + (" (or assign under 'with cr.no_grad():' to change a parameter's values)"
                                            if self._node is None else ""))
-        if isinstance(idx, Tensor):
-            idx = idx.data
-        elif isinstance(idx, tuple):
-            idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
-        self.data[idx] = _data(value)
+        self.data[plain_index(idx)] = _data(value)
 
     def __abs__(self):
         return apply(R.ABS, (self,))
 
     def __getitem__(self, idx):
-        if isinstance(idx, Tensor):
-            idx = idx.data
-        elif isinstance(idx, tuple):
-            idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
-        elif isinstance(idx, list):
-            idx = np.asarray(idx)
-        return apply(R.GETITEM, (self,), {"idx": idx})
+        return apply(R.GETITEM, (self,), {"idx": plain_index(idx)})
 
     # comparisons give plain boolean tensors (no gradient)
     def __lt__(self, o):
@@ -516,6 +506,18 @@ def F():
     """The functional ops module (imported lazily: it imports this one)."""
     from .ops import functional
     return functional
+
+
+def plain_index(idx):
+    """An index with its Tensors replaced by their arrays (and a list made an array, NumPy's
+    integer-array index)."""
+    if isinstance(idx, Tensor):
+        return idx.data
+    if isinstance(idx, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+    if isinstance(idx, list):
+        return np.asarray(idx)
+    return idx
 
 
 def _data(o):

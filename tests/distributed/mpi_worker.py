@@ -19,6 +19,7 @@ from chainrule import optim
 from chainrule.train import ArrayDataset, TrainConfig, Trainer
 
 EPOCHS = 2
+VAL = int(os.environ.get("CHAINRULE_TEST_VAL", 0)) or None    # a validation set of this many examples (sentences)
 
 
 def setup_mlp():
@@ -31,7 +32,7 @@ def setup_mlp():
     opt = optim.Adam(model.parameters(), lr=1e-2)
     # 250 training examples, global batch 24: ten full batches and a last one of 10 (uneven on 3 ranks)
     return (model, opt, mlp.make_loss_fn(config, 10), mlp.make_evaluate_fn(config, 10, batch_size=64),
-            ArrayDataset(x[:250], y[:250]), ArrayDataset(x[250:], y[250:]), 24)
+            ArrayDataset(x[:250], y[:250]), ArrayDataset(x[250:250 + (VAL or 150)], y[250:250 + (VAL or 150)]), 24)
 
 
 def _ner_sentences(rng, n):
@@ -54,7 +55,7 @@ def _ner_sentences(rng, n):
 def setup_window():
     from chainrule.models import window as W
     rng = np.random.default_rng(5)
-    train_s, val_s = _ner_sentences(rng, 40), _ner_sentences(rng, 15)
+    train_s, val_s = _ner_sentences(rng, 40), _ner_sentences(rng, VAL or 15)
     vocab = W.build_vocab(train_s, min_count=1)
     scheme = W.TagScheme("types", ["PER"])
     model = W.WindowClassifier(len(vocab), 6, window=3, hidden=8, n_tags=len(scheme), head="softmax",
@@ -74,7 +75,7 @@ def _sst(n_train, n_val):
 def setup_rntn():
     # the default recipe's penalty on W, b, V, Ws and on the word vectors the batch used
     from chainrule.models import rntn as M
-    train_t, val_t = _sst(30, 12)
+    train_t, val_t = _sst(30, VAL or 12)
     vocab = M.Vocab.from_trees(train_t)
     model = M.build_model({"model": "rntn", "dim": 4}, vocab, seed=4, dtype=np.float64)
     opt = optim.AdaGrad(model.parameters(), lr=0.05)
@@ -82,10 +83,22 @@ def setup_rntn():
             M.TreeDataset(train_t, vocab), M.TreeDataset(val_t, vocab), 7)
 
 
+def setup_treelstm():
+    # the Tree-LSTM's level-batched step through the same TreeDataset split and word penalty
+    from chainrule.models import rntn as R
+    from chainrule.models import treelstm as M
+    train_t, val_t = _sst(20, VAL or 8)
+    vocab = R.Vocab.from_trees(train_t)
+    model = M.build_model({"dim": 4, "hidden": 5}, vocab, seed=7, dtype=np.float64)
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    return (model, opt, M.make_loss_fn(1e-2, 1e-2, 1e-2), M.evaluate_sharded,
+            R.TreeDataset(train_t, vocab), R.TreeDataset(val_t, vocab), 6)
+
+
 def setup_lstm():
     # buckets of sentences of similar length (a dataset of batches) split inside each bucket
     from chainrule.models import sequence as S
-    train_t, val_t = _sst(36, 12)
+    train_t, val_t = _sst(36, VAL or 12)
     vocab = S.build_vocab(train_t)
     model = S.SequenceClassifier(len(vocab), embed_dim=5, hidden_size=6, dropout=0.0, seed=6, dtype=np.float64)
     opt = optim.Adam(model.parameters(), lr=1e-2)
@@ -95,13 +108,15 @@ def setup_lstm():
     return model, opt, S.make_loss_fn(), S.evaluate_sharded, buckets, val, 1
 
 
-SETUPS = {"mlp": setup_mlp, "window": setup_window, "rntn": setup_rntn, "lstm": setup_lstm}
+SETUPS = {"mlp": setup_mlp, "window": setup_window, "rntn": setup_rntn, "treelstm": setup_treelstm,
+          "lstm": setup_lstm}
 
 
 def with_fault(loss_fn, spec):
-    """CHAINRULE_TEST_FAULT=KIND:RANK:STEP -- on that rank at that step (1-based) raise an error
-    (KIND raise) or never come back (KIND hang)."""
-    kind, at_rank, at_step = spec.split(":")
+    """CHAINRULE_TEST_FAULT=KIND:RANK:STEP[:MODEL] -- on that rank at that step (1-based) raise an
+    error (KIND raise), never come back (KIND hang) or send itself SIGINT (KIND sigint: Ctrl-C on
+    one rank only); with MODEL, only while training that model."""
+    kind, at_rank, at_step = spec.split(":")[:3]
     calls = [0]
 
     def wrapped(model, batch):
@@ -109,6 +124,10 @@ def with_fault(loss_fn, spec):
         if D.rank() == int(at_rank) and calls[0] == int(at_step):
             if kind == "raise":
                 raise RuntimeError(f"injected failure at step {at_step}")
+            if kind == "sigint":
+                import signal
+                os.kill(os.getpid(), signal.SIGINT)
+                return loss_fn(model, batch)
             import time
             time.sleep(3600)
         return loss_fn(model, batch)
@@ -122,8 +141,9 @@ def main(out_dir, names):
     ckpt = os.environ.get("CHAINRULE_TEST_CKPT")
     for name in names:
         model, opt, loss_fn, evaluate_fn, train, val, batch = SETUPS[name]()
-        if os.environ.get("CHAINRULE_TEST_FAULT"):
-            loss_fn = with_fault(loss_fn, os.environ["CHAINRULE_TEST_FAULT"])
+        fault = os.environ.get("CHAINRULE_TEST_FAULT", "")
+        if fault and fault.split(":")[3:] in ([], [name]):
+            loss_fn = with_fault(loss_fn, fault)
         tc = TrainConfig(epochs=epochs, batch_size=batch, seed=3, progress=False,
                          out_dir=os.path.join(ckpt, name) if ckpt else None)
         trainer = Trainer(model, opt, loss_fn, evaluate_fn, tc,
@@ -132,7 +152,12 @@ def main(out_dir, names):
             np.savez(os.path.join(out_dir, f"{name}.init.npz"), **{n: p.data for n, p in model.named_parameters()})
         if os.environ.get("CHAINRULE_TEST_RESUME"):
             trainer.load(os.path.join(ckpt, name, "last.safetensors"))
-        trainer.fit(train, val)
+        try:
+            trainer.fit(train, val)
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted at epoch {trainer.epoch + 1} batch {trainer.batch} on rank {D.rank()}",
+                  flush=True, file=sys.stderr)
+            continue
         ev = trainer._evaluate(val)
         if D.is_main():
             np.savez(os.path.join(out_dir, f"{name}.npz"), **{n: p.data for n, p in model.named_parameters()})

@@ -21,7 +21,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "mpi_worker.py")
 SRC = os.path.normpath(os.path.join(HERE, "..", "..", "src"))
-MODELS = ["mlp", "window", "rntn", "lstm"]
+MODELS = ["mlp", "window", "rntn", "treelstm", "lstm"]
 RTOL = 1e-10
 
 
@@ -29,7 +29,7 @@ def env(**extra):
     e = dict(os.environ)
     e["PYTHONPATH"] = os.pathsep.join([SRC] + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
     e["OPENBLAS_NUM_THREADS"] = e["OMP_NUM_THREADS"] = "1"
-    for k in ("CHAINRULE_TEST_FAULT", "CHAINRULE_TEST_CKPT", "CHAINRULE_TEST_RESUME", "CHAINRULE_TEST_EPOCHS",
+    for k in ("CHAINRULE_TEST_FAULT", "CHAINRULE_TEST_VAL", "CHAINRULE_TEST_CKPT", "CHAINRULE_TEST_RESUME", "CHAINRULE_TEST_EPOCHS",
               "CHAINRULE_DIST_TIMEOUT"):
         e.pop(k, None)
     e.update({k: str(v) for k, v in extra.items()})
@@ -110,34 +110,50 @@ def test_only_rank_0_prints(runs):
 
 
 @pytest.mark.slow
-def test_resume_under_n_ranks_is_bit_for_bit(tmp_path, runs):
-    """Two ranks for one epoch, then resume on two ranks: bit for bit the straight 2-rank run."""
-    ck, models = tmp_path / "ck", ["mlp", "rntn"]
-    r = run(2, tmp_path, *models, CHAINRULE_TEST_CKPT=ck, CHAINRULE_TEST_EPOCHS=1)
+def test_resume(tmp_path, runs):
+    """Checkpoints of 2 ranks: the MLP interrupted by SIGINT to rank 1 alone inside step 4 (it
+    travels with that step's allreduce: both ranks stop after batch 4, rank 0 saves), the RNTN and
+    the window tagger after one epoch.  Resumed on 2 ranks, the MLP and the RNTN end bit for bit
+    where the straight 2-rank run ends; the tagger resumed on 3 ranks (same global batch) equals one
+    process to rounding (rtol 1e-10), not bit for bit: the sums are taken in another order."""
+    ck = tmp_path / "ck"
+    first = run(2, tmp_path, "mlp", "rntn", "window", CHAINRULE_TEST_CKPT=ck, CHAINRULE_TEST_EPOCHS=1,
+                CHAINRULE_TEST_FAULT="sigint:1:4:mlp")
+    assert first.returncode == 0, first.stderr
+    stops = sorted(ln for ln in first.stderr.splitlines() if ln.startswith("mlp: interrupted"))
+    assert stops == ["mlp: interrupted at epoch 1 batch 4 on rank 0", "mlp: interrupted at epoch 1 batch 4 on rank 1"]
+    r = run(2, tmp_path, "mlp", "rntn", CHAINRULE_TEST_CKPT=ck, CHAINRULE_TEST_RESUME=1)
     assert r.returncode == 0, r.stderr
-    r = run(2, tmp_path, *models, CHAINRULE_TEST_CKPT=ck, CHAINRULE_TEST_RESUME=1)
-    assert r.returncode == 0, r.stderr
-    for model in models:
+    for model in ("mlp", "rntn"):
         straight, _ = load(runs[2][0], model)
         resumed, info = load(tmp_path, model)
         for k in straight:
             assert np.array_equal(resumed[k], straight[k]), (model, k)
         assert len(info["history"]) == 2
-
-
-@pytest.mark.slow
-def test_resume_n_to_m_ranks(tmp_path, runs):
-    """A checkpoint of 2 ranks resumed on 3 (same global batch): the same training as one process
-    to rounding (rtol 1e-10), not bit for bit -- the sums are taken in another order."""
-    ck = tmp_path / "ck"
-    r = run(2, tmp_path, "window", CHAINRULE_TEST_CKPT=ck, CHAINRULE_TEST_EPOCHS=1)
-    assert r.returncode == 0, r.stderr
     r = run(3, tmp_path, "window", CHAINRULE_TEST_CKPT=ck, CHAINRULE_TEST_RESUME=1)
     assert r.returncode == 0, r.stderr
     one, _ = load(runs[1][0], "window")
     resumed, info = load(tmp_path, "window")
     assert info["world_size"] == 3
     assert_same_params(one, resumed, "window, 2 ranks then 3 ranks vs 1 process")
+
+
+def test_evaluation_with_fewer_examples_than_ranks(tmp_path):
+    """Validation sets of 2 examples on 3 ranks: one rank predicts nothing; the numbers still equal
+    one process's."""
+    one, many = tmp_path / "one", tmp_path / "many"
+    one.mkdir()
+    many.mkdir()
+    models = ["mlp", "rntn", "lstm"]
+    for n, d in ((1, one), (3, many)):
+        r = run(n, d, *models, CHAINRULE_TEST_VAL=2, CHAINRULE_TEST_EPOCHS=1)
+        assert r.returncode == 0, r.stderr
+    for model in models:
+        _, a = load(one, model)
+        _, b = load(many, model)
+        assert a["eval"].keys() == b["eval"].keys()
+        for key, v in a["eval"].items():
+            assert b["eval"][key] == pytest.approx(v, rel=1e-12, nan_ok=True), (model, key)
 
 
 def test_exception_on_one_rank_stops_all(tmp_path):

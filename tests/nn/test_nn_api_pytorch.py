@@ -131,3 +131,13 @@ def test_dtype_promotion_rule_of_layers():
     mlp = nn.MLP([3, 4, 2], seed=0)
     assert mlp(x64).dtype == np.float32
     assert mlp.to(np.float64)(x64.astype(np.float32)).dtype == np.float64
+
+
+def test_dtype_promotion_rule_of_recurrent_and_attention_layers():
+    x = np.ones((2, 4, 3))                                         # float64 data, float32 layers
+    cr.manual_seed(0)
+    assert nn.LSTM(3, 5)(x)[0].dtype == np.float32
+    assert nn.GRU(3, 5)(x)[0].dtype == np.float32
+    assert nn.LSTMCell(3, 5)(x[:, 0])[0].dtype == np.float32
+    assert nn.GRUCell(3, 5)(x[:, 0]).dtype == np.float32
+    assert nn.MultiHeadAttention(3, 1)(x).dtype == np.float32

@@ -17,6 +17,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..tensor import Tensor
+from ..tensor import _HookHandle as RemovableHandle  # one handle class: remove() unregisters
 
 __all__ = ["Parameter", "Module", "ModuleList", "ModuleDict", "Sequential", "StateDictError", "LoadResult",
            "RemovableHandle"]
@@ -351,18 +352,6 @@ class Module:
             return f"{type(self).__name__}({extra})"
         head = f"{type(self).__name__}(" + (extra + "," if extra else "")
         return head + "\n  " + "\n  ".join(lines) + "\n)"
-
-
-class RemovableHandle:
-    """Returned by the ``register_*_hook`` methods: ``remove()`` unregisters the hook."""
-    __slots__ = ("_lst", "_fn")
-
-    def __init__(self, lst, fn):
-        self._lst, self._fn = lst, fn
-
-    def remove(self):
-        if self._fn in self._lst:
-            self._lst.remove(self._fn)
 
 
 def _as_buffer(value, where):

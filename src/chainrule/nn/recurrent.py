@@ -41,6 +41,7 @@ import numpy as np
 from ..ops import rules as R
 from ..tensor import Tensor, apply, get_default_dtype
 from . import init as _init
+from .layers import match_dtype
 from .module import Module, ModuleList, Parameter
 
 __all__ = ["LSTMCell", "GRUCell", "LSTM", "GRU", "lengths_to_mask"]
@@ -229,6 +230,7 @@ class LSTMCell(Module):
         """x (N, D); state (h, c) or None (zeros); mask (N,) booleans or None.  Returns (h', c')."""
         h, c = (None, None) if state is None else state
         m = None if mask is None else np.asarray(_data(mask), dtype=bool).reshape(-1, 1)
+        x = match_dtype(x, self.weight_ih.dtype, "LSTMCell")       # the layers' dtype rule (nn.layers)
         h2, c2, _ = self.step(x, h, c, mask=m)
         return h2, c2
 
@@ -311,6 +313,7 @@ class GRUCell(Module):
     def forward(self, x, h=None, mask=None):
         """x (N, D); h (N, H) or None (zeros); mask (N,) booleans or None.  Returns h'."""
         m = None if mask is None else np.asarray(_data(mask), dtype=bool).reshape(-1, 1)
+        x = match_dtype(x, self.weight_ih.dtype, "GRUCell")        # the layers' dtype rule (nn.layers)
         return self.step(x, h, mask=m)[0]
 
     def extra_repr(self):
@@ -378,6 +381,8 @@ class _Recurrent(Module):
         list of T top-layer outputs (N, H·dirs) (None if ``outputs=False``) and ``finals`` a list of
         (h_T, c_T) per layer and direction (c_T None for a GRU)."""
         name = type(self).__name__
+        if isinstance(x, (Tensor, np.ndarray)):                  # the layers' dtype rule (nn.layers)
+            x = match_dtype(x, self.cells[0].weight_ih.dtype, name)
         xs, N, T, D = _steps(x, name)
         if D != self.input_size:
             raise ValueError(f"{name}(input_size={self.input_size}): input steps of size {D}")

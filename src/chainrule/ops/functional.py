@@ -11,7 +11,7 @@ import builtins
 import numpy as np
 
 from .. import random as _random
-from ..tensor import Tensor, apply
+from ..tensor import Tensor, apply, plain_index
 from . import rules as R
 
 __all__ = [
@@ -485,12 +485,7 @@ def index_put(x, idx, values):
     gathered into x's shape through an integer index, so the gradient is the engine's getitem
     scatter-add.  ``t[idx] = v`` on a tensor that requires grad refuses and points here."""
     a = _arr(x)
-    if isinstance(idx, Tensor):
-        idx = idx.data
-    elif isinstance(idx, tuple):
-        idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
-    elif isinstance(idx, list):
-        idx = np.asarray(idx)
+    idx = plain_index(idx)
     try:
         target_shape = a[idx].shape
         v = _arr(values)
