@@ -213,3 +213,20 @@ def test_evaluate_accepts_a_run_directory(tmp_path, capsys):
     assert "best.safetensors" in capsys.readouterr().out
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "without best.safetensors or last.safetensors" in capsys.readouterr().err
+
+
+def test_blas_threads_default_to_one_unless_the_user_chose(monkeypatch):
+    import argparse
+    from chainrule.cli import BLAS_THREAD_ENV, default_threads
+    for v in BLAS_THREAD_ENV:
+        monkeypatch.delenv(v, raising=False)
+    assert default_threads(argparse.Namespace()) == 1
+    assert default_threads(argparse.Namespace(threads=3)) == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert default_threads(argparse.Namespace()) is None
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_THREAD_ENV}
+    env["PYTHONPATH"] = os.path.join(os.path.dirname(__file__), "..", "..", "src")
+    code = ("from chainrule.cli import main; from threadpoolctl import threadpool_info; "
+            "main(['gradcheck', 'mlp']); print('THREADS', {i['num_threads'] for i in threadpool_info()})")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "THREADS {1}" in p.stdout, p.stdout + p.stderr

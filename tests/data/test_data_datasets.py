@@ -120,7 +120,7 @@ def test_read_idx_truncated_and_oversized(tmp_path):
     with pytest.raises(D.IdxFormatError, match="extra bytes"):
         D.read_idx(p)
     p.write_bytes(gzip.compress(full)[:-12])  # a cut gzip stream
-    with pytest.raises(D.IdxFormatError, match="not a valid gzip file"):
+    with pytest.raises(D.IdxFormatError, match="not a valid gzip file|gzip stream ends early"):
         D.read_idx(p)
 
 
