@@ -286,7 +286,7 @@ def _backward(plan, vals, saved, log=None):
         if g is None:
             continue
         op, _, _, needs, parents, _, _ = ops[i]
-        outs = op.backward(g, saved[i], needs)
+        outs = op.backward(g, needs, *saved[i])
         saved[i] = None
         if log is not None:
             log.append(("bwd", i))
@@ -331,7 +331,7 @@ def _backward(plan, vals, saved, log=None):
                 key = id(t)
                 ent = leaf.get(key)
                 if ent is None:
-                    leaf[key] = [t, gi, ag._fresh(gi, g, outs)]
+                    leaf[key] = [t, gi, type(gi) is np.ndarray and gi.base is None and gi is not g]  # as run_backward
                     how = ("new", leaf[key][2])
                 elif ent[2] and type(ent[1]) is np.ndarray and type(gi) is not RowSparseGrad:
                     ent[1] += gi
@@ -402,7 +402,7 @@ def _codegen(plan, log):
                 if e[0] == "bwd":
                     i = e[1]
                     op, needs = ops[i][0], ops[i][3]
-                    emit(f"    o = {name(op.backward, 'B')}(g{i}, s{i}, {name(needs, 'N')}); s{i} = None")
+                    emit(f"    o = {name(op.backward, 'B')}(g{i}, {name(needs, 'N')}, *s{i}); s{i} = None")
                 elif e[0] in ("to_node", "to_leaf"):
                     _, i, k, tgt, glue, how = e
                     emit(f"    t = o[{k}]")

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .autograd import gradients, no_grad
+from .autograd import no_grad
+from .transforms import gradients
 from .tensor import Tensor
 
-__all__ = ["gradcheck", "check_gradient", "gradcheck_params", "GradcheckError", "GradcheckReport"]
+__all__ = ["gradcheck", "gradgradcheck", "check_gradient", "gradcheck_params", "GradcheckError",
+           "GradcheckReport"]
 
 
 class GradcheckError(AssertionError):
@@ -133,7 +135,7 @@ def _as64(x, what):
 
 
 def gradcheck(f, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", n_directions=8, seed=0,
-              kink_tol=1e-2, raise_on_error=True):
+              kink_tol=1e-2, raise_on_error=True, order=1):
     """Compare the engine's gradients of ``f(*inputs)`` with central finite differences, in float64.
 
     ``f`` returns a tensor; if it is not a scalar, the check is on L = Σ r ⊙ f(...) for a fixed
@@ -143,13 +145,22 @@ def gradcheck(f, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", n_directi
     inputs).  Kinks (ReLU at 0, max ties) are reported, not failed, when the engine's value is a
     valid subgradient (between the one-sided slopes).
 
+    ``order=2`` checks second derivatives instead (see :func:`gradgradcheck`).
+
     Returns True, or raises :class:`GradcheckError` (or returns False with ``raise_on_error=False``).
 
     >>> import chainrule as cr, numpy as np
     >>> x = cr.tensor(np.random.randn(3, 4), requires_grad=True)
     >>> cr.gradcheck(lambda x: (x.tanh() * x).sum(), x)
     True
+    >>> cr.gradcheck(lambda x: (x.tanh() * x).sum(), x, order=2)
+    True
     """
+    if order == 2:
+        return gradgradcheck(f, *inputs, eps=eps, atol=atol, rtol=rtol, mode=mode, n_directions=n_directions,
+                             seed=seed, kink_tol=kink_tol, raise_on_error=raise_on_error)
+    if order != 1:
+        raise ValueError(f"gradcheck: order must be 1 or 2, got {order!r}")
     arrs, flags, names = [], [], []
     for k, x in enumerate(inputs):
         a, rg, nm = _as64(x, "gradcheck")
@@ -214,6 +225,43 @@ def gradcheck(f, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", n_directi
             raise GradcheckError("gradcheck failed:\n" + str(report), report)
         return False
     return True
+
+
+def gradgradcheck(f, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, mode="full", n_directions=8, seed=0,
+                  kink_tol=1e-2, raise_on_error=True):
+    """Check second derivatives: the engine's gradient of S(x) = Σᵢ ⟨∇ᵢL(x), vᵢ⟩ (computed with
+    ``create_graph``: the backward pass differentiated again) against central finite differences of
+    S -- that is, finite differences of the engine's own analytic gradient -- in float64.  L is f's
+    output (or Σ r ⊙ f(...) for a fixed random r when f is not scalar), the vᵢ fixed random
+    directions.  Same arguments, modes and report format as :func:`gradcheck`.
+
+    >>> import chainrule as cr, numpy as np
+    >>> x = cr.tensor(np.random.randn(4), requires_grad=True, dtype="float64")
+    >>> cr.gradgradcheck(lambda x: (cr.sigmoid(x) * x).sum(), x)
+    True
+    """
+    from .autograd import enable_grad
+    rng = np.random.default_rng(seed + 1)
+    state = {}
+
+    def second(*xs):
+        with enable_grad():
+            out = f(*xs)
+            wanted = [x for x in xs if isinstance(x, Tensor) and x.requires_grad]
+            if "r" not in state:
+                state["r"] = None if out.data.size == 1 else rng.standard_normal(out.shape).astype(out.dtype)
+                state["v"] = [rng.standard_normal(x.shape) for x in wanted]
+            if not out.requires_grad:
+                return Tensor._wrap(np.zeros((), dtype=np.float64))
+            r = state["r"]
+            gs = gradients(out, wanted, grad_output=r, create_graph=True)
+            s = None
+            for g, v in zip(gs, state["v"]):
+                term = (g * v.astype(g.dtype)).sum()
+                s = term if s is None else s + term
+            return s
+    return gradcheck(second, *inputs, eps=eps, atol=atol, rtol=rtol, mode=mode, n_directions=n_directions,
+                     seed=seed, kink_tol=kink_tol, raise_on_error=raise_on_error)
 
 
 def check_gradient(loss_fn, grad_fn, params, eps=1e-6, atol=1e-6, rtol=1e-4, raise_on_error=True):

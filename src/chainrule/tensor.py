@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd as ag
+from . import debug
 from .autograd import STATE, Node
 from .ops import rules as R
 
@@ -82,7 +83,7 @@ def apply(op, args, kw=None):
         t._node = Node(op, parents, saved, needs, out.shape, out.dtype)
         t.requires_grad = True
         if STATE.anomaly:
-            ag.note_forward(t._node, out, datas)
+            debug.note_forward(t._node, out, datas)
         if STATE.forward:
             t._node.fwd = (out, datas, kw)
     else:
@@ -108,7 +109,8 @@ class Tensor:
     >>> x.grad
     array([2., 4., 6.], dtype=float32)
     """
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_name", "_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_name", "_hooks", "__weakref__",
+                 "_version")          # set (only) when modified in place: see autograd.mark_edited
     __array_ufunc__ = None          # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -238,20 +240,27 @@ class Tensor:
     __hash__ = object.__hash__
 
     # ---------------------------------------------------------------- autograd
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, grad=None, retain_graph=None, create_graph=False):
         """Compute ∂self/∂t for every leaf t that requires grad and add it to ``t.grad``.
 
         ``grad`` is the seed ∂L/∂self; it may be omitted only for a tensor with one element.
-        The graph is freed afterwards unless ``retain_graph=True``.
+        The graph is freed afterwards unless ``retain_graph=True``.  ``create_graph=True`` records
+        the backward pass itself (the gradients added to ``.grad`` are then tensors with a graph, so
+        they can be differentiated again); it implies ``retain_graph=True``, as in PyTorch.
         """
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no graph "
                                "(was it computed under no_grad(), or from tensors without requires_grad=True?)")
+        if retain_graph is None:
+            retain_graph = create_graph
         seed = _seed(self, grad)
         if self._node is None:                       # a leaf: ∂t/∂t = 1
             self.grad = seed.copy() if self.grad is None else self.grad + seed
             return
-        ag.run_backward(self._node, seed, retain_graph)
+        if create_graph:
+            GRAPH_MODE[0](self._node, Tensor._wrap(seed), None)
+        else:
+            ag.run_backward(self._node, seed, retain_graph)
 
     def register_hook(self, fn):
         """Call ``fn(grad)`` with the gradient flowing into this tensor during backward; if it
@@ -334,6 +343,7 @@ class Tensor:
             ufunc(self.data, _data(o), out=self.data)
         except TypeError as e:
             raise TypeError(f"in-place '{sym}=' on a tensor of dtype {self.dtype}: {e}") from None
+        ag.mark_edited(self)
         return self
 
     def __iadd__(self, o):
@@ -359,6 +369,7 @@ class Tensor:
                 f"to both x and values" + (" (or assign under 'with cr.no_grad():' to change a parameter's values)"
                                            if self._node is None else ""))
         self.data[plain_index(idx)] = _data(value)
+        ag.mark_edited(self)         # the version counter: graphs that saved this tensor refuse it
 
     def __abs__(self):
         return apply(R.ABS, (self,))
@@ -489,6 +500,11 @@ class Tensor:
 
     def log_softmax(self, axis=-1, **kw):
         return F().log_softmax(self, axis, **kw)
+
+
+# run_backward with create_graph=True: installed by chainrule.ops.functional, which has the tensor
+# namespace the rules then run on (a function (node, seed tensor, capture) -> capture).
+GRAPH_MODE = [None]
 
 
 class _HookHandle:

@@ -186,3 +186,17 @@ def test_cli_check_derivation(tmp_path, capsys):
     assert main(["check-derivation", str(f), "--model", "multilabel-mlp"]) == 1
     out = capsys.readouterr().out
     assert "first wrong equation is δ_z3" in out and "missing 1/m" in out
+
+
+def test_readme_example_prints_the_report_it_shows():
+    import re
+    import subprocess
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    sec = readme.split("## Find the wrong line of your derivation", 1)[1]
+    code = re.search(r"```python\n(.*?)```", sec, re.S).group(1)
+    shown = re.search(r"```\n(The first wrong.*?)```", sec, re.S).group(1)
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    for line in shown.splitlines():
+        if line.strip() and line.strip() != "...":
+            assert line in out, line

@@ -110,7 +110,11 @@ def test_embedding_is_dense_by_default_and_sparse_grads_index():
         import inspect
         import importlib
         src = inspect.getsource(importlib.import_module(f"chainrule.models.{model}"))
-        assert "Embedding(" in src and "sparse=True" in src
+        assert ("Embedding(" in src and "sparse=True" in src) or "word_vectors(" in src, model
+    from chainrule.models.rntn import Vocab, word_vectors          # the RNTN's and Tree-LSTM's table
+    emb = word_vectors(Vocab(["a", "b"]), 3, np.random.default_rng(0), np.float64)
+    emb(np.array([1])).sum().backward()
+    assert isinstance(emb.weight.grad, cr.RowSparseGrad)
 
 
 def test_dtype_promotion_rule_of_layers():

@@ -47,6 +47,24 @@ nonnegative_float = _number("nonnegative_float", float, lambda v: math.isfinite(
 unit_fraction = _number("unit_fraction", float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
 
+def add_train_command(train_sub, name, help, description, add_args, func):
+    """``chainrule train NAME``: its parser (``add_args(p)`` adds the options) calling ``func(args)``."""
+    p = train_sub.add_parser(name, help=help, description=description)
+    add_args(p)
+    p.set_defaults(func=func)
+    return p
+
+
+def add_checkpoint_command(sub, name, help, description, text, text_help, func):
+    """A command that uses a trained model: ``chainrule NAME CHECKPOINT TEXT...`` (``tag``, ``sentiment``)."""
+    p = sub.add_parser(name, help=help, description=description)
+    p.add_argument("checkpoint")
+    p.add_argument(text, nargs="+", help=text_help)
+    add_threads_arg(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def add_threads_arg(p):
     """``--threads N`` on a subcommand's parser too (``chainrule train mlp --threads 1``); it is
     left unset (``argparse.SUPPRESS``) when not given, so ``chainrule --threads 1 train mlp`` keeps

@@ -13,8 +13,9 @@ import os
 
 import numpy as np
 
-from . import (add_batch_size_arg, add_optimizer_args, add_run_args, add_threads_arg, fit, lr_from_args,
-               build_optimizer, plural, print_gradcheck_table, resume_trainer, start_run, summary, unit_fraction)
+from . import (add_batch_size_arg, add_optimizer_args, add_train_command, add_run_args, add_threads_arg, fit, lr_from_args,
+               build_optimizer, plural, print_gradcheck_table, resume_trainer, start_run, summary,
+               unit_fraction)
 
 
 def int_list(s):
@@ -216,11 +217,9 @@ def cmd_gradcheck_mlp(args):
 # ------------------------------------------------------------------------------------ registration
 def register(sub, train_sub, gradcheck_sub):
     """Add ``train mlp``, ``evaluate`` and ``gradcheck mlp`` to the ``chainrule`` parser."""
-    p = train_sub.add_parser("mlp", help="multilayer perceptron on digits / MNIST / Fashion-MNIST",
-                             description="Train an MLP. Default: scikit-learn's bundled digits, 64-512-256-10 ReLU, "
-                             "dropout 0.3, cross-entropy, Adam, cosine schedule (finishes in seconds).")
-    add_train_args(p)
-    p.set_defaults(func=cmd_train_mlp)
+    add_train_command(train_sub, "mlp", "multilayer perceptron on digits / MNIST / Fashion-MNIST",
+                      "Train an MLP. Default: scikit-learn's bundled digits, 64-512-256-10 ReLU, dropout 0.3, "
+                      "cross-entropy, Adam, cosine schedule (finishes in seconds).", add_train_args, cmd_train_mlp)
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint", description="Evaluate a checkpoint written by "
                         "any 'chainrule train' command (MLP, window tagger, RNTN/RNN/Tree-LSTM, sequence "

@@ -26,7 +26,7 @@ import re
 import time
 
 import numpy as np
-from . import (add_optimizer_args, add_run_args, add_threads_arg, fit, load_trained, lr_from_args, build_optimizer,
+from . import (add_checkpoint_command, add_optimizer_args, add_train_command, add_run_args, add_threads_arg, fit, load_trained, lr_from_args, build_optimizer,
                plural, print_gradcheck_table, resume_trainer, start_run, summary)
 
 METRICS = ("fine_all", "fine_root", "binary_all", "binary_root")
@@ -340,28 +340,22 @@ def cmd_gradcheck_rntn(args):
 
 # ------------------------------------------------------------------------------------ registration
 def register(sub, train_sub, gradcheck_sub):
-    """Add ``train rntn``, ``sentiment`` and ``gradcheck rntn`` to the ``chainrule`` parser.
+    """Add ``train rntn``, ``sentiment`` and ``gradcheck rntn``.
 
-    ``sub``: the top-level subparsers; ``train_sub``/``gradcheck_sub``: those of ``train`` and
-    ``gradcheck``.
-    """
-    p = train_sub.add_parser(
-        "rntn", help="recursive neural tensor network (seed 000) on the Stanford Sentiment Treebank",
-        description="Train an RNTN (or the plain RNN with --model rnn) on SST, batched by tree level, as "
-        "Stanford CoreNLP's sentiment trainer does (AdaGrad 0.01 reset each epoch, batch 27, L2 0.001 on "
-        "W,V and 0.0001 on Ws and word vectors). Prints the paper's Table 1 numbers on dev and test beside "
-        "the paper's.")
-    add_train_args(p)
-    p.set_defaults(func=cmd_train_rntn)
-
-    s = sub.add_parser("sentiment", help="sentiment of every phrase of a sentence with a trained RNTN/RNN/Tree-LSTM",
-                       description="Print the tree of a sentence with each node's predicted sentiment "
-                       "(0 very negative .. 4 very positive). TEXT is a PTB tree '(2 (2 not) (3 good))' or a raw "
-                       "sentence, which is tokenised and binarised by a balanced fallback (no parser).")
-    s.add_argument("checkpoint")
-    s.add_argument("text", nargs="+", help='a sentence ("not a good movie") or a PTB tree string')
-    add_threads_arg(s)
-    s.set_defaults(func=cmd_sentiment)
+    Every command module registers itself with this same sequence of calls (the shared helpers of
+    :mod:`chainrule.commands`): the likeness between the ``register`` functions is by design."""
+    add_train_command(
+        train_sub, "rntn", "recursive neural tensor network (seed 000) on the Stanford Sentiment Treebank",
+        "Train an RNTN (or the plain RNN with --model rnn, the Tree-LSTM with --model treelstm) on SST, batched "
+        "by tree level, as Stanford CoreNLP's sentiment trainer does (AdaGrad 0.01 reset each epoch, batch 27, "
+        "L2 0.001 on W,V and 0.0001 on Ws and word vectors). Prints the paper's Table 1 numbers on dev and "
+        "test beside the paper's.", add_train_args, cmd_train_rntn)
+    add_checkpoint_command(
+        sub, "sentiment", "sentiment of every phrase of a sentence with a trained RNTN/RNN/Tree-LSTM",
+        "Print the tree of a sentence with each node's predicted sentiment (0 very negative .. 4 very "
+        "positive). TEXT is a PTB tree '(2 (2 not) (3 good))' or a raw sentence, which is tokenised and "
+        "binarised by a balanced fallback (no parser).",
+        "text", 'a sentence ("not a good movie") or a PTB tree string', cmd_sentiment)
 
     g = gradcheck_sub.add_parser("rntn", help="RNTN, RNN (or Tree-LSTM) on real SST trees, and seed 000's equations",
                                  description="Finite-difference check of every parameter of small float64 "

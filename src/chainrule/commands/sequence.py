@@ -28,7 +28,7 @@ import os
 import time
 
 import numpy as np
-from . import (add_batch_size_arg, add_optimizer_args, add_run_args, add_threads_arg, fit, load_trained,
+from . import (add_batch_size_arg, add_optimizer_args, add_train_command, add_run_args, add_threads_arg, fit, load_trained,
                lr_from_args, build_optimizer, plural, print_gradcheck_table, resume_trainer, start_run, summary)
 
 GLOVE_HINT = "glove.6B.50d.txt.gz (https://nlp.stanford.edu/projects/glove/)"
@@ -342,19 +342,14 @@ def cmd_gradcheck_attention(args):
 
 # ------------------------------------------------------------------------------------ registration
 def register(sub, train_sub, gradcheck_sub):
-    """Add ``train sequence`` and ``gradcheck lstm|gru|attention`` to the ``chainrule`` parser.
-
-    ``sub``: the top-level subparsers (unused; kept for the same signature as the other command
-    modules); ``train_sub``/``gradcheck_sub``: those of ``train`` and ``gradcheck``.
-    """
-    p = train_sub.add_parser(
-        "sequence", help="(Bi)LSTM/GRU sentence classifier on the Stanford Sentiment Treebank",
-        description="Train a sequence model on SST sentences: word vectors (random or --embeddings GloVe) -> "
-        "LSTM/GRU (--bidirectional, --layers) -> last state or attention pooling -> softmax over 5 classes; "
-        "root labels (--phrases adds all labelled phrases). Prints dev/test fine-grained and binary root "
-        "accuracy beside Tai et al. (2015).")
-    add_train_args(p)
-    p.set_defaults(func=cmd_train_sequence)
+    """Add ``train sequence`` and ``gradcheck lstm|gru|attention`` to the ``chainrule`` parser
+    (``sub`` unused: the signature of every module of :mod:`chainrule.commands`)."""
+    add_train_command(
+        train_sub, "sequence", "(Bi)LSTM/GRU sentence classifier on the Stanford Sentiment Treebank",
+        "Train a sequence model on SST sentences: word vectors (random or --embeddings GloVe) -> LSTM/GRU "
+        "(--bidirectional, --layers) -> last state or attention pooling -> softmax over 5 classes; root labels "
+        "(--phrases adds all labelled phrases). Prints dev/test fine-grained and binary root accuracy beside "
+        "Tai et al. (2015).", add_train_args, cmd_train_sequence)
 
     for name, helptext in (("lstm", "LSTM layer (bidirectional, 2 layers, padded batch)"),
                            ("gru", "GRU layer (bidirectional, 2 layers, padded batch)")):

@@ -17,7 +17,7 @@ import os
 import time
 
 import numpy as np
-from . import (add_batch_size_arg, add_optimizer_args, add_run_args, add_threads_arg, fit, load_trained,
+from . import (add_batch_size_arg, add_checkpoint_command, add_optimizer_args, add_train_command, add_run_args, add_threads_arg, fit, load_trained,
                lr_from_args, build_optimizer, plural, print_gradcheck_table, resume_trainer, start_run, summary)
 
 SPLIT_FILES = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
@@ -273,27 +273,21 @@ def cmd_gradcheck_window(args):
 
 # ------------------------------------------------------------------------------------ registration
 def register(sub, train_sub, gradcheck_sub):
-    """Add ``train window``, ``tag`` and ``gradcheck window`` to the ``chainrule`` parser.
+    """Add ``train window``, ``tag`` and ``gradcheck window``.
 
-    ``sub``: the top-level subparsers; ``train_sub``/``gradcheck_sub``: those of ``train`` and
-    ``gradcheck``.
-    """
-    p = train_sub.add_parser(
-        "window", help="window classifier (seed 002) as a named-entity tagger on CoNLL-2003",
-        description="Train the window classifier of seed 002 on CoNLL-2003-format files: word vectors "
-        "(optionally GloVe) with row-sparse updates, capitalisation features, a tanh hidden layer and a "
-        "binary (--task person) or softmax (--task ner) output. Prints entity-level P/R/F1 per type "
-        "(conlleval) for dev (eng.testa) and test (eng.testb).")
-    add_train_args(p)
-    p.set_defaults(func=cmd_train_window)
-
-    t = sub.add_parser("tag", help="tag a sentence with a trained window NER model",
-                       description="Tag the tokens of a sentence (split on whitespace) with a checkpoint "
-                       "written by 'chainrule train window'; prints token/TAG (IOB2) and the entities.")
-    t.add_argument("checkpoint")
-    t.add_argument("sentence", nargs="+", help='the sentence, e.g. "Alice Moreau visited Lyon ."')
-    add_threads_arg(t)
-    t.set_defaults(func=cmd_tag)
+    Every command module registers itself with this same sequence of calls (the shared helpers of
+    :mod:`chainrule.commands`): the likeness between the ``register`` functions is by design."""
+    add_train_command(
+        train_sub, "window", "window classifier (seed 002) as a named-entity tagger on CoNLL-2003",
+        "Train the window classifier of seed 002 on CoNLL-2003-format files: word vectors (optionally GloVe) "
+        "with row-sparse updates, capitalisation features, a tanh hidden layer and a binary (--task person) or "
+        "softmax (--task ner) output. Prints entity-level P/R/F1 per type (conlleval) for dev (eng.testa) and "
+        "test (eng.testb).", add_train_args, cmd_train_window)
+    add_checkpoint_command(
+        sub, "tag", "tag a sentence with a trained window NER model",
+        "Tag the tokens of a sentence (split on whitespace) with a checkpoint written by 'chainrule train "
+        "window'; prints token/TAG (IOB2) and the entities.",
+        "sentence", 'the sentence, e.g. "Alice Moreau visited Lyon ."', cmd_tag)
 
     g = gradcheck_sub.add_parser("window", help="the window classifier (both heads) and seed 002's equations",
                                  description="Finite-difference check of every parameter of small float64 "

@@ -423,14 +423,14 @@ def vjp(G, node, i, g):
                 return e
             if len(sa) == 1:                                  # x M: ∂x = M δ
                 return X.matmul(B, g)
-            return _unb(G, node, i, X.matmul(g, X.transpose(B))) if len(sa) >= len(sb) else \
-                X.SumTo(X.matmul(g, X.transpose(B)), sa)
+            e = X.matmul(g, X.transpose(B))
+            return e if len(sa) >= len(node.shape) else X.SumTo(e, sa)   # Σ over a broadcast batch
         if len(sa) == 1:                                      # x M: ∂M = x δᵀ
             return X.Outer(A, g)
         if len(sb) == 1:                                      # W y: ∂y = Wᵀ δ
             return X.matmul(X.transpose(A), g)
         e = X.matmul(X.transpose(A), g)
-        return e if len(sb) >= len(sa) else X.SumTo(e, sb)
+        return e if len(sb) >= len(node.shape) else X.SumTo(e, sb)
     if op == "transpose":
         axes = kw.get("axes")
         if axes is None:
@@ -479,6 +479,8 @@ def vjp(G, node, i, g):
 
 
 def _transpose_adj(g):
+    if isinstance(g, X.Add):
+        return X.add(*[_transpose_adj(t) for t in g.terms])
     if isinstance(g, X.Scatter) and not g.columns:
         return X.Scatter(g.a, g.idx, g.shape[::-1], columns=True, table=g.table)
     if isinstance(g, X.MatMul):                  # (Aᵀ B)ᵀ = Bᵀ A holds for matmul with 1-D operands too
@@ -537,7 +539,7 @@ def _opaque(G, node, i, g):
 
     def fn(gv, op=op, saved=saved, needs=needs, i=i, shape=shape):
         r = op.backward(np.asarray(gv, dtype=node.dtype) if np.ndim(gv) else
-                        np.broadcast_to(np.asarray(gv, dtype=node.dtype), node.shape), saved, needs)[i]
+                        np.broadcast_to(np.asarray(gv, dtype=node.dtype), node.shape), needs, *saved)[i]
         r = r.to_dense() if isinstance(r, ag.RowSparseGrad) else r
         return ag.unbroadcast(np.asarray(r), tuple(shape))
     return X.Opaque(node.op.name, g, fn, str(i))

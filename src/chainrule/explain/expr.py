@@ -715,12 +715,19 @@ class Scatter(Expr):
         return out.T if self.columns else out
 
     def tex(self):
+        if self.idx.ndim == 0:
+            w = int(self.idx)
+            return (self.a.ptex(P_MUL) + rf"\, e_{{{w}}}^{{\top}}" if self.columns
+                    else rf"e_{{{w}}}\, " + self.a.ptex(P_ATOM + 1) + r"^{\top}")
         if self.columns:
             return (r"\sum_{c} \left[" + self.a.tex() + r"\right]_{c}\, e_{w_c}^{\top}"
                     r"\quad(\text{block } c \text{ of the window to column } w_c)")
         return r"\sum_{k} e_{w_k} \left[" + self.a.tex() + r"\right]_{k}^{\top}"
 
     def txt(self):
+        if self.idx.ndim == 0:
+            w = int(self.idx)
+            return (self.a.ptxt(P_MUL) + f" e_{w}ᵀ" if self.columns else f"e_{w} " + self.a.ptxt(P_ATOM + 1) + "ᵀ")
         if self.columns:
             return f"Σ_c [{self.a.txt()}]_c e_(w_c)ᵀ   (block c to column w_c)"
         return f"Σ_k e_(w_k) [{self.a.txt()}]_kᵀ"

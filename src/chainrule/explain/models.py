@@ -102,7 +102,7 @@ def dag(seed=0):
     y = rng.random(1)
     with ag.record_forward():
         J = dag_engine_loss(spec, w, x, y)
-    return J, {"y": y, "x": x.reshape(1, -1)}, "Seed 001: a DAG of sigmoid and soft-maximum units, squared loss"
+    return J, {"y": y, "x": x.reshape(1, -1), "x1": x[0:1], "x2": x[1:2]}, "Seed 001: a DAG of sigmoid and soft-maximum units, squared loss"
 
 
 TREE = (1, (0, (2, 0), (1, 1)), (3, (1, 2), (4, 3)))     # ((w0 w1) (w2 w3)) with a label per node

@@ -257,6 +257,14 @@ class TreeDataset:
 
 
 # ---------------------------------------------------------------------------------------- models
+def word_vectors(vocab, d, rng, dtype):
+    """The word-vector table of the tree models: a row-sparse :class:`~chainrule.nn.Embedding`
+    initialised from N(0, 0.1²) (CoreNLP's RNTN; the Tree-LSTM uses the same)."""
+    emb = nn.Embedding(len(vocab), d, sparse=True, dtype=dtype)
+    emb.weight.data = (0.1 * rng.standard_normal((len(vocab), d))).astype(dtype)
+    return emb
+
+
 class _Recursive(nn.Module):
     """Shared parts of :class:`RNTN` and :class:`RNN`."""
 
@@ -269,8 +277,7 @@ class _Recursive(nn.Module):
         self.num_classes = K = int(num_classes)
         self.leaf_tanh = bool(leaf_tanh)
         rng = np.random.default_rng(seed)
-        self.embedding = nn.Embedding(len(vocab), d, sparse=True, dtype=dtype)
-        self.embedding.weight.data = (0.1 * rng.standard_normal((len(vocab), d))).astype(dtype)
+        self.embedding = word_vectors(vocab, d, rng, dtype)
         r = 1.0 / (2.0 * np.sqrt(d))
         eye = np.eye(d)
         W = np.concatenate([eye + rng.uniform(-r, r, (d, d)), eye + rng.uniform(-r, r, (d, d))], axis=1)

@@ -68,6 +68,7 @@ from .. import nn
 from ..ops import functional as F
 from ..ops.table import NodeTable
 # predict/evaluate: the RNTN module's, which run any tree model's forward (ours returns (h, c, logits))
+from .rntn import word_vectors
 from .rntn import (NUM_CLASSES, TreeBatch, TreeDataset, Vocab, encode_tree, evaluate,  # noqa: F401 (re-exported)
                    evaluate_sharded, l2_penalty, predict, tree_loss_fn)
 
@@ -93,8 +94,7 @@ class TreeLSTM(nn.Module):
         self.num_classes = K = int(num_classes)
         self.forget_bias = float(forget_bias)
         rng = np.random.default_rng(seed)
-        self.embedding = nn.Embedding(len(vocab), d, sparse=True, dtype=dtype)
-        self.embedding.weight.data = (0.1 * rng.standard_normal((len(vocab), d))).astype(dtype)
+        self.embedding = word_vectors(vocab, d, rng, dtype)
         rx = 1.0 / np.sqrt(d)
         self.Wx = nn.Parameter(rng.uniform(-rx, rx, (3 * H, d)).astype(dtype))
         self.bx = nn.Parameter(np.zeros(3 * H, dtype=dtype))

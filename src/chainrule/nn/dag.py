@@ -51,6 +51,7 @@ import os
 import numpy as np
 
 from .. import autograd as ag
+from .. import debug
 from ..ops import functional as F
 from ..tensor import Tensor
 
@@ -279,7 +280,8 @@ def compile_spec(spec) -> DAGSpec:
         if g.units[v] != "input" and not g.in_edges[v]:
             raise DAGSpecError(f"dag: node {g.names[v]!r} ({g.units[v]}) has no incoming edges; only input "
                                "nodes may have none")
-    # Kahn's algorithm, ties broken by spec order (smallest index first)
+    # Kahn's algorithm, ties broken by spec order (smallest index first).  derivations/dag.py has
+    # its own copy on purpose: the derivations are the engine-free witness and import nothing of it.
     indeg = [len(g.in_edges[v]) for v in range(n)]
     ready = [v for v in range(n) if indeg[v] == 0]
     heapq.heapify(ready)
@@ -637,7 +639,7 @@ class DAGNetwork(Module):
         cache = self.run(x, requires_grad_inputs=True)
         single = cache["single"]
         L = dag_loss(self.graph, cache, y, single, reduction="sum")
-        with ag.record_deltas() as deltas:
+        with debug.record_deltas() as deltas:
             L.backward()
         for p in self.parameters():
             p.grad = None

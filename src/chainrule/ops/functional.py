@@ -1,17 +1,25 @@
-"""The ops as functions of tensors.
+"""The ops as functions of tensors -- the one definition of every op.
 
 Primitives call :func:`~chainrule.tensor.apply` with their rule from :mod:`chainrule.ops.rules`
 (their docstrings are the rule's: forward | backward formula).  Composites (mean, split, outer,
 rrelu, ...) are written with primitives and need no rule of their own.
+
+The :class:`~chainrule.tensor.Tensor` operators and methods are these functions, installed on the
+class at the bottom of this module.  So is the tensor namespace :data:`TENSORS` that the rules run
+on under ``create_graph`` (their gradients then record a graph of their own: higher order from the
+same rule table).
 """
 from __future__ import annotations
 
 import builtins
+from types import SimpleNamespace
 
 import numpy as np
 
+from .. import autograd as ag
 from .. import random as _random
-from ..tensor import Tensor, apply, plain_index
+from ..sparse import RowSparseGrad
+from ..tensor import GRAPH_MODE, Tensor, apply, plain_index
 from . import rules as R
 
 __all__ = [
@@ -235,7 +243,13 @@ def split(x, sections, axis=0, *, dim=None):
 
 @_doc(R.GETITEM)
 def getitem(x, idx):
-    return x[idx]
+    if isinstance(idx, Tensor):
+        idx = idx.data
+    elif isinstance(idx, tuple):
+        idx = tuple(i.data if isinstance(i, Tensor) else i for i in idx)
+    elif isinstance(idx, list):
+        idx = np.asarray(idx)
+    return apply(R.GETITEM, (x,), {"idx": idx})
 
 
 @_doc(R.TAKE)
@@ -501,3 +515,133 @@ def index_put(x, idx, values):
     if flat.shape[0] == 0:
         return clone(x)
     return where(mask, apply(R.GETITEM, (flat,), {"idx": pos}), x)
+
+
+# ================================================================================================
+# The tensor namespace (what the rules compute with under create_graph)
+# ================================================================================================
+def _const(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _expand_dims(x, axes):
+    shape = list(x.shape)
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    n = len(shape) + len(axes)
+    for a in sorted(a % n for a in axes):
+        shape.insert(a, 1)
+    return reshape(x, tuple(shape))
+
+
+def _scatter(g, idx, shape, dtype=None):
+    return apply(R.SCATTER, (g,), {"idx": idx, "shape": shape, "dtype": dtype})
+
+
+def _row_grad(idx, g, shape, sparse):
+    return apply(R.SCATTER, (g,), {"idx": idx, "shape": shape})     # dense under create_graph
+
+
+def _cast(x, dtype):
+    return x if x.dtype == dtype else apply(R.CAST, (x,), {"dtype": np.dtype(dtype)})
+
+
+def _einsum_ns(spec, *ops, optimize=False):
+    return einsum(spec, *ops)
+
+
+TENSORS = SimpleNamespace(
+    name="chainrule", exp=exp, log=log, sign=np.sign, sum=sum, where=lambda c, x, y: where(_const(c), x, y),
+    broadcast_to=lambda x, shape: apply(R.BROADCAST_TO, (x,), {"shape": tuple(shape)}), expand_dims=_expand_dims, reshape=reshape,
+    transpose=transpose, swapaxes=lambda x, a, b: transpose(x, _swapped(x.ndim, a, b)),
+    einsum=_einsum_ns, equal=np.equal, sigmoid=sigmoid, softmax=softmax, log_softmax=log_softmax,
+    scatter=_scatter, row_grad=_row_grad, const=_const, cast=_cast,
+)
+TENSORS.__doc__ = "chainrule's differentiable ops under the names of rules.NUMPY (create_graph)."
+
+
+def _swapped(ndim, a, b):
+    axes = list(range(ndim))
+    axes[a], axes[b] = axes[b], axes[a]
+    return tuple(axes)
+
+
+def _attached(value, node):
+    t = Tensor._wrap(value, requires_grad=True)
+    t._node = node
+    return t
+
+
+def _as_input(value, parent):
+    if parent is None:
+        return value                              # a constant input: stays an array
+    if type(parent) is ag.Node:
+        return _attached(value, parent)
+    return parent                                 # the leaf tensor itself
+
+
+def _saved_tensors(node):
+    """The node's saved values as its backward rule must see them under create_graph: inputs and
+    output as tensors attached to the graph, derived values recomputed from them, constants as is."""
+    parents, plan = node.parents, node.op.plan
+    vals, derived = [], []
+    for k, (what, v) in enumerate(zip(plan, node.saved)):
+        if what is None:
+            vals.append(v)
+        elif what == "ans":
+            vals.append(_attached(v, node))
+        elif type(what) is int:
+            vals.append(_as_input(v, parents[what] if what < len(parents) else None))
+        elif type(what) is tuple:
+            vals.append(tuple(_as_input(vi, p) for vi, p in zip(v, parents[what[1]:])))
+        else:
+            vals.append(None)
+            derived.append(k)
+    if derived:
+        named = {nm: v for k, (nm, v) in enumerate(zip(node.op.names, vals)) if k not in derived}
+        for k in derived:
+            vals[k] = plan[k](**named)
+    return vals
+
+
+def _graph_backward(node, g):
+    """One node's backward rule run on tensors (create_graph): the gradients it returns are tensors
+    with a graph of their own."""
+    op = node.op
+    if not op.differentiable:
+        raise RuntimeError(
+            f"create_graph: the backward rule of op '{op.name}' computes on raw NumPy arrays (an old-style "
+            f"rule backward(g, saved, needs)), so its gradient cannot be differentiated again. Write it as "
+            f"backward(g, needs, <saved names>) with operators and chainrule.ops.rules.xp functions "
+            f"(see chainrule.primitive) to get higher-order gradients.")
+    saved = _saved_tensors(node)
+    try:
+        outs = op.backward(g, node.needs, *saved)
+    except Exception as e:
+        raise RuntimeError(
+            f"create_graph: the backward rule of op '{op.name}' could not run on chainrule tensors "
+            f"({type(e).__name__}: {e}). A rule that should give higher-order gradients may use only "
+            f"operators and the functions of the namespace chainrule.ops.rules.xp, not NumPy directly.") from e
+    for o in outs:
+        if o is not None and type(o) is not Tensor:
+            raise RuntimeError(
+                f"create_graph: the backward rule of op '{op.name}' returned a "
+                f"{'row-sparse gradient' if type(o) is RowSparseGrad else type(o).__name__} instead of a "
+                f"tensor: it computed outside chainrule (with NumPy directly), so its gradient cannot be "
+                f"differentiated again. Use operators and chainrule.ops.rules.xp functions in the rule.")
+    return outs
+
+
+class _Graph:
+    """What run_backward calls under create_graph."""
+    backward = staticmethod(_graph_backward)
+    cast = staticmethod(_cast)
+
+
+def run_backward_graph(node, seed, capture=None):
+    """run_backward with create_graph: the rules run on :data:`TENSORS` (set once for the pass),
+    gradients are tensors, and the graph is kept (it is differentiated through again)."""
+    with R.use_namespace(TENSORS), ag.enable_grad():
+        return ag.run_backward(node, seed, True, capture, graph=_Graph)
+
+
+GRAPH_MODE[0] = run_backward_graph

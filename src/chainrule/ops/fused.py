@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor, apply
+from . import rules as _R
 from .rules import defop
 
 __all__ = ["sum_squares", "bce_with_logits"]
@@ -29,8 +30,7 @@ def _sum_squares(*xs, scale):
     return np.asarray(acc, dtype=dt), (xs, scale)
 
 
-def _sum_squares_vjp(g, s, n):
-    xs, scale = s
+def _sum_squares_vjp(g, n, xs, scale):
     return tuple(x * (g * c) if need else None for x, c, need in zip(xs, scale, n))
 SUM_SQUARES = defop("sum_squares", _sum_squares, _sum_squares_vjp)
 
@@ -62,13 +62,14 @@ def _bce_with_logits(z, d, weight):
     return np.asarray(loss, dtype=z.dtype), (z, d, e, weight)
 
 
-def _bce_with_logits_vjp(g, s, n):
-    z, d, e, weight = s
-    sig = np.where(z >= 0, 1.0, e)
-    sig /= 1.0 + e
-    sig -= d
-    sig *= g * weight
-    return (sig.astype(z.dtype, copy=False), None, None)
+def _bce_with_logits_vjp(g, n, z, d, e, weight):
+    if type(z) is np.ndarray:                  # fast path: σ(z) from the saved e^(−|z|), in place
+        sig = np.where(z >= 0, 1.0, e)
+        sig /= 1.0 + e
+        sig -= d
+        sig *= g * weight
+        return (sig.astype(z.dtype, copy=False), None, None)
+    return ((_R.xp.sigmoid(z) - d) * (g * weight), None, None)      # create_graph: on tensors
 BCE_WITH_LOGITS = defop("bce_with_logits", _bce_with_logits, _bce_with_logits_vjp)
 
 

@@ -6,32 +6,53 @@ Read it like a table of derivatives.  For an op ``z = f(x, y, ...)`` and the inc
 
 Conventions every rule follows:
 
-* ``forward(*arrays, **params) -> (out, saved)``: ``saved`` is exactly what backward needs.
-* ``backward(g, saved, needs) -> tuple`` with one entry per input.  A rule may return ``g`` itself or
-  a view of it, or a fresh array -- never the same fresh array for two inputs.  Rules never modify
-  ``g`` or anything saved.
+* ``forward(*arrays, **params) -> (out, saved)``: ``saved`` is a tuple of exactly what backward needs.
+* ``backward(g, needs, *saved) -> tuple`` with one entry per input.  The backward function's parameter
+  names after ``(g, needs)`` name the saved values, and the names *mean* something: a name of one of
+  the forward's inputs (``x``, ``y``, ...) is that input, ``ans`` is the op's output, a name listed in
+  ``derive=`` is a value computed from the inputs (and how to recompute it differentiably), and any
+  other name (``axis``, ``shape``, ``mask``) is a constant.  That is what lets the same rule run
+  again on tensors to record a graph of the backward pass itself (``create_graph``): the engine
+  hands the rule the input/output *tensors* instead of their arrays.
+* Rules compute with operators (``g * y``, ``g @ b.T``, ``g[idx]``) and with the functions of the
+  array namespace ``xp`` (``xp.exp``, ``xp.sum``, ``xp.where``, ...): NumPy on the fast path,
+  chainrule's own differentiable ops under ``create_graph`` (see :func:`use_namespace`).  A later
+  CuPy backend is a change of namespace.  A rule never modifies ``g`` or anything saved, and never
+  returns the same fresh array for two inputs (the engine adds into fresh arrays in place).
 * A rule returns gradients in the *broadcast* shape; the engine's single ``unbroadcast`` sums them
   back to each input's shape.
 * Points of non-differentiability get a documented subgradient: relu'(0) = 0, |x|'(0) = 0,
   leaky_relu'(0) = slope, and ties in max/min/maximum/minimum share the gradient equally.
 
-This module is pure NumPy: it knows nothing of tensors or graphs.
+This module knows nothing of tensors or graphs: below it is only :mod:`chainrule.sparse`.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import string
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import numpy as np
 
-from ..autograd import RowSparseGrad
+from ..sparse import RowSparseGrad
+
+__all__ = ["Op", "RULES", "defop", "xp", "NUMPY", "use_namespace"]
 
 
 class Op:
-    """A primitive: name, forward, backward (vjp), and the formula as documentation."""
+    """A primitive: name, forward, backward (vjp), and the formula as documentation.
 
-    def __init__(self, name, forward, backward, doc):
+    ``plan`` says, per saved value (the backward's parameters after ``g, needs``), what it is: an int
+    (that input), ``"ans"`` (the output), ``("*", i)`` (the tuple of inputs i, i+1, ...), a function
+    (a derived value: recomputed from the other saved values under ``create_graph``) or None (a
+    constant).  ``differentiable``: whether the rule may run on tensors (higher order)."""
+    __slots__ = ("name", "forward", "backward", "plan", "names", "differentiable", "__dict__")
+
+    def __init__(self, name, forward, backward, doc, plan=(), names=(), differentiable=True):
         self.name, self.forward, self.backward, self.__doc__ = name, forward, backward, doc
+        self.plan, self.names, self.differentiable = plan, names, differentiable
 
     def __repr__(self):
         return f"<op {self.name}>"
@@ -40,11 +61,118 @@ class Op:
 RULES: dict[str, Op] = {}
 
 
-def defop(name, forward, backward):
-    """Register a primitive; its documentation is the forward function's docstring (both formulas)."""
-    op = Op(name, forward, backward, forward.__doc__)
+def _plan(name, forward, backward, derive):
+    """What each of ``backward``'s saved parameters is, from the names (see :class:`Op`)."""
+    fsig = inspect.signature(forward).parameters
+    pos = [k for k, p in fsig.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    var = [k for k, p in fsig.items() if p.kind == p.VAR_POSITIONAL]
+    bnames = list(inspect.signature(backward).parameters)[2:]
+    plan = []
+    for b in bnames:
+        if b in derive:
+            plan.append(derive[b])
+        elif b == "ans":
+            plan.append("ans")
+        elif var and b == var[0]:
+            plan.append(("*", len(pos)))
+        elif b in pos:
+            plan.append(pos.index(b))
+        else:
+            plan.append(None)
+    return tuple(plan), tuple(bnames)
+
+
+def defop(name, forward, backward, derive=None, replace=False):
+    """Register a primitive and return its :class:`Op`.
+
+    ``forward(*arrays, **params) -> (out, saved)`` runs on ndarrays; ``backward(g, needs, *saved)``
+    returns one gradient (or None) per input, named as described in this module's docstring.  Its
+    documentation is the forward function's docstring (both formulas).  ``derive``: for saved values
+    computed from the inputs, ``{name: fn}`` with ``fn(**other_saved)`` recomputing the value with
+    ``xp`` functions (used only under ``create_graph``).
+
+    Registering a name that exists raises (``replace=True`` to replace it on purpose).
+
+    Old-style rules ``backward(g, saved, needs)`` (the saved object as one value, the needs last)
+    are still accepted; they compute on raw arrays, so they give first derivatives only and
+    ``create_graph`` through them raises an error naming the op.
+    """
+    if name in RULES and not replace:
+        raise ValueError(f"defop: a primitive named {name!r} already exists ({RULES[name]!r}); "
+                         f"choose another name (or pass replace=True to replace it on purpose)")
+    params = list(inspect.signature(backward).parameters)
+    if len(params) >= 2 and params[1] in ("n", "needs"):
+        op = Op(name, forward, backward, forward.__doc__, *_plan(name, forward, backward, derive or {}))
+    else:                                           # old style: backward(g, saved, needs)
+        def fwd(*a, **k):
+            out, saved = forward(*a, **k)
+            return out, (saved,)
+        old = backward
+        op = Op(name, fwd, lambda g, n, s: old(g, s, n), forward.__doc__, (None,), ("saved",),
+                differentiable=False)
     RULES[name] = op
     return op
+
+
+# ----------------------------------------------------------------------------------------------
+# The array namespace the rules compute with
+# ----------------------------------------------------------------------------------------------
+def stable_sigmoid(x):
+    """σ(x) = 1 / (1 + e^(−x)), evaluated without overflow: e^(−|x|) is never larger than 1."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def softmax_array(x, axis=-1):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax_array(x, axis=-1):
+    sh = x - np.max(x, axis=axis, keepdims=True)
+    return sh - np.log(np.sum(np.exp(sh), axis=axis, keepdims=True))
+
+
+def _scatter_array(g, idx, shape, dtype=None):
+    """zeros(shape) with [idx] += g (repeated indices accumulate): the transpose of x[idx]."""
+    out = np.zeros(shape, dtype=np.result_type(dtype or g.dtype, g.dtype))
+    if _is_basic(idx):
+        out[idx] = g
+    else:
+        np.add.at(out, idx, g)
+    return out
+
+
+def _row_grad_array(idx, g, shape, sparse):
+    rs = RowSparseGrad(idx, g, shape)
+    return rs if sparse else rs.to_dense()           # dense: one assignment, repeats summed first
+
+
+NUMPY = SimpleNamespace(
+    name="numpy", exp=np.exp, log=np.log, sign=np.sign, sum=np.sum, where=np.where,
+    broadcast_to=np.broadcast_to, expand_dims=np.expand_dims, reshape=np.reshape,
+    transpose=np.transpose, swapaxes=np.swapaxes, einsum=np.einsum, equal=np.equal,
+    sigmoid=stable_sigmoid, softmax=softmax_array, log_softmax=log_softmax_array,
+    scatter=_scatter_array, row_grad=_row_grad_array, const=lambda x: x,
+    cast=lambda x, dtype: x.astype(dtype),
+)
+NUMPY.__doc__ = """The fast-path namespace: NumPy, plus the few helpers the rules need (``const`` gives
+the raw array of a value -- for masks and counts, which carry no gradient; ``scatter`` is the
+transpose of indexing; ``row_grad`` the gradient of an embedding lookup)."""
+
+xp = NUMPY      # what the rules compute with; swapped (once per backward pass) by use_namespace
+
+
+@contextmanager
+def use_namespace(ns):
+    """Run the rules on namespace ``ns`` inside the block (the engine uses it for create_graph)."""
+    global xp
+    prev = xp
+    xp = ns
+    try:
+        yield ns
+    finally:
+        xp = prev
 
 
 def _axes(axis, ndim):
@@ -59,40 +187,39 @@ def _expand(g, axis, ndim, keepdims):
     """Re-insert reduced axes into g so it broadcasts against the input."""
     if keepdims or ndim == 0:
         return g
-    return np.expand_dims(g, _axes(axis, ndim))
+    return xp.expand_dims(g, _axes(axis, ndim))
 
 
 # ------------------------------------------------------------------ arithmetic
 def _add(x, y):
     """z = x + y   |   x̄ = g,  ȳ = g"""
-    return x + y, None
-ADD = defop("add", _add, lambda g, s, n: (g, g))
+    return x + y, ()
+ADD = defop("add", _add, lambda g, n: (g, g))
 
 
 def _sub(x, y):
     """z = x − y   |   x̄ = g,  ȳ = −g"""
-    return x - y, None
-SUB = defop("sub", _sub, lambda g, s, n: (g, -g if n[1] else None))
+    return x - y, ()
+SUB = defop("sub", _sub, lambda g, n: (g, -g if n[1] else None))
 
 
 def _mul(x, y):
     """z = x ⊙ y   |   x̄ = g ⊙ y,  ȳ = g ⊙ x"""
     return x * y, (x, y)
-MUL = defop("mul", _mul, lambda g, s, n: (g * s[1] if n[0] else None, g * s[0] if n[1] else None))
+MUL = defop("mul", _mul, lambda g, n, x, y: (g * y if n[0] else None, g * x if n[1] else None))
 
 
 def _div(x, y):
     """z = x / y   |   x̄ = g / y,  ȳ = −g ⊙ z / y"""
     z = x / y
     return z, (y, z)
-DIV = defop("div", _div, lambda g, s, n: (g / s[0] if n[0] else None,
-                                          -g * s[1] / s[0] if n[1] else None))
+DIV = defop("div", _div, lambda g, n, y, ans: (g / y if n[0] else None, -g * ans / y if n[1] else None))
 
 
 def _neg(x):
     """z = −x   |   x̄ = −g"""
-    return -x, None
-NEG = defop("neg", _neg, lambda g, s, n: (-g,))
+    return -x, ()
+NEG = defop("neg", _neg, lambda g, n: (-g,))
 
 
 def _pow(x, y):
@@ -101,13 +228,12 @@ def _pow(x, y):
     return z, (x, y, z)
 
 
-def _pow_vjp(g, s, n):
-    x, y, z = s
+def _pow_vjp(g, n, x, y, ans):
     gx = g * y * x ** (y - 1) if n[0] else None
     gy = None
     if n[1]:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gy = g * z * np.where(x > 0, np.log(np.where(x > 0, x, 1)), 0)
+        pos = xp.const(x) > 0
+        gy = g * ans * xp.where(pos, xp.log(xp.where(pos, x, 1)), 0)
     return gx, gy
 POW = defop("pow", _pow, _pow_vjp)
 
@@ -116,69 +242,62 @@ POW = defop("pow", _pow, _pow_vjp)
 def _exp(x):
     """z = exp(x)   |   x̄ = g ⊙ z"""
     z = np.exp(x)
-    return z, z
-EXP = defop("exp", _exp, lambda g, z, n: (g * z,))
+    return z, (z,)
+EXP = defop("exp", _exp, lambda g, n, ans: (g * ans,))
 
 
 def _log(x):
     """z = log(x)   |   x̄ = g / x"""
-    return np.log(x), x
-LOG = defop("log", _log, lambda g, x, n: (g / x,))
+    return np.log(x), (x,)
+LOG = defop("log", _log, lambda g, n, x: (g / x,))
 
 
 def _sqrt(x):
     """z = √x   |   x̄ = g / (2 z)"""
     z = np.sqrt(x)
-    return z, z
-SQRT = defop("sqrt", _sqrt, lambda g, z, n: (g / (2 * z),))
+    return z, (z,)
+SQRT = defop("sqrt", _sqrt, lambda g, n, ans: (g / (2 * ans),))
 
 
 def _abs(x):
     """z = |x|   |   x̄ = g ⊙ sign(x)   (subgradient 0 at x = 0)"""
-    return np.abs(x), x
-ABS = defop("abs", _abs, lambda g, x, n: (g * np.sign(x),))
+    return np.abs(x), (x,)
+ABS = defop("abs", _abs, lambda g, n, x: (g * xp.sign(xp.const(x)),))
 
 
 def _tanh(x):
     """z = tanh(x)   |   x̄ = g ⊙ (1 − z²)"""
     z = np.tanh(x)
-    return z, z
-TANH = defop("tanh", _tanh, lambda g, z, n: (g * (1 - z * z),))
-
-
-def stable_sigmoid(x):
-    """σ(x) = 1 / (1 + e^(−x)), evaluated without overflow: e^(−|x|) is never larger than 1."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    return z, (z,)
+TANH = defop("tanh", _tanh, lambda g, n, ans: (g * (1 - ans * ans),))
 
 
 def _sigmoid(x):
     """z = σ(x) = 1/(1+e^(−x)) (overflow-safe)   |   x̄ = g ⊙ z ⊙ (1 − z)"""
     z = stable_sigmoid(x)
-    return z, z
-SIGMOID = defop("sigmoid", _sigmoid, lambda g, z, n: (g * z * (1 - z),))
+    return z, (z,)
+SIGMOID = defop("sigmoid", _sigmoid, lambda g, n, ans: (g * ans * (1 - ans),))
 
 
 def _relu(x):
     """z = max(x, 0)   |   x̄ = g ⊙ [x > 0]   (subgradient 0 at x = 0)"""
     z = np.maximum(x, 0)
-    return z, z
-RELU = defop("relu", _relu, lambda g, z, n: (g * (z > 0),))
+    return z, (z,)
+RELU = defop("relu", _relu, lambda g, n, ans: (g * (xp.const(ans) > 0),))
 
 
 def _leaky_relu(x, slope):
     """z = x if x > 0 else a·x (a a constant, or an array of slopes: rrelu)   |
     x̄ = g if x > 0 else a·g   (at x = 0 the left slope a is used)"""
-    pos = x > 0
-    return np.where(pos, x, slope * x), (pos, slope)
+    return np.where(x > 0, x, slope * x), (x, slope)
 LEAKY_RELU = defop("leaky_relu", _leaky_relu,
-                   lambda g, s, n: (np.where(s[0], g, s[1] * g),))
+                   lambda g, n, x, slope: (xp.where(xp.const(x) > 0, g, slope * g),))
 
 
 def _softplus(x):
     """z = log(1 + eˣ) (computed as logaddexp(0, x))   |   x̄ = g ⊙ σ(x)"""
-    return np.logaddexp(0, x).astype(x.dtype, copy=False), x
-SOFTPLUS = defop("softplus", _softplus, lambda g, x, n: (g * stable_sigmoid(x),))
+    return np.logaddexp(0, x).astype(x.dtype, copy=False), (x,)
+SOFTPLUS = defop("softplus", _softplus, lambda g, n, x: (g * xp.sigmoid(x),))
 
 
 def _maximum(x, y):
@@ -186,8 +305,8 @@ def _maximum(x, y):
     return np.maximum(x, y), (x, y)
 
 
-def _maximum_vjp(g, s, n):
-    x, y = s
+def _maximum_vjp(g, n, x, y):
+    x, y = xp.const(x), xp.const(y)
     wx = (x > y) + 0.5 * (x == y)
     return (g * wx if n[0] else None, g * (1 - wx) if n[1] else None)
 MAXIMUM = defop("maximum", _maximum, _maximum_vjp)
@@ -198,8 +317,8 @@ def _minimum(x, y):
     return np.minimum(x, y), (x, y)
 
 
-def _minimum_vjp(g, s, n):
-    x, y = s
+def _minimum_vjp(g, n, x, y):
+    x, y = xp.const(x), xp.const(y)
     wx = (x < y) + 0.5 * (x == y)
     return (g * wx if n[0] else None, g * (1 - wx) if n[1] else None)
 MINIMUM = defop("minimum", _minimum, _minimum_vjp)
@@ -210,8 +329,8 @@ def _clip(x, lo, hi):
     return np.clip(x, lo, hi), (x, lo, hi)
 
 
-def _clip_vjp(g, s, n):
-    x, lo, hi = s
+def _clip_vjp(g, n, x, lo, hi):
+    x = xp.const(x)
     m = np.ones(x.shape, dtype=bool)
     if lo is not None:
         m &= x >= lo
@@ -223,9 +342,9 @@ CLIP = defop("clip", _clip, _clip_vjp)
 
 def _where(c, x, y):
     """z = x where c else y   |   x̄ = g ⊙ [c],  ȳ = g ⊙ [¬c]   (c: a boolean constant)"""
-    return np.where(c, x, y), c
-WHERE = defop("where", _where, lambda g, c, n: (None, np.where(c, g, 0) if n[1] else None,
-                                                np.where(c, 0, g) if n[2] else None))
+    return np.where(c, x, y), (c,)
+WHERE = defop("where", _where, lambda g, n, c: (None, xp.where(c, g, 0) if n[1] else None,
+                                                xp.where(c, 0, g) if n[2] else None))
 
 
 # ------------------------------------------------------------------ reductions
@@ -234,9 +353,8 @@ def _sum(x, axis=None, keepdims=False):
     return np.sum(x, axis=axis, keepdims=keepdims), (x.shape, axis, keepdims)
 
 
-def _sum_vjp(g, s, n):
-    shape, axis, keepdims = s
-    return (np.broadcast_to(_expand(g, axis, len(shape), keepdims), shape),)
+def _sum_vjp(g, n, shape, axis, keepdims):
+    return (xp.broadcast_to(_expand(g, axis, len(shape), keepdims), shape),)
 SUM = defop("sum", _sum, _sum_vjp)
 
 
@@ -247,11 +365,10 @@ def _extreme(fn):
     return forward
 
 
-def _extreme_vjp(g, s, n):
-    x, z, axis, keepdims = s
-    mask = x == z
+def _extreme_vjp(g, n, x, zk, axis, keepdims):
+    mask = xp.const(x) == xp.const(zk)
     count = mask.sum(axis=_axes(axis, x.ndim), keepdims=True)
-    return (_expand(g, axis, x.ndim, keepdims) * mask / count,)
+    return (_expand(g, axis, x.ndim, keepdims) * (mask / count),)
 
 
 _max = _extreme(np.max)
@@ -272,18 +389,20 @@ def _logsumexp(x, axis=-1, keepdims=False):
     return (z if keepdims else np.squeeze(z, axis=_axes(axis, x.ndim))), (x, z, axis, keepdims)
 
 
-def _logsumexp_vjp(g, s, n):
-    x, z, axis, keepdims = s
-    return (_expand(g, axis, x.ndim, keepdims) * np.exp(x - z),)
-LOGSUMEXP = defop("logsumexp", _logsumexp, _logsumexp_vjp)
+def _logsumexp_vjp(g, n, x, zk, axis, keepdims):
+    return (_expand(g, axis, x.ndim, keepdims) * xp.exp(x - zk),)
+LOGSUMEXP = defop("logsumexp", _logsumexp, _logsumexp_vjp,
+                  derive={"zk": lambda x, axis, keepdims, **_: _lse_keep(x, axis)})
+
+
+def _lse_keep(x, axis):
+    """logsumexp with the axis kept, on the current namespace (for create_graph)."""
+    m = np.max(xp.const(x), axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
 
 
 # ------------------------------------------------------------------ vector activations
-def softmax_array(x, axis=-1):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
-
-
 def _softmax(x, axis=-1):
     """y = exp(x) / Σ exp(x) along axis   |   x̄ = y ⊙ (g − Σ_axis g ⊙ y)
     (the Jacobian diag(y) − y yᵀ applied to g without forming it)"""
@@ -291,21 +410,18 @@ def _softmax(x, axis=-1):
     return y, (y, axis)
 
 
-def _softmax_vjp(g, s, n):
-    y, axis = s
-    gy = g * y
-    return (gy - y * np.sum(gy, axis=axis, keepdims=True),)
+def _softmax_vjp(g, n, ans, axis):
+    gy = g * ans
+    return (gy - ans * xp.sum(gy, axis=axis, keepdims=True),)
 SOFTMAX = defop("softmax", _softmax, _softmax_vjp)
 
 
 def _log_softmax(x, axis=-1):
     """y = x − logsumexp(x) along axis   |   x̄ = g − exp(y) ⊙ Σ_axis g"""
-    m = np.max(x, axis=axis, keepdims=True)
-    sh = x - m
-    y = sh - np.log(np.sum(np.exp(sh), axis=axis, keepdims=True))
+    y = log_softmax_array(x, axis)
     return y, (y, axis)
 LOG_SOFTMAX = defop("log_softmax", _log_softmax,
-                    lambda g, s, n: (g - np.exp(s[0]) * np.sum(g, axis=s[1], keepdims=True),))
+                    lambda g, n, ans, axis: (g - xp.exp(ans) * xp.sum(g, axis=axis, keepdims=True),))
 
 
 def _smax(a, axis=-1, keepdims=False):
@@ -316,44 +432,42 @@ def _smax(a, axis=-1, keepdims=False):
     return (o if keepdims else np.squeeze(o, axis=axis)), (a, s, o, axis, keepdims)
 
 
-def _smax_vjp(g, sv, n):
-    a, s, o, axis, keepdims = sv
-    return (_expand(g, axis, a.ndim, keepdims) * s * (1 + a - o),)
-SMAX = defop("smax", _smax, _smax_vjp)
+def _smax_vjp(g, n, a, s, ok, axis, keepdims):
+    return (_expand(g, axis, a.ndim, keepdims) * s * (1 + a - ok),)
+SMAX = defop("smax", _smax, _smax_vjp, derive={
+    "s": lambda a, axis, **_: xp.softmax(a, axis),
+    "ok": lambda a, axis, **_: xp.sum(xp.softmax(a, axis) * a, axis=axis, keepdims=True)})
 
 
 def _softmax_cross_entropy(z, target, weight):
     """Mean cross-entropy from logits, fused: L = Σ_n w_n (logsumexp(z_n) − Σ_k t_nk z_nk)
     with t the class indices (one-hot) or soft target rows, and w_n = 1/N by default   |
     z̄ = g · w_n ((Σ_k t_nk) softmax(z_n) − t_n)   (= softmax(z_n) − t_n when the rows sum to 1)"""
-    m = np.max(z, axis=-1, keepdims=True)
-    sh = z - m
-    lse = np.log(np.sum(np.exp(sh), axis=-1, keepdims=True))
-    logp = sh - lse
+    logp = log_softmax_array(z, -1)
     if target.dtype.kind in "iu":
         nll = (-logp[np.arange(logp.shape[0]), target] if logp.ndim == 2
                else -np.take_along_axis(logp, target[..., None], axis=-1)[..., 0])
     else:
         nll = -np.sum(target * logp, axis=-1)
     loss = np.sum(nll * weight)
-    return np.asarray(loss, dtype=z.dtype), (logp, target, weight)
+    return np.asarray(loss, dtype=z.dtype), (z, logp, target, weight)
 
 
-def _softmax_cross_entropy_vjp(g, s, n):
-    logp, target, weight = s
-    p = np.exp(logp)
+def _softmax_cross_entropy_vjp(g, n, z, logp, target, weight):
+    p = xp.exp(logp)
     if target.dtype.kind in "iu":
-        if p.ndim == 2:
-            p[np.arange(p.shape[0]), target] -= 1
-        else:
-            np.put_along_axis(p, target[..., None], np.take_along_axis(p, target[..., None], -1) - 1, -1)
+        t = np.zeros(p.shape, dtype=p.dtype)
+        np.put_along_axis(t, target[..., None], 1, -1)
     else:
-        p *= np.sum(target, axis=-1, keepdims=True)
-        p -= target
-    p *= (g * weight)[..., None] if np.ndim(weight) else g * weight
-    return (p, None, None)
+        t = target
+        p = p * np.sum(target, axis=-1, keepdims=True)
+    gw = g * weight
+    if np.ndim(weight):
+        gw = xp.expand_dims(gw, -1)
+    return ((p - t) * gw, None, None)
 SOFTMAX_CROSS_ENTROPY = defop("softmax_cross_entropy", _softmax_cross_entropy,
-                              _softmax_cross_entropy_vjp)
+                              _softmax_cross_entropy_vjp,
+                              derive={"logp": lambda z, **_: xp.log_softmax(z, -1)})
 
 
 # ------------------------------------------------------------------ linear algebra
@@ -363,26 +477,25 @@ def _matmul(a, b):
     return a @ b, (a, b)
 
 
-def _matmul_vjp(g, s, n):
-    a, b = s
+def _matmul_vjp(g, n, a, b):
     if a.ndim == 2 and b.ndim == 2:
         return (g @ b.T if n[0] else None, a.T @ g if n[1] else None)
     if a.ndim == 1 and b.ndim == 1:
         return (g * b if n[0] else None, g * a if n[1] else None)
-    a2 = a[None, :] if a.ndim == 1 else a
-    b2 = b[:, None] if b.ndim == 1 else b
+    a2 = xp.expand_dims(a, 0) if a.ndim == 1 else a
+    b2 = xp.expand_dims(b, 1) if b.ndim == 1 else b
     g2 = g
     if a.ndim == 1:
-        g2 = np.expand_dims(g2, -2)
+        g2 = xp.expand_dims(g2, -2)
     if b.ndim == 1:
-        g2 = np.expand_dims(g2, -1)
+        g2 = xp.expand_dims(g2, -1)
     ga = gb = None
     if n[0]:
-        ga = g2 @ np.swapaxes(b2, -1, -2)
+        ga = g2 @ xp.swapaxes(b2, -1, -2)
         if a.ndim == 1:
             ga = ga[..., 0, :]
     if n[1]:
-        gb = np.swapaxes(a2, -1, -2) @ g2
+        gb = xp.swapaxes(a2, -1, -2) @ g2
         if b.ndim == 1:
             gb = gb[..., 0]
     return ga, gb
@@ -400,21 +513,23 @@ def _bilinear(x, V):
     x2 = x.reshape(-1, m)
     U = (x2 @ V.reshape(m, m * k)).reshape(-1, m, k)
     z = (x2[:, None, :] @ U)[:, 0, :]
-    return z.reshape(x.shape[:-1] + (k,)), (x2, U, V, x.shape)
+    return z.reshape(x.shape[:-1] + (k,)), (x, V, U)
 
 
-def _bilinear_vjp(g, s, n):
-    x2, U, V, xshape = s
+def _bilinear_vjp(g, n, x, V, U):
     m, k = V.shape[1], V.shape[2]
-    g2 = g.reshape(-1, k)
-    xg = np.einsum("nj,nk->njk", x2, g2).reshape(-1, m * k)          # (x ⊗ g) per row
+    x2 = xp.reshape(x, (-1, m))
+    g2 = xp.reshape(g, (-1, k))
+    xg = xp.reshape(xp.einsum("nj,nk->njk", x2, g2), (-1, m * k))          # (x ⊗ g) per row
     gx = gV = None
     if n[0]:
-        gx = ((U @ g2[:, :, None])[:, :, 0] + xg @ V.reshape(m, m * k).T).reshape(xshape)
+        gx = xp.reshape((U @ xp.expand_dims(g2, 2))[:, :, 0] + xg @ xp.reshape(V, (m, m * k)).T, x.shape)
     if n[1]:
-        gV = (x2.T @ xg).reshape(V.shape)
+        gV = xp.reshape(x2.T @ xg, V.shape)
     return gx, gV
-BILINEAR = defop("bilinear", _bilinear, _bilinear_vjp)
+BILINEAR = defop("bilinear", _bilinear, _bilinear_vjp, derive={
+    "U": lambda x, V, **_: xp.reshape(xp.reshape(x, (-1, V.shape[0])) @ xp.reshape(V, (V.shape[0], -1)),
+                                      (-1, V.shape[0], V.shape[2]))})
 
 
 _LETTERS = string.ascii_letters
@@ -466,8 +581,7 @@ def _einsum(subscripts, *ops):
     return np.einsum(spec, *ops, optimize=len(ops) > 2), (ins, out, ops)
 
 
-def _einsum_vjp(g, s, n):
-    ins, out, ops = s
+def _einsum_vjp(g, n, ins, out, ops):
     grads = []
     for i, sub in enumerate(ins):
         if not n[i + 1]:
@@ -478,32 +592,55 @@ def _einsum_vjp(g, s, n):
         uniq = "".join(dict.fromkeys(sub))            # operand i's distinct indices, in order
         keep = "".join(c for c in uniq if c in avail)
         spec = ",".join([out] + [sj for sj, _ in others]) + "->" + keep
-        gi = np.einsum(spec, g, *[o for _, o in others], optimize=len(others) > 1)
+        gi = xp.einsum(spec, g, *[o for _, o in others], optimize=len(others) > 1)
         x = ops[i]
         dims = {c: x.shape[sub.index(c)] for c in uniq}
         if keep != uniq:                              # indices only operand i had: broadcast
-            gi = np.broadcast_to(np.expand_dims(gi, tuple(k for k, c in enumerate(uniq) if c not in keep)),
+            gi = xp.broadcast_to(xp.expand_dims(gi, tuple(k for k, c in enumerate(uniq) if c not in keep)),
                                  tuple(dims[c] for c in uniq))
         if uniq != sub:                               # repeated indices: write onto the diagonal
-            full = np.zeros(x.shape, dtype=np.result_type(g, x))
-            np.einsum(sub + "->" + uniq, full)[...] = gi
-            gi = full
+            gi = xp.einsum(uniq + "," + ",".join(f"{c}{c.upper()}" for c in uniq if sub.count(c) > 1)
+                           + "->" + _diag_out(sub), gi,
+                           *[np.eye(dims[c], dtype=np.result_type(xp.const(g), xp.const(x)))
+                             for c in uniq if sub.count(c) > 1])
         grads.append(gi)
     return (None, *grads)
+
+
+def _diag_out(sub):
+    """Output subscripts that put a repeated index's second (and later) occurrences on the upper-case
+    copy an identity matrix ties to it: 'ii' -> 'iI' (so einsum('i,iI->iI', g, eye) is diag(g))."""
+    seen, out = set(), []
+    for c in sub:
+        out.append(c.upper() if c in seen else c)
+        seen.add(c)
+    return "".join(out)
 EINSUM = defop("einsum", _einsum, _einsum_vjp)
 
 
 # ------------------------------------------------------------------ shape ops
 def _reshape(x, shape):
     """z = reshape(x, shape)   |   x̄ = reshape(g, x.shape)"""
-    return np.reshape(x, shape), x.shape
-RESHAPE = defop("reshape", _reshape, lambda g, shape, n: (np.reshape(g, shape),))
+    return np.reshape(x, shape), (x.shape,)
+RESHAPE = defop("reshape", _reshape, lambda g, n, xshape: (xp.reshape(g, xshape),))
 
 
 def _transpose(x, axes=None):
     """z = transpose(x, axes) (axes=None reverses them)   |   x̄ = transpose(g, axes⁻¹)"""
-    return np.transpose(x, axes), (None if axes is None else np.argsort(axes))
-TRANSPOSE = defop("transpose", _transpose, lambda g, inv, n: (np.transpose(g, inv),))
+    return np.transpose(x, axes), (None if axes is None else tuple(np.argsort(axes)),)
+TRANSPOSE = defop("transpose", _transpose, lambda g, n, inv: (xp.transpose(g, inv),))
+
+
+def _broadcast_to(x, shape):
+    """z = x broadcast to ``shape``   |   x̄ = g summed over the broadcast axes (the engine's unbroadcast)"""
+    return np.broadcast_to(x, shape), ()
+BROADCAST_TO = defop("broadcast_to", _broadcast_to, lambda g, n: (g,))
+
+
+def _cast(x, dtype):
+    """z = x converted to ``dtype``   |   x̄ = g converted back to x's dtype"""
+    return x.astype(dtype), (x.dtype,)
+CAST = defop("cast", _cast, lambda g, n, xdtype: (xp.cast(g, xdtype),))
 
 
 def _is_basic(idx):
@@ -516,31 +653,20 @@ def _getitem(x, idx):
     """z = x[idx] (basic slicing or integer-array indexing)   |
     x̄ = zeros_like(x) with x̄[idx] += g (a scatter-add: repeated indices accumulate)"""
     return x[idx], (x.shape, x.dtype, idx)
+GETITEM = defop("getitem", _getitem, lambda g, n, xshape, xdtype, idx: (xp.scatter(g, idx, xshape, xdtype),))
 
 
-def _getitem_vjp(g, s, n):
-    shape, dtype, idx = s
-    out = np.zeros(shape, dtype=np.result_type(dtype, g))
-    if _is_basic(idx):
-        out[idx] = g
-    else:
-        np.add.at(out, idx, g)
-    return (out,)
-GETITEM = defop("getitem", _getitem, _getitem_vjp)
+def _scatter(g, idx, shape, dtype=None):
+    """z = zeros(shape) with z[idx] += g (the transpose of getitem)   |   ḡ = gz[idx]"""
+    return _scatter_array(g, idx, shape, dtype), (idx,)
+SCATTER = defop("scatter", _scatter, lambda g, n, idx: (g[idx],))
 
 
 def _take(x, idx, sparse=False):
     """z = x[idx] along axis 0 (embedding lookup; idx an integer array of any shape)   |
     x̄[idx[k]] += g[k] -- dense, or row-sparse (indices + rows) when sparse=True"""
     return x[idx], (x.shape, idx, sparse)
-
-
-def _take_vjp(g, s, n):
-    shape, idx, sparse = s
-    if sparse:
-        return (RowSparseGrad(idx, g, shape),)
-    return (RowSparseGrad(idx, g, shape).to_dense(),)      # one assignment; repeats summed first
-TAKE = defop("take", _take, _take_vjp)
+TAKE = defop("take", _take, lambda g, n, xshape, idx, sparse: (xp.row_grad(idx, g, xshape, sparse),))
 
 
 def _concat(*xs, axis=0):
@@ -549,15 +675,19 @@ def _concat(*xs, axis=0):
     return np.concatenate(xs, axis=axis), (ends, axis % xs[0].ndim)
 
 
-def _concat_vjp(g, s, n):
-    ends, axis = s
+def _concat_vjp(g, n, ends, axis):
     lead = (slice(None),) * axis
-    return tuple(g[lead + (slice(a, b),)] for a, b in zip([0] + ends[:-1], ends))
+    return tuple(g[lead + (slice(a, b),)] if nd else None for a, b, nd in zip([0] + ends[:-1], ends, n))
 CONCAT = defop("concat", _concat, _concat_vjp)
 
 
 def _stack(*xs, axis=0):
-    """z = stack(x₁, …, xₖ) along a new axis   |   x̄ᵢ = g taken at index i of that axis"""
+    """z = stack(x₁, …, xₖ) along a new axis   |   x̄ᵢ = g at index i of that axis (a view: linear in k)"""
     z = np.stack(xs, axis=axis)
     return z, (len(xs), axis % z.ndim)
-STACK = defop("stack", _stack, lambda g, s, n: tuple(np.take(g, i, axis=s[1]) for i in range(s[0])))
+
+
+def _stack_vjp(g, n, k, axis):
+    lead = (slice(None),) * axis
+    return tuple(g[lead + (i,)] if n[i] else None for i in range(k))
+STACK = defop("stack", _stack, _stack_vjp)

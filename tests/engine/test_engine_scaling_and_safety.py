@@ -1,0 +1,119 @@
+"""Issue 14, engine side: no quadratic cliffs in backward (stack over n inputs, one leaf with n
+consumers), the version counter (a tensor modified in place after the forward pass is detected), and
+detect_anomaly blaming a user's hook, not the op before it.
+
+Costs are checked without a clock: the number of Python-level calls the backward pass makes
+(``sys.setprofile`` events, deterministic) must grow linearly with n."""
+import sys
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+
+
+def _calls_during(fn):
+    n = [0]
+
+    def prof(frame, event, arg):
+        if event in ("call", "c_call"):
+            n[0] += 1
+    sys.setprofile(prof)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return n[0]
+
+
+def _stack_backward_calls(n):
+    xs = [cr.tensor(np.ones(3), requires_grad=True) for _ in range(n)]
+    y = cr.stack(xs).sum()
+    return _calls_during(y.backward)
+
+
+def _fanout_backward_calls(n):
+    x = cr.tensor(np.ones(3), requires_grad=True)
+    y = cr.stack([x * float(i) for i in range(n)]).sum()
+    calls = _calls_during(y.backward)
+    np.testing.assert_allclose(x.grad, np.full(3, n * (n - 1) / 2))
+    return calls
+
+
+@pytest.mark.parametrize("count", [_stack_backward_calls, _fanout_backward_calls])
+def test_backward_work_is_linear_in_the_number_of_inputs(count):
+    small, big = count(500), count(2000)
+    assert big / small < 4 * 1.5, f"backward work grew {big / small:.1f}x for 4x the inputs (quadratic?)"
+
+
+def test_stack_gradients_are_views_not_copies():
+    g = np.arange(12.0).reshape(3, 4)
+    outs = cr.ops.RULES["stack"].backward(g, (True, True, True), 3, 0)
+    assert all(np.shares_memory(o, g) for o in outs)
+    np.testing.assert_array_equal(outs[1], g[1])
+
+
+def test_stack_of_many_inputs_gradients():
+    xs = [cr.tensor(np.full(2, float(i)), requires_grad=True) for i in range(3000)]
+    (cr.stack(xs, axis=1) * 2.0).sum().backward()
+    assert all((x.grad == 2.0).all() for x in xs)
+
+
+# --------------------------------------------------------------------------- version counter
+def test_leaf_modified_in_place_after_forward_is_detected():
+    w = cr.tensor([1.0, 2.0], requires_grad=True, dtype="float64", name="w")
+    y = (w * w).sum()
+    with cr.no_grad():
+        w[0] = 5.0
+    with pytest.raises(RuntimeError, match=r"input 0 \(leaf tensor 'w'\) of op 'mul' was modified in place"):
+        y.backward()
+
+
+def test_in_place_change_of_an_unsaved_input_is_harmless_and_new_graphs_work():
+    w = cr.tensor([1.0, 2.0], requires_grad=True, dtype="float64")
+    y = (w + 1.0).sum()                       # add saves nothing: its gradient does not depend on w
+    with cr.no_grad():
+        w[1] = 3.0
+    y.backward()
+    np.testing.assert_array_equal(w.grad, [1.0, 1.0])
+    w.grad = None
+    (w * w).sum().backward()                  # recorded after the change: fine
+    np.testing.assert_array_equal(w.grad, [2.0, 6.0])
+
+
+def test_in_place_update_step_between_forward_and_backward_is_detected():
+    w = cr.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True, dtype="float64", name="W")
+    x = cr.tensor([[1.0, -1.0]], dtype="float64")
+    loss = cr.tanh(x @ w).sum()
+    with cr.no_grad():
+        w -= 0.1                              # an update step before backward: the classic bug
+    with pytest.raises(RuntimeError, match=r"input 1 \(leaf tensor 'W'\) of op 'matmul' was modified in place"):
+        loss.backward()
+
+
+def test_setitem_on_a_tensor_that_requires_grad_needs_no_grad():
+    w = cr.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises((TypeError, RuntimeError), match="no_grad"):
+        w[0] = 3.0
+
+
+# --------------------------------------------------------------------------- anomaly: hooks
+def test_nan_from_a_hook_is_blamed_on_the_hook():
+    x = cr.tensor([1.0, 2.0], requires_grad=True, dtype="float64")
+    h = x * 3.0
+
+    def poison(g):
+        return g * np.nan
+    h.register_hook(poison)
+    y = (h * h).sum()
+    with cr.detect_anomaly():
+        with pytest.raises(FloatingPointError, match=r"hook .*poison.* registered on op 'mul'.* returned NaN"):
+            y.backward()
+
+
+def test_nan_from_a_leaf_hook_is_blamed_on_the_hook():
+    x = cr.tensor([1.0, 2.0], requires_grad=True, dtype="float64", name="x")
+    x.register_hook(lambda g: g * np.inf)
+    with cr.detect_anomaly():
+        with pytest.raises(FloatingPointError, match=r"hook .* registered on leaf tensor 'x' returned Inf"):
+            (x * x).sum().backward()
