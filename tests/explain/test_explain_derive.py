@@ -151,3 +151,34 @@ def test_html_page_is_typeset_in_headless_chromium(tmp_path):
     text = re.sub(r"<[^>]+>", "", text)
     assert "$$" not in text and r"\delta" not in text and r"\frac" not in text
     assert "<svg" in visible or "digraph" in visible
+
+
+def test_the_losses_module_fused_ops_have_written_forms():
+    """losses.multilabel_bce / binary_cross_entropy_with_logits and l2_penalty are single fused ops
+    (bce_with_logits, sum_squares): explained as σ(z) − d and (C/m)·W, not through their rules."""
+    from chainrule import losses
+    rng = np.random.default_rng(3)
+    X_ = rng.standard_normal((4, 3))
+    Y = (rng.random((4, 2)) < 0.5).astype(float)
+    W = cr.tensor(rng.standard_normal((2, 3)), requires_grad=True, name="W", dtype="float64")
+    with cr.record_forward():
+        z = X_ @ W.T
+        z.name = "z"
+        J = losses.binary_cross_entropy_with_logits(z, Y) + losses.l2_penalty([W], C=0.5, m=4)
+    d = derive(J, constants={"X": X_, "Y": Y})
+    assert d.ok and not any(e.opaque for e in d.equations)
+    assert d["z"].txt() == "δ_z = 1/8·(σ(z) − Y)"
+    assert d["W"].txt() == "∂J/∂W = δ_zᵀ X + 1/8·W"
+
+
+def test_module_parameters_are_named_by_params():
+    from chainrule import losses, nn
+    rng = np.random.default_rng(0)
+    lin = nn.Linear(3, 2)
+    for p in lin.parameters():
+        p.data = p.data.astype(np.float64)
+    X_ = rng.standard_normal((4, 3))
+    y = rng.integers(0, 2, 4)
+    d = explain(lambda: losses.cross_entropy(lin(cr.tensor(X_)), y), params=lin, constants={"x": X_, "y": y})
+    assert d.ok and set(d.names()) == {"weight", "bias"}
+    assert d["weight"].txt().startswith("∂J/∂weight = xᵀ ")

@@ -2,7 +2,8 @@
 
 ``chainrule derive {window,multilabel-mlp,layerwise,dag,rntn,all}`` builds a seed model on random
 float64 data and computes its gradients three ways -- the hand derivation
-(:mod:`chainrule.derivations`), the engine (:mod:`chainrule.models.seeds`) and central finite
+(:mod:`chainrule.derivations`), the engine (the window model of :mod:`chainrule.models.window` through
+its adapter; the others as :mod:`chainrule.models.seeds` writes them) and central finite
 differences of the derivation's NumPy loss -- then prints, per parameter, the largest relative error
 of each pair (``rel(a, b) = max|a − b| / max(1e-8, max|a| + max|b|)``, the measure of
 ``chainrule.derivations.rel_error``).  The exit status is 1 if any pair differs by more than ``--tol``
@@ -24,7 +25,7 @@ import sys
 import numpy as np
 
 from .. import optim
-from . import add_threads_arg, plural, summary
+from . import add_threads_arg, lr_from_args, plural, summary
 
 from ..derivations.dag import EXAMPLE_SPEC as DAG_SPEC   # the example DAG (defined once; the DAG tests use it too)
 
@@ -36,11 +37,14 @@ TOL = 1e-6
 class Problem:
     """One model on random data: ``params`` (name -> float64 array, perturbed in place by the finite
     differences), ``loss()`` and ``derived()`` (the derivation module's loss and gradients of the
-    current ``params``), ``engine()`` (the engine's loss tensor built from fresh leaf tensors; its
-    gradients are read after backward)."""
+    current ``params``), and the engine's side: ``engine(tensors)`` (the loss tensor built from fresh
+    leaf tensors in the derivation's layout; their gradients are read after backward) or
+    ``engine_grads()`` (``(loss value, {name: gradient})`` from the model of :mod:`chainrule.models`
+    through its adapter to the derivation's layout)."""
 
-    def __init__(self, title, params, loss, derived, engine):
-        self.title, self.params, self.loss, self.derived, self.engine = title, params, loss, derived, engine
+    def __init__(self, title, params, loss, derived, engine=None, engine_grads=None):
+        self.title, self.params, self.loss, self.derived = title, params, loss, derived
+        self.engine, self.engine_grads = engine, engine_grads
 
 
 def _tensors(params):
@@ -49,8 +53,10 @@ def _tensors(params):
 
 
 def problem_window(rng):
+    """The window classifier that ``chainrule train window`` trains (:mod:`chainrule.models.window`,
+    binary head, no capitalisation features), through its adapter to the derivation's layout."""
     from ..derivations import window
-    from ..models.seeds import window_engine_loss
+    from ..models import window as W
     n, C_win, H, V, m, C = 3, 3, 4, 7, 5, 0.3
     params = window.init_params(n, C_win, H, V, rng)
     params["b2"] = np.array(params["b2"])
@@ -59,11 +65,13 @@ def problem_window(rng):
     y = (rng.random(m) < 0.5).astype(np.float64)
     keys = ("L", "W", "b1", "U", "b2")
 
-    def engine(tp):
-        return window_engine_loss(tp, idx, y, C=C)
-    return Problem(f"seed 002 window classifier: batch m={m}, window {C_win}, n={n}, H={H}, |V|={V}, C={C}",
-                   params, lambda: window.loss(params, idx, y, C),
-                   lambda: {k: window.gradients(params, idx, y, C)[k] for k in keys}, engine)
+    def engine_grads():
+        model = W.from_derivation(params, C_win)
+        loss, _ = W.make_loss_fn(C, m)(model, (idx, None, y))
+        return float(loss.item()), W.derivation_grads(model, loss)
+    return Problem(f"seed 002 window classifier (chainrule.models.window): batch m={m}, window {C_win}, n={n}, "
+                   f"H={H}, |V|={V}, C={C}", params, lambda: window.loss(params, idx, y, C),
+                   lambda: {k: window.gradients(params, idx, y, C)[k] for k in keys}, engine_grads=engine_grads)
 
 
 def problem_multilabel(rng):
@@ -191,17 +199,21 @@ def compare(problem):
     from ..derivations import numerical_gradient, rel_error
     params = problem.params
     derived = problem.derived()
-    tp = _tensors(params)
-    L = problem.engine(tp)
-    L.backward()
-    engine = {k: np.asarray(t.grad) if t.grad is not None else np.zeros(t.shape) for k, t in tp.items()}
+    if problem.engine_grads is not None:
+        l_eng, engine = problem.engine_grads()
+    else:
+        tp = _tensors(params)
+        L = problem.engine(tp)
+        L.backward()
+        l_eng = float(L.item())
+        engine = {k: np.asarray(t.grad) if t.grad is not None else np.zeros(t.shape) for k, t in tp.items()}
     rows = []
     for k, p in params.items():
         num = numerical_gradient(problem.loss, p)
         a = np.asarray(derived[k], dtype=np.float64).reshape(p.shape) if np.size(derived[k]) == p.size \
             else np.asarray(derived[k])
         rows.append((k, p.shape, rel_error(a, engine[k]), rel_error(a, num), rel_error(engine[k], num)))
-    return float(problem.loss()), float(L.item()), rows
+    return float(problem.loss()), l_eng, rows
 
 
 def _shape(s):
@@ -337,7 +349,7 @@ def cmd_dag(args):
     from ..nn.dag import DAGNetwork
     net = DAGNetwork(args.spec)
     name, X, Y, test = _dag_data(net, args)
-    lr = args.lr if args.lr is not None else optim.default_lr(args.optimizer)
+    lr = lr_from_args(args)
     g = net.graph
     print(f"chainrule dag {args.spec}: {len(g.names)} nodes, {len(g.edges)} edges, "
           f"{sum(p.size for p in net.parameters())} parameters; inputs {net.input_names}, outputs "

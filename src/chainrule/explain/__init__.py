@@ -10,7 +10,7 @@
 from .derive import Derivation, Equation, ExplainError, derive  # noqa: F401
 
 
-def explain(loss, format=None, out=None, constants=None, title=None, **kw):
+def explain(loss, format=None, out=None, constants=None, title=None, params=None, **kw):
     """The backward derivation of ``loss``, every equation checked against the engine's δ.
 
     Args:
@@ -20,6 +20,8 @@ def explain(loss, format=None, out=None, constants=None, title=None, **kw):
             rendered string).
         out: a file to write the rendered derivation to (written to a temporary file, then renamed).
         constants: ``{label: array}`` to print constant inputs (targets, data) by name.
+        params: a Module or ``{name: tensor}`` naming the parameters (default: the tensors' own
+            names, θ1, θ2, ... for unnamed ones).
 
     >>> import chainrule as cr, numpy as np
     >>> W = cr.tensor(np.eye(2), requires_grad=True, name="W")
@@ -30,7 +32,7 @@ def explain(loss, format=None, out=None, constants=None, title=None, **kw):
     >>> print(d.equations[0].txt(), d.ok)
     δ_a = 2·a True
     """
-    d = derive(loss, constants=constants, title=title)
+    d = derive(loss, constants=constants, title=title, params=params)
     if format is None and out is None:
         return d
     s = d.render(format or _format_of(out), **kw)

@@ -237,7 +237,7 @@ def _as_array(name, v, eq, table_columns):
         f"{name} has shape {shape}")
 
 
-def check_derivation(loss, derivation, constants=None, rtol=None):
+def check_derivation(loss, derivation, constants=None, params=None):
     """Compare a hand derivation with the engine's backward pass; return a :class:`Report`.
 
     Args:
@@ -249,11 +249,12 @@ def check_derivation(loss, derivation, constants=None, rtol=None):
             subset of names may be given (a partial derivation).
         constants: ``{label: array}`` as in :func:`chainrule.explain`: the constant inputs the
             derivation sees by name (``y``, ``X``).
+        params: a Module or ``{name: tensor}`` naming parameters that have no name of their own.
 
     Per-example lists are stacked; an embedding table's gradient may be a dense array, a
     :class:`chainrule.RowSparseGrad`, or a dict ``{word: column}`` (the columns of seed 002's L).
     """
-    d = derive(loss, constants=constants)
+    d = derive(loss, constants=constants, params=params)
     return check_against(d, derivation)
 
 

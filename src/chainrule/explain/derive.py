@@ -163,7 +163,7 @@ class Derivation:
 class Graph:
     """The recorded graph under a root: nodes, leaves, consumers, symbol names, forward exprs."""
 
-    def __init__(self, root, constants=None):
+    def __init__(self, root, constants=None, names=None):
         if not isinstance(root, Tensor):
             raise TypeError(f"explain: expected the loss tensor (or a function returning it), got {type(root).__name__}")
         if root.size != 1:
@@ -203,7 +203,7 @@ class Graph:
         used = {}
         k = 0
         for obj in sorted(self.nodes, key=lambda n: n.seq) + self.leaves:
-            nm = obj.name
+            nm = obj.name if names is None or id(obj) not in names else names[id(obj)]
             if nm is None and type(obj) is not ag.Node:
                 k += 1
                 nm = f"θ{k}"
@@ -467,6 +467,19 @@ def vjp(G, node, i, g):
         wv = np.asarray(w)
         we = X.Num(float(wv)) if wv.ndim == 0 else G.const(w)
         return X.had(g, X.had(we, p) if not isinstance(we, X.Num) else X.scale(we, p))
+    if op == "sum_squares":                                   # Σ c_i/2 ‖x_i‖²: x̄_i = c_i g x_i (an L2 penalty)
+        c = kw.get("scale")
+        c = float(c[i]) if c is not None and np.ndim(c) else float(c if c is not None else 1.0)
+        return X.scale(X.Num(c), X.had(g, a(i)))
+    if op == "bce_with_logits":                               # Σ w BCE(σ(z), d): z̄ = g w (σ(z) − d)
+        d, w = G.const(ins[1]), ins[2]
+        p = X.add(X.Fn("sigmoid", a(0)), X.neg(d))
+        we = X.Num(float(w)) if np.ndim(w) == 0 else G.const(w)
+        return X.had(g, X.scale(we, p) if isinstance(we, X.Num) else X.had(we, p))
+    if op == "broadcast_to":
+        return _unb(G, node, i, g)
+    if op == "cast":
+        return g
     if op == "bilinear":
         if i == 0:
             return X.BilinearX(g, a(0), a(1))
@@ -546,7 +559,16 @@ def _opaque(G, node, i, g):
 
 
 # ----------------------------------------------------------------------------------------------
-def derive(loss, constants=None, check=True, title=None, legend=None):
+def _param_names(params):
+    """{id(tensor): name} from a Module (its ``named_parameters()``, dots dropped: ``0.weight`` ->
+    ``W0``-style names are the user's choice; here ``layers.0.weight`` stays as it is) or a dict."""
+    if params is None:
+        return None
+    items = params.named_parameters() if callable(getattr(params, "named_parameters", None)) else dict(params).items()
+    return {id(t): n for n, t in items}
+
+
+def derive(loss, constants=None, check=True, title=None, legend=None, params=None):
     """The :class:`Derivation` of ``loss`` (a scalar tensor recorded under ``cr.record_forward()``,
     or a function of no arguments returning one, which is then run under it).
 
@@ -555,11 +577,13 @@ def derive(loss, constants=None, check=True, title=None, legend=None):
         constants: ``{label: array}`` -- names for constant inputs (targets ``y``, a data matrix
             ``X``) so they print by name; matched by identity, then by value.
         check: evaluate every equation and compare it with the engine's δ (default True).
+        params: a Module (its ``named_parameters()``) or ``{name: tensor}``: names for parameters
+            that have none of their own (an ``nn.Linear``'s weight prints as ``0.weight``, not θ1).
     """
     if callable(loss) and not isinstance(loss, Tensor):
         with ag.record_forward():
             loss = loss()
-    G = Graph(loss, constants)
+    G = Graph(loss, constants, _param_names(params))
     rootname = G.names[id(G.root)]
     # symbolic backward pass: decreasing sequence number (every consumer before its input)
     pending = {id(G.root): [X.Num(1.0)]}

@@ -1,6 +1,10 @@
-"""End-to-end models: the MLP runner (:mod:`.mlp`), the seed models written with engine ops
-(:mod:`.seeds`), the window tagger (:mod:`.window`), tree networks (:mod:`.rntn`) and sequence
-classifiers (:mod:`.sequence`).  The classes below are imported on first use."""
+"""Each model once, with its forward, its parameter layout and (where a seed derives it) the
+adapter to :mod:`chainrule.derivations`: the MLPs (:mod:`.mlp`, seed 003), the window tagger
+(:mod:`.window`, seed 002), the RNTN/RNN (:mod:`.rntn`, seed 000) and the Tree-LSTM (:mod:`.treelstm`),
+the sequence classifiers (:mod:`.sequence`), DAG training (:mod:`.dag`, seed 001); :mod:`.seeds`
+writes the seeds' losses in the derivations' own layout and names (``chainrule derive`` and
+``chainrule explain`` put them beside the hand derivations).  The classes below are imported on
+first use."""
 import importlib
 
 _LAZY = {"RNTN": "rntn", "RNN": "rntn", "WindowClassifier": "window", "SequenceClassifier": "sequence"}

@@ -52,7 +52,8 @@ from ..data.embeddings import Vocab, capitalization_features
 __all__ = [
     "WindowClassifier", "WindowData", "TagScheme", "make_windows", "build_vocab", "N_CAPS",
     "CAPS_PAD", "viterbi_iobes", "predict_scores", "predict_tags", "evaluate_model",
-    "make_loss_fn", "make_evaluate_fn", "penalty", "derivation_params", "derivation_grads", "derivation_agreement",
+    "make_loss_fn", "make_evaluate_fn", "penalty", "derivation_params", "from_derivation", "derivation_grads",
+    "derivation_agreement",
 ]
 
 N_CAPS = 6      # the 5 capitalisation patterns of embeddings.capitalization_feature + padding
@@ -167,6 +168,20 @@ def derivation_params(model):
     a = lambda t: np.array(t.data if hasattr(t, "data") else t, dtype=np.float64)  # noqa: E731
     return {"L": a(model.emb.weight).T, "W": a(model.hidden.weight).T, "b1": a(model.hidden.bias),
             "U": a(model.out.weight)[:, 0], "b2": float(model.out.bias.data[0])}
+
+
+def from_derivation(params, window, seed=0):
+    """The inverse of :func:`derivation_params`: a float64 binary-head model without capitalisation
+    features whose parameters are ``params`` (the layout of :mod:`chainrule.derivations.window`)."""
+    n, V = np.shape(params["L"])
+    model = WindowClassifier(V, n, window=window, hidden=len(params["b1"]), head="binary", caps_dim=0,
+                             seed=seed).to(np.float64)
+    model.emb.weight.data[...] = np.asarray(params["L"]).T
+    model.hidden.weight.data[...] = np.asarray(params["W"]).T
+    model.hidden.bias.data[...] = params["b1"]
+    model.out.weight.data[:, 0] = params["U"]
+    model.out.bias.data[0] = float(params["b2"])
+    return model
 
 
 def derivation_grads(model, loss):
