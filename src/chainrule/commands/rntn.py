@@ -258,13 +258,26 @@ def render(model, tree):
     return lines
 
 
+def _checkpoint_kind(path):
+    from ..checkpoint import load_checkpoint
+    _, meta = load_checkpoint(path)
+    extra = meta.get("extra")
+    config = extra.get("config") if isinstance(extra, dict) else None
+    return config.get("model") if isinstance(config, dict) else None
+
+
 def cmd_sentiment(args):
     from ..data.sst import LABEL_NAMES
     from ..data.trees import binarize_sentence, parse_tree
-    model, config, _ = load_model(args.checkpoint)
+    from .rundir import resolve_checkpoint
+    args.checkpoint = resolve_checkpoint(args.checkpoint)
     text = " ".join(args.text).strip()
     if not text:
         raise ValueError("sentiment: empty text")
+    if _checkpoint_kind(args.checkpoint) == "sequence":       # an LSTM/GRU sentence classifier
+        from . import sequence
+        return sequence.sentiment(args.checkpoint, text)
+    model, config, _ = load_model(args.checkpoint)
     if text.startswith("("):
         tree = parse_tree(text)
         note = "input: a PTB tree (its structure is used; its labels are ignored)"

@@ -209,6 +209,36 @@ def evaluate_checkpoint(path, splits=("dev", "test")):
     return 0
 
 
+def sentiment(path, text):
+    """``chainrule sentiment`` with a sequence-classifier checkpoint: the sentence's class
+    probabilities (a PTB tree's leaves are read as its words; phrases are not scored -- the model
+    reads whole sequences)."""
+    from ..data.sst import LABEL_NAMES
+    from ..data.trees import parse_tree
+    from ..models import sequence as S
+    from .rntn import tokenize
+    model, config, vocab, meta = load_model(path)
+    if text.startswith("("):
+        words, note = parse_tree(text).words(), "input: a PTB tree, read as the sequence of its leaves"
+    else:
+        words = tokenize(text)
+        note = f"input: a raw sentence, tokenised to {len(words)} tokens"
+    if not words:
+        raise ValueError("sentiment: no words in the text")
+    probs = S.predict(model, S.SequenceDataset([vocab.indices(words)], [0]))[0]
+    unknown = [w for w in words if w not in vocab]
+    print(f"{path}: {describe(config)} H={config['hidden']}, task {config['task']}")
+    print(note + (f"; unknown words: {' '.join(unknown)}" if unknown else ""))
+    if len(probs) == 2:
+        lab = int(probs.argmax())
+        print(f"sentence sentiment: {'positive' if lab else 'negative'}, p = {probs[lab]:.2f}")
+    else:
+        lab = int(probs.argmax())
+        print(f"sentence sentiment: {lab} ({LABEL_NAMES[lab]}), p = {probs[lab]:.2f}; "
+              f"P(positive) = {probs[3] + probs[4]:.2f}, P(negative) = {probs[0] + probs[1]:.2f}")
+    return 0
+
+
 def format_table(rows, config):
     from ..models.sequence import PAPER_TAI2015
     lines = ["SST root-level accuracy (%): ours vs Tai et al. (2015), Table 2 (test)",
