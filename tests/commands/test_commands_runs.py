@@ -230,3 +230,11 @@ def test_blas_threads_default_to_one_unless_the_user_chose(monkeypatch):
             "main(['gradcheck', 'mlp']); print('THREADS', {i['num_threads'] for i in threadpool_info()})")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert "THREADS {1}" in p.stdout, p.stdout + p.stderr
+
+
+def test_help_prints_no_machine_specific_paths(capsys):
+    for argv in (["train", "sequence", "--help"], ["train", "window", "--help"], ["train", "rntn", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "/work/" not in out and "/home/" not in out and "/shared/" not in out, out

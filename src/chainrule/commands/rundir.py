@@ -34,7 +34,7 @@ RUN_FILES = ("last.safetensors", "best.safetensors", "metrics.jsonl", "results.j
 #: flags that may differ from the run's own when it is resumed (they do not change what is computed,
 #: or -- epochs -- are checked separately)
 MAY_CHANGE_ON_RESUME = frozenset({"epochs", "patience", "progress", "data_dir", "out", "resume", "overwrite",
-                                  "log_every", "threads", "debug", "eval_limit"})
+                                  "log_every", "threads", "debug", "eval_limit", "workers"})
 #: configuration keys holding layer sizes, bounded by the checkpoint's own array dimensions
 SIZE_KEYS = ("hidden", "dim", "embed_dim", "caps_dim", "attention_size")
 #: small counts, bounded outright
