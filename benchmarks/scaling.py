@@ -17,7 +17,8 @@ Cases (time of the stated part, seconds; n = the size swept):
   rntn_wide     RNTN (d=8) forward, then backward, of one balanced tree with n leaves
   rntn_deep     RNTN (d=8) forward, then backward, of one caterpillar tree of depth n (2n+1 nodes)
 
-The exponent is the least-squares slope of log(time) against log(n) over the sizes measured.
+The exponent is the least-squares slope of log(time) against log(n) over the sizes measured that
+took at least 20 ms (below that, timer noise and fixed costs dominate).
 A case whose time at one size exceeds ``--budget`` seconds is not run at larger sizes (the cliff
 is then visible in the exponent already; the skip is printed).  Times are single measurements on
 a machine shared with other processes: the exponents are robust to that, single times are not.
@@ -173,9 +174,13 @@ CASES = {"stack_wide": stack_wide, "concat_wide": concat_wide, "fanout_wide": fa
          "rntn_wide": rntn_wide, "rntn_deep": rntn_deep}
 
 
-def exponent(ns, ts):
-    """Least-squares slope of log t against log n (None with fewer than two points)."""
-    pts = [(math.log(n), math.log(t)) for n, t in zip(ns, ts) if t > 0]
+def exponent(ns, ts, floor=0.02):
+    """Least-squares slope of log t against log n over the points that took at least ``floor``
+    seconds (timer noise and fixed costs dominate below; all points if fewer than two are above);
+    None with fewer than two points."""
+    pts = [(math.log(n), math.log(t)) for n, t in zip(ns, ts) if t >= floor]
+    if len(pts) < 2:
+        pts = [(math.log(n), math.log(t)) for n, t in zip(ns, ts) if t > 0]
     if len(pts) < 2:
         return None
     x, y = np.array(pts).T

@@ -30,7 +30,14 @@ NumPy functions, not ``out=`` kernels), and the optimizer update runs as the opt
 **Fallback** (eager, with ``fallback_reason`` set and a one-time ``RuntimeWarning``): a step
 without a ``backward`` call or with more than one, tensor hooks, ``detect_anomaly`` /
 ``record_deltas`` active, a return value other than Tensors (``loss.item()`` is data: return the
-loss tensor and call ``.item()`` outside), or two disagreeing captures.
+loss tensor and call ``.item()`` outside), two disagreeing captures, or ``max_signatures`` (32)
+calls in a row with new signatures and none repeated (a tree minibatch of new composition has a
+new level schedule every time: one plan per schedule never pays there; at most 32 plans are kept).
+
+**Only what goes through chainrule is replayed**: the ops, ``backward``, and the optimizers'
+``step``/``zero_grad``.  Other Python in the step (printing, counters, a hand-written NumPy
+update, setting ``.grad``) runs during the two captures only -- as with ``jax.jit``, keep the
+step pure apart from those calls.
 """
 from __future__ import annotations
 
@@ -501,10 +508,11 @@ class Compiled:
     """A step function captured by :func:`compile`.  Attributes: ``fallback_reason`` (None while
     the step can be captured), ``stats`` (counts of ``captures``, ``replays``, ``eager`` runs)."""
 
-    def __init__(self, fn, max_captures=4):
+    def __init__(self, fn, max_captures=4, max_signatures=32):
         self.fn = fn
         self.fallback_reason = None
         self.max_captures = max_captures
+        self.max_signatures = max_signatures
         self._plans = {}           # signature -> plan (None while capturing)
         self._pending = {}         # signature -> first capture's plan
         self._disagree = {}        # signature -> number of disagreeing capture pairs
@@ -561,10 +569,20 @@ class Compiled:
             _free(cap.root)
         first = self._pending.pop(sig, None)
         if first is None:
+            if len(self._pending) >= self.max_signatures:
+                if not self._plans:                   # nothing ever repeated: capturing cannot pay
+                    self._fallback(f"{self.max_signatures + 1} calls with as many different signatures and "
+                                   f"none repeated (e.g. a new tree level schedule every minibatch): "
+                                   f"a captured plan would never be replayed")
+                    self._pending.clear()
+                    return ret
+                self._pending.pop(next(iter(self._pending)))      # forget the oldest
             self._pending[sig] = plan
             return ret
         why = _plans_agree(first, plan)
         if why is None:
+            if len(self._plans) >= self.max_signatures:
+                self._plans.pop(next(iter(self._plans)))         # keep the most recent plans
             self._plans[sig] = plan
             return ret
         n = self._disagree[sig] = self._disagree.get(sig, 0) + 1

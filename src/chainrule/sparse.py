@@ -14,7 +14,7 @@ __all__ = ["RowSparseGrad", "accumulate"]
 class RowSparseGrad:
     """Gradient of a table of which only some rows were used: ``dense[indices[k]] += values[k]``.
 
-    Produced by :func:`chainrule.take` with ``sparse=True`` (what ``nn.Embedding`` uses) for a leaf
+    Produced by :func:`chainrule.take` with ``sparse=True`` (what ``nn.Embedding(..., sparse=True)`` uses) for a leaf
     table, so a 100,000 x 50 table touched by 200 rows gets a 200 x 50 gradient.  Indices may repeat
     until :meth:`coalesce` sums them.  ``np.asarray(g)`` and :meth:`to_dense` give the dense array.
     """

@@ -169,3 +169,21 @@ def test_fallback_reasons():
     with pytest.warns(RuntimeWarning, match="computed outside chainrule ops"):
         for k in range(4):
             c(np.full((2, 3), float(k)))
+
+
+def test_new_signature_every_call_falls_back():
+    model = nn.Linear(3, 1, rng=0, dtype=F64)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x):
+        loss = model(x).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    c = cr.compile(step)
+    c.max_signatures = 3
+    with pytest.warns(RuntimeWarning, match="none repeated"):
+        for n in range(1, 6):
+            c(np.ones((n, 3)))
+    assert c.stats["captures"] == 4 and c.stats["eager"] == 1 and not c._pending

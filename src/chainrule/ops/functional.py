@@ -23,7 +23,8 @@ from ..tensor import GRAPH_MODE, Tensor, apply, plain_index
 from . import rules as R
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh", "sigmoid",
+    "primitive",
+    "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sin", "cos", "sqrt", "abs", "tanh", "sigmoid",
     "relu", "leaky_relu", "rrelu", "softplus", "maximum", "minimum", "clip", "where", "sum", "mean",
     "max", "min", "matmul", "transpose", "permute", "reshape", "concat", "stack", "split", "take",
     "einsum", "bilinear", "outer", "softmax", "log_softmax", "logsumexp", "smax", "softmax_cross_entropy",
@@ -77,6 +78,16 @@ def exp(x):
 @_doc(R.LOG)
 def log(x):
     return apply(R.LOG, (x,))
+
+
+@_doc(R.SIN)
+def sin(x):
+    return apply(R.SIN, (x,))
+
+
+@_doc(R.COS)
+def cos(x):
+    return apply(R.COS, (x,))
 
 
 @_doc(R.SQRT)
@@ -550,7 +561,8 @@ def _einsum_ns(spec, *ops, optimize=False):
 
 
 TENSORS = SimpleNamespace(
-    name="chainrule", exp=exp, log=log, sign=np.sign, sum=sum, where=lambda c, x, y: where(_const(c), x, y),
+    name="chainrule", exp=exp, log=log, sin=sin, cos=cos, tanh=tanh,
+    sqrt=sqrt, sign=np.sign, sum=sum, where=lambda c, x, y: where(_const(c), x, y),
     broadcast_to=lambda x, shape: apply(R.BROADCAST_TO, (x,), {"shape": tuple(shape)}), expand_dims=_expand_dims, reshape=reshape,
     transpose=transpose, swapaxes=lambda x, a, b: transpose(x, _swapped(x.ndim, a, b)),
     einsum=_einsum_ns, equal=np.equal, sigmoid=sigmoid, softmax=softmax, log_softmax=log_softmax,
@@ -645,3 +657,54 @@ def run_backward_graph(node, seed, capture=None):
 
 
 GRAPH_MODE[0] = run_backward_graph
+
+
+# ================================================================================================
+# A user's own primitive
+# ================================================================================================
+def primitive(name, forward, backward, derive=None):
+    """Add a primitive op -- a forward on NumPy arrays and its backward rule -- and return the function
+    that applies it to tensors (PyTorch's ``autograd.Function``, HIPS autograd's ``defvjp``).
+
+    Args:
+        name: the op's name in the rule table (error messages, ``draw``, ``detect_anomaly``).  A name
+            that exists already raises ``ValueError``: a built-in is never replaced silently.
+        forward: ``forward(*arrays, **params) -> (out, saved)``, ``saved`` the tuple of values the
+            backward needs.
+        backward: ``backward(g, needs, *saved) -> tuple`` of one gradient (or None) per input,
+            ``g = ∂L/∂out``; ``needs[i]`` says whether input i needs one.  Its parameter names say
+            what each saved value is: a name of one of forward's inputs *is* that input, ``ans`` is
+            the output, anything else a constant.
+        derive: ``{name: fn(**other_saved)}`` for saved values computed from the inputs (see
+            :func:`chainrule.ops.rules.defop`).
+
+    Returns:
+        ``f(*tensors, **params)`` recording the op.
+
+    Written with operators and the namespace ``chainrule.ops.rules.xp`` (``xp.exp``, ``xp.sum``,
+    ``xp.where``, ...), a rule gives higher-order gradients for free: under ``create_graph`` it runs on
+    tensors.  A rule that calls NumPy directly gives first derivatives, and ``create_graph`` through it
+    raises an error naming the op.
+
+    >>> import numpy as np, chainrule as cr
+    >>> from chainrule.ops.rules import xp
+    >>> def fwd(x):
+    ...     return np.sin(x), (x,)
+    >>> def bwd(g, needs, x):                   # d sin x = cos x; d cos x = −sin x: written on xp
+    ...     return (g * xp.cos(x),)
+    >>> sin = cr.primitive("my_sin", fwd, bwd)
+    >>> x = cr.tensor([0.0, 1.0], requires_grad=True, dtype="float64")
+    >>> cr.gradcheck(lambda x: sin(x).sum(), x, order=2)
+    True
+    >>> np.round(cr.grad(lambda x: cr.grad(lambda x: sin(x).sum())(x).sum())(x.data), 6)   # −sin x
+    array([-0.      , -0.841471])
+    >>> _ = cr.ops.RULES.pop("my_sin")           # (the table is global: tidy up after the example)
+    """
+    op = R.defop(name, forward, backward, derive=derive)
+
+    def f(*args, **params):
+        return apply(op, args, params or None)
+    f.__name__ = name
+    f.__doc__ = forward.__doc__
+    f.op = op
+    return f

@@ -149,7 +149,7 @@ def _row_grad_array(idx, g, shape, sparse):
 
 
 NUMPY = SimpleNamespace(
-    name="numpy", exp=np.exp, log=np.log, sign=np.sign, sum=np.sum, where=np.where,
+    name="numpy", exp=np.exp, log=np.log, sin=np.sin, cos=np.cos, tanh=np.tanh, sqrt=np.sqrt, sign=np.sign, sum=np.sum, where=np.where,
     broadcast_to=np.broadcast_to, expand_dims=np.expand_dims, reshape=np.reshape,
     transpose=np.transpose, swapaxes=np.swapaxes, einsum=np.einsum, equal=np.equal,
     sigmoid=stable_sigmoid, softmax=softmax_array, log_softmax=log_softmax_array,
@@ -160,19 +160,22 @@ NUMPY.__doc__ = """The fast-path namespace: NumPy, plus the few helpers the rule
 the raw array of a value -- for masks and counts, which carry no gradient; ``scatter`` is the
 transpose of indexing; ``row_grad`` the gradient of an embedding lookup)."""
 
-xp = NUMPY      # what the rules compute with; swapped (once per backward pass) by use_namespace
+# What the rules compute with: one object, whose functions are NumPy's on the fast path and are
+# replaced in place by chainrule's (once per create_graph pass) -- so ``from ...rules import xp`` in a
+# user's rule sees the swap too, and an attribute lookup costs what it costs on a module.
+xp = SimpleNamespace(**vars(NUMPY))
 
 
 @contextmanager
 def use_namespace(ns):
     """Run the rules on namespace ``ns`` inside the block (the engine uses it for create_graph)."""
-    global xp
-    prev = xp
-    xp = ns
+    prev = dict(vars(xp))
+    vars(xp).update(vars(ns))
     try:
-        yield ns
+        yield xp
     finally:
-        xp = prev
+        vars(xp).clear()
+        vars(xp).update(prev)
 
 
 def _axes(axis, ndim):
@@ -250,6 +253,18 @@ def _log(x):
     """z = log(x)   |   x̄ = g / x"""
     return np.log(x), (x,)
 LOG = defop("log", _log, lambda g, n, x: (g / x,))
+
+
+def _sin(x):
+    """z = sin(x)   |   x̄ = g ⊙ cos(x)"""
+    return np.sin(x), (x,)
+SIN = defop("sin", _sin, lambda g, n, x: (g * xp.cos(x),))
+
+
+def _cos(x):
+    """z = cos(x)   |   x̄ = −g ⊙ sin(x)"""
+    return np.cos(x), (x,)
+COS = defop("cos", _cos, lambda g, n, x: (-g * xp.sin(x),))
 
 
 def _sqrt(x):
