@@ -64,22 +64,20 @@ class DistributedError(RuntimeError):
     """Ranks that disagree (different models, parameters that drifted apart, a bad collective)."""
 
 
+def _launcher_value(which):
+    """The first launcher variable of kind ``which`` (0: size, 1: rank) that is set, else None."""
+    for names in _LAUNCHER_VARS:
+        v = os.environ.get(names[which])
+        if v and v.isdigit():
+            return int(v)
+    return None
+
+
 def launched_size():
     """The number of processes the MPI launcher started (1 when not started by ``mpiexec``), read
     from the launcher's environment variables so nothing is imported."""
-    for size_var, _ in _LAUNCHER_VARS:
-        v = os.environ.get(size_var)
-        if v and v.isdigit():
-            return int(v)
-    return 1
-
-
-def _launched_rank():
-    for _, rank_var in _LAUNCHER_VARS:
-        v = os.environ.get(rank_var)
-        if v and v.isdigit():
-            return int(v)
-    return 0
+    n = _launcher_value(0)
+    return 1 if n is None else n
 
 
 def require_mpi():
@@ -285,7 +283,7 @@ def abort_all(code=1):
 
 def rank():
     """This process's rank (0 in a single process); reads the launcher's environment."""
-    return _WORLD.rank if _WORLD is not None else (_launched_rank() if launched_size() > 1 else 0)
+    return _WORLD.rank if _WORLD is not None else ((_launcher_value(1) or 0) if launched_size() > 1 else 0)
 
 
 def world_size():
