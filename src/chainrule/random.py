@@ -30,10 +30,11 @@ _GEN = [np.random.default_rng()]
 
 
 def manual_seed(s):
-    """Re-seed the global generator with the integer ``s``; returns the generator."""
+    """Re-seed the global generator with the integer ``s`` (in place: layers built earlier that draw
+    from it, such as ``nn.Dropout()``, follow the new seed, as in PyTorch); returns the generator."""
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
         raise ValueError(f"manual_seed: expected a non-negative integer seed, got {s!r}")
-    _GEN[0] = np.random.default_rng(int(s))
+    _GEN[0].bit_generator.state = np.random.default_rng(int(s)).bit_generator.state
     return _GEN[0]
 
 
@@ -45,7 +46,7 @@ def seed():
 
 
 def default_generator():
-    """The global ``np.random.Generator`` (the object changes when :func:`manual_seed` is called)."""
+    """The global ``np.random.Generator`` (always the same object; :func:`manual_seed` re-seeds it)."""
     return _GEN[0]
 
 
@@ -55,10 +56,8 @@ def get_rng_state():
 
 
 def set_rng_state(state):
-    """Restore a state returned by :func:`get_rng_state`."""
-    g = np.random.default_rng()
-    g.bit_generator.state = state
-    _GEN[0] = g
+    """Restore a state returned by :func:`get_rng_state` (in place, as :func:`manual_seed`)."""
+    _GEN[0].bit_generator.state = state
 
 
 def _gen(generator):

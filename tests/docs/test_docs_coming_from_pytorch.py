@@ -39,7 +39,12 @@ def namespace():
     return dict(cr=cr, nn=nn, optim=optim, losses=losses, np=np, DataLoader=DataLoader, x=x, w=w,
                 model=model, X=rng.standard_normal((10, 3)).astype(np.float32), Y=np.arange(10) % 2,
                 z=cr.tensor(rng.standard_normal((4, 3)), requires_grad=True), y=np.array([0, 2, 1, 2]),
-                opt=optim.SGD(model.parameters(), lr=0.1))
+                opt=_stepped(optim.Adam(model.parameters(), lr=0.1)))
+
+
+def _stepped(opt):
+    opt.step()
+    return opt
 
 
 def run(code, ns):
@@ -169,6 +174,10 @@ CHECKS = {
     "cr.grad(lambda t: (t * t).sum())(x)": lambda ns, r: np.testing.assert_allclose(r, 2 * ns["x"].data),
     "nn.Linear(3, 2)": lambda ns, r: (r.weight.shape == (3, 2)) or pytest.fail(),
     "model(np.ones((2, 3)))": _float32_model,
+    "nn.Flatten()": lambda ns, r: (r(np.ones((2, 3, 4))).shape == (2, 12)) or pytest.fail(),
+    "x.astype(np.float64)": lambda ns, r: (r.dtype == np.float64 and not r.requires_grad) or pytest.fail(),
+    "opt.state[opt.params.index(model[0].weight)]['m']": lambda ns, r: (
+        r.shape == (3, 4) and ns["opt"].param_steps[0] == 1) or pytest.fail(),
     "model.to(np.float64)": lambda ns, r: (ns["model"][0].weight.dtype == np.float64) or pytest.fail(),
     "nn.ModuleDict({'a': nn.Linear(2, 2)})": lambda ns, r: (list(r.state_dict()) == ["a.weight", "a.bias"])
     or pytest.fail(),

@@ -103,3 +103,15 @@ def test_mlp_seed_none_is_the_documented_default():
     assert not np.array_equal(a, b)                 # two models from one seeded stream differ
     np.testing.assert_array_equal(nn.MLP([2, 3, 1], seed=4).layers[0].weight.data,
                                   nn.MLP([2, 3, 1], seed=4).layers[0].weight.data)
+
+
+def test_manual_seed_reseeds_layers_built_before_it():
+    d, r = nn.Dropout(0.5), nn.RReLU()
+    x = np.ones((4, 6), np.float32)
+    cr.manual_seed(11)
+    a = d(x).data.copy(), r(-x).data.copy()
+    cr.manual_seed(11)
+    b = d(x).data.copy(), r(-x).data.copy()
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+    assert cr.default_generator() is d.rng

@@ -145,3 +145,11 @@ def test_dtype_promotion_rule_of_recurrent_and_attention_layers():
     assert nn.LSTMCell(3, 5)(x[:, 0])[0].dtype == np.float32
     assert nn.GRUCell(3, 5)(x[:, 0]).dtype == np.float32
     assert nn.MultiHeadAttention(3, 1)(x).dtype == np.float32
+
+
+def test_flatten_module(check_module):
+    f = nn.Flatten()
+    assert f(np.ones((2, 3, 4))).shape == (2, 12) and nn.Flatten(0, 1)(np.ones((2, 3, 4))).shape == (6, 4)
+    assert check_module(f, np.random.default_rng(0).standard_normal((2, 3, 2)))
+    net = nn.Sequential(nn.Flatten(), nn.Linear(6, 2, rng=0))
+    assert net(np.ones((5, 2, 3), np.float32)).shape == (5, 2)

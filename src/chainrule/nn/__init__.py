@@ -12,7 +12,7 @@ from .module import (  # noqa: F401
     LoadResult, Module, ModuleDict, ModuleList, Parameter, RemovableHandle, Sequential, StateDictError,
 )
 from .layers import (  # noqa: F401
-    ACTIVATIONS, MLP, Dropout, Embedding, Identity, LeakyReLU, Linear, LogSoftmax, ReLU, RReLU, Sigmoid,
+    ACTIVATIONS, MLP, Dropout, Embedding, Flatten, Identity, LeakyReLU, Linear, LogSoftmax, ReLU, RReLU, Sigmoid,
     Softmax, Softplus, Tanh, activation,
 )
 from .dag import DAGNetwork, DAGSpecError  # noqa: F401
@@ -24,7 +24,7 @@ __all__ = [
     "init", "Parameter", "Module", "ModuleList", "Sequential", "StateDictError", "LoadResult", "Linear",
     "Embedding", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "RReLU", "Softplus", "Softmax",
     "LogSoftmax", "Dropout", "MLP", "ACTIVATIONS", "activation",
-    "ModuleDict", "RemovableHandle", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L2Loss", "BCELoss",
+    "ModuleDict", "RemovableHandle", "Flatten", "CrossEntropyLoss", "NLLLoss", "MSELoss", "L2Loss", "BCELoss",
     "BCEWithLogitsLoss", "MultiLabelBCELoss",
 ]
 from .recurrent import GRU, LSTM, GRUCell, LSTMCell, lengths_to_mask  # noqa: F401,E402

@@ -13,7 +13,7 @@ from . import init as _init
 from .module import Module, Parameter, Sequential
 
 __all__ = [
-    "Linear", "Embedding", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "RReLU", "Softplus",
+    "Linear", "Embedding", "Identity", "Flatten", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "RReLU", "Softplus",
     "Softmax", "LogSoftmax", "Dropout", "MLP", "ACTIVATIONS", "activation",
 ]
 
@@ -213,6 +213,21 @@ class Identity(Module):
 
     def forward(self, x):
         return x
+
+
+class Flatten(Module):
+    """Merge axes ``start_axis`` … ``end_axis`` into one, as PyTorch's ``nn.Flatten`` (defaults
+    1, −1: keep the batch axis, flatten the rest).  A reshape: x̄ = ȳ reshaped back."""
+
+    def __init__(self, start_axis=1, end_axis=-1):
+        super().__init__()
+        self.start_axis, self.end_axis = int(start_axis), int(end_axis)
+
+    def forward(self, x):
+        return F.flatten(x, self.start_axis, self.end_axis)
+
+    def extra_repr(self):
+        return f"start_axis={self.start_axis}, end_axis={self.end_axis}"
 
 
 class Sigmoid(Module):
