@@ -97,7 +97,7 @@ def soak(workdir, kills=20, seed=0, per_run=7, log=print):
     with open(os.path.join(reference, "results.json")) as f:
         train_window = 1.3 * json.load(f)["train_seconds"] + 0.05
     stats = {"kills": 0, "sigkill": 0, "sigint": 0, "double_sigint": 0, "runs_completed": 0, "resumes": 0,
-             "straight_seconds": duration, "problems": []}
+             "straight_seconds": duration, "problems": [], "odd_exits": []}
     run_id = 0
     out_dir = os.path.join(workdir, f"run{run_id}")
     run_kills = 0
@@ -136,7 +136,9 @@ def soak(workdir, kills=20, seed=0, per_run=7, log=print):
             if p.returncode == 0:         # it finished before the signal arrived
                 finished = True
             elif how != "sigkill" and p.returncode not in (130, -signal.SIGINT):
-                stats["problems"].append(f"{out_dir}: {how} gave exit code {p.returncode}:\n{err.decode()[-2000:]}")
+                # not a data problem (the files are checked when the run completes), but worth seeing:
+                # e.g. a rare CPython abort (-6) when the signal lands while the interpreter finalizes
+                stats["odd_exits"].append(f"{out_dir}: {how} gave exit code {p.returncode}:\n{err.decode()[-2000:]}")
         elif p.returncode != 0:
             stats["problems"].append(f"{out_dir}: exit code {p.returncode}:\n{err.decode()[-2000:]}")
             finished = True
@@ -154,6 +156,10 @@ def soak(workdir, kills=20, seed=0, per_run=7, log=print):
         f"completed and compared with a straight run ({duration:.1f} s); problems: {len(stats['problems'])}")
     for prob in stats["problems"]:
         log("  " + prob)
+    if stats["odd_exits"]:
+        log(f"{len(stats['odd_exits'])} interrupted processes ended with an unexpected exit code:")
+        for odd in stats["odd_exits"]:
+            log("  " + odd)
     return stats
 
 

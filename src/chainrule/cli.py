@@ -20,21 +20,43 @@ from .commands import MODULES
 
 
 # ------------------------------------------------------------------------------------------ main
-def _limit_threads(n):
+#: environment variables with which a user chooses the BLAS thread count; when one is set, chainrule
+#: leaves the choice alone
+BLAS_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                   "VECLIB_MAXIMUM_THREADS")
+
+
+def _limit_threads(n, quiet=False):
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        print("chainrule: --threads needs threadpoolctl (pip install threadpoolctl); ignored", file=sys.stderr)
+        if not quiet:
+            print("chainrule: --threads needs threadpoolctl (pip install threadpoolctl); ignored", file=sys.stderr)
         return
     threadpool_limits(limits=n)
+
+
+def default_threads(args):
+    """BLAS threads for this command: ``--threads`` if given; else the user's environment variable
+    (:data:`BLAS_THREAD_ENV`) decides; else 1.  The built-in models' matrices are small (digits MLP:
+    32 x 64 @ 64 x 512), where a second BLAS thread buys little on an idle machine and costs many-fold
+    on a busy one (measured, README: 5 epochs of the main job 1.5-1.8 s with 1 thread, 45-56 s with
+    OpenBLAS's default of 2 on this 2-core machine under load ~8).  None: leave the library's choice."""
+    n = getattr(args, "threads", None)
+    if n is not None:
+        return n
+    if any(os.environ.get(v) for v in BLAS_THREAD_ENV):
+        return None
+    return 1
 
 
 def build_parser():
     ap = argparse.ArgumentParser(prog="chainrule", description="Backpropagation made real: train, check and "
                                  "derive neural networks with chainrule's autodiff engine.")
     ap.add_argument("--threads", type=int, default=None,
-                    help="BLAS threads (default: the BLAS library's own choice). Use 1 on a busy machine: "
-                         "OpenBLAS worker threads competing for oversubscribed cores slow small matmuls many-fold")
+                    help="BLAS threads (default 1, unless OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is "
+                         "set: the built-in models' matrices are small, and BLAS worker threads competing for busy "
+                         "cores slow them many-fold)")
     ap.add_argument("--debug", action="store_true",
                     help="show the full traceback of an error (default: one line naming the problem, exit code 2)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -94,8 +116,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     args._argv = argv
     debug = getattr(args, "debug", False) or bool(os.environ.get("CHAINRULE_DEBUG"))
-    if getattr(args, "threads", None):
-        _limit_threads(args.threads)
+    threads = default_threads(args)
+    if threads:
+        _limit_threads(threads, quiet=getattr(args, "threads", None) is None)
     name = " ".join(v for v in (getattr(args, "command", None), getattr(args, "model", None)) if isinstance(v, str))
     try:
         try:
@@ -104,7 +127,9 @@ def main(argv=None):
             raise ValueError(str(e)) from None
         if rc is not None:
             return rc
-        return args.func(args) or 0
+        rc = args.func(args) or 0
+        sys.stdout.flush()          # a reader that went away shows up here, not at interpreter exit
+        return rc
     except BrokenPipeError:
         return _quiet_broken_pipe()
     except KeyboardInterrupt:

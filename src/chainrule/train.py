@@ -231,6 +231,7 @@ class Trainer:
         the statistics and the interrupt flag (so every rank agrees where to stop)."""
         if self.dist is None:
             loss, stats = self.loss_fn(self.model, train.batch(idx))
+            self._last_units = stats.get("loss_units")     # see _record_units
             lv = float(loss.item())
             if math.isfinite(lv):          # a diverged loss is reported before any gradient is made
                 self.optimizer.zero_grad()
@@ -247,6 +248,14 @@ class Trainer:
         tot = self.dist.reduce(self.optimizer.params, w, np.array([lv * w, correct, count, float(self._stop)]))
         self._stop_agreed = bool(tot[3] > 0)
         return float(tot[0]), int(round(tot[1])), int(round(tot[2]))
+
+    def _record_units(self, r):
+        """A loss function may report ``loss_units``: the batch loss times the batch size sums that
+        many terms (tree models: nodes).  The epoch's ``train_loss_per_unit`` is then on the scale of a
+        per-node validation loss.  (Single process only: not carried through the MPI reduction.)"""
+        units = getattr(self, "_last_units", None)
+        if units and self.dist is None:
+            r["units"] = r.get("units", 0) + int(units)
 
     def _stopping(self):
         """An interrupt is being honoured: this process's flag, or under MPI the flag all ranks agreed on."""
@@ -403,6 +412,7 @@ class Trainer:
                     r["n"] += len(idx)
                     r["correct"] += correct
                     r["count"] += count
+                    self._record_units(r)
                     seen += len(idx)
                     self.batch = bi + 1
                     if bar is not None:
@@ -430,6 +440,8 @@ class Trainer:
                        "lr": float(getattr(self.optimizer, "lr", float("nan")))}
                 if r["count"]:
                     rec["train_acc"] = r["correct"] / r["count"]
+                if r.get("units"):        # on the validation loss's scale (mean per node, not per tree)
+                    rec["train_loss_per_unit"] = r["loss"] / r["units"]
                 if has_val:
                     self.model.eval()
                     with no_grad():
@@ -534,8 +546,10 @@ def _print_epoch(rec, monitor):
 def plot_history(history, path, monitor=None, best_epoch=None):
     """Loss and metric curves per epoch as a PNG (matplotlib, Agg backend).
 
-    Left: training and validation loss (both means per example, as the loss functions report
-    them).  Right: every accuracy/F1 metric, with the selection metric ``val_<monitor>`` drawn
+    Left: training and validation loss, on one scale: the mean per example, or -- when the loss
+    function reports ``loss_units`` (tree models: nodes) -- the training loss per scored item, as the
+    validation loss is (the RNTN's summed per-tree loss of ~45 beside a per-node loss of ~1 was
+    unreadable).  Right: every accuracy/F1 metric, with the selection metric ``val_<monitor>`` drawn
     thicker and named in the legend.  The selected epoch (``best_epoch``) is marked in both panels.
     Written through a temporary file and a rename."""
     try:
@@ -546,7 +560,11 @@ def plot_history(history, path, monitor=None, best_epoch=None):
         return None
     ep = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].plot(ep, [h["train_loss"] for h in history], "o-", color="C0", label="train loss (mean)")
+    if history and "train_loss_per_unit" in history[0]:      # summed per example: plot it per scored item
+        axes[0].plot(ep, [h.get("train_loss_per_unit") for h in history], "o-", color="C0",
+                     label="train loss (mean per scored item, incl. penalty)")
+    else:
+        axes[0].plot(ep, [h["train_loss"] for h in history], "o-", color="C0", label="train loss (mean)")
     if history and "val_loss" in history[0]:
         axes[0].plot(ep, [h.get("val_loss") for h in history], "s-", color="C1", label="validation loss (mean)")
     axes[0].set_xlabel("epoch")

@@ -20,9 +20,11 @@ def test_cli_train_evaluate_resume(tmp_path, capsys):
         assert (out / f).exists(), f
     assert main(["evaluate", str(out / "best.safetensors")]) == 0
     assert "test" in capsys.readouterr().out
-    # --resume continues the same run: two more epochs appended to the log
-    assert main(["train", "mlp", "--resume", "--epochs", "5", "--out", str(out), "--no-progress"]) == 0
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 5
+    # the cosine schedule spans the 3 planned epochs: extending the finished run is refused (issue 13:
+    # it used to train epochs 4-5 at lr 0 and report 3 epochs)
+    assert main(["train", "mlp", "--resume", "--epochs", "5", "--out", str(out), "--no-progress"]) == 2
+    assert "cosine learning-rate schedule spans them" in capsys.readouterr().err
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
 
 
 def test_cli_resume_equals_straight_run(tmp_path, capsys):

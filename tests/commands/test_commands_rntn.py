@@ -31,6 +31,14 @@ def test_smoke_train_and_sentiment(tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "PTB tree" in text and text.count("\n") > 5
+    # evaluate accepts a tree-model checkpoint (issue 13: it was MLP-only) and the run directory
+    assert main(["evaluate", out, "--splits", "dev"]) == 0
+    text = capsys.readouterr().out
+    assert "dev (ours)" in text and "best.safetensors" in text
+    # the plot's training loss is per node, the validation loss's scale (issue 13)
+    import json
+    rec = json.loads(open(os.path.join(out, "metrics.jsonl")).readline())
+    assert rec["train_loss_per_unit"] < rec["train_loss"] and abs(rec["train_loss_per_unit"] - rec["val_loss"]) < 1.0
 
 
 def test_gradcheck_command(capsys):

@@ -46,3 +46,12 @@ def _smoke(tmp_path, capsys):
     from chainrule.commands import sequence as S
     _, config, _, _ = S.load_model(str(out / "best.safetensors"))
     assert config["cell"] == "gru" and config["phrases"] is True
+    # a sequence checkpoint works with `sentiment` and `evaluate` (issue 13), a run directory too
+    capsys.readouterr()
+    assert main(["sentiment", str(out), "a", "gripping", "and", "moving", "film"]) == 0
+    text = capsys.readouterr().out
+    assert "sentence sentiment:" in text and "P(positive)" in text
+    assert main(["sentiment", str(out / "best.safetensors"), "(3 (2 a) (3 film))"]) == 0
+    assert "PTB tree" in capsys.readouterr().out
+    assert main(["evaluate", str(out), "--splits", "dev"]) == 0
+    assert "dev (ours)" in capsys.readouterr().out

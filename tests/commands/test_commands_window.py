@@ -38,12 +38,18 @@ def test_train_command_and_tag(ner_dir, tmp_path, capsys):
     tags = [t.rsplit("/", 1)[1] for t in tagged]
     assert conll.iob1_to_iob2(tags) == tags                 # printed in IOB2, well formed
 
-    # resume continues the run from last.safetensors for one more epoch
+    # the cosine decay spans the 4 planned epochs: extending the run is refused (issue 13), the files stay
     rc = main(["train", "window", "--data-dir", str(ner_dir), "--epochs", "5", "--out", str(out),
                "--resume", "--no-progress"])
-    assert rc == 0
+    assert rc == 2 and "cosine learning-rate schedule spans them" in capsys.readouterr().err
     lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert json.loads(lines[-1])["epoch"] == 5
+    assert json.loads(lines[-1])["epoch"] == 4
+    # resuming the finished run with its own flags trains nothing more and reports again
+    assert main(["train", "window", "--data-dir", str(ner_dir), "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
+    # evaluate accepts a window checkpoint and the run directory
+    assert main(["evaluate", str(out)]) == 0
+    assert "eng.testa" in capsys.readouterr().out
 
 
 def test_person_task_seed_sgd(ner_dir, tmp_path, capsys):
@@ -62,3 +68,15 @@ def test_person_task_seed_sgd(ner_dir, tmp_path, capsys):
 def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "window", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "eng.train" in capsys.readouterr().err
+
+
+def test_an_empty_split_file_is_refused(ner_dir, tmp_path, capsys):
+    """An empty eng.testa was accepted, so model selection ran on nothing (issue 14)."""
+    import shutil
+    d = tmp_path / "ner_empty_dev"
+    shutil.copytree(ner_dir, d)
+    (d / "eng.testa").write_text("-DOCSTART- -X- O O\n\n")
+    rc = main(["train", "window", "--data-dir", str(d), "--epochs", "1", "--out", str(tmp_path / "r"),
+               "--no-progress"])
+    assert rc == 2
+    assert "eng.testa: no sentences in the file" in capsys.readouterr().err

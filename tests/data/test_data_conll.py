@@ -112,7 +112,7 @@ def test_malformed_line_names_file_and_line(tmp_path):
     with pytest.raises(ConllFormatError, match=r":1: expected at least 2 columns"):
         read_conll(p)
     p.write_bytes(b"Kiri NNP B-NP I-PER\nbad\xff NN O O\n")
-    with pytest.raises(ConllFormatError, match=r":2: not valid utf-8"):
+    with pytest.raises(ConllFormatError, match=r":2:4: not valid utf-8"):
         read_conll(p)
 
 

@@ -120,7 +120,7 @@ def test_read_idx_truncated_and_oversized(tmp_path):
     with pytest.raises(D.IdxFormatError, match="extra bytes"):
         D.read_idx(p)
     p.write_bytes(gzip.compress(full)[:-12])  # a cut gzip stream
-    with pytest.raises(D.IdxFormatError, match="not a valid gzip file"):
+    with pytest.raises(D.IdxFormatError, match="not a valid gzip file|gzip stream ends early"):
         D.read_idx(p)
 
 
@@ -375,3 +375,21 @@ def test_digits_read_without_importing_sklearn_equal_load_digits():
     bunch = load_digits()
     np.testing.assert_array_equal(data[:, :-1], bunch.data)
     np.testing.assert_array_equal(data[:, -1], bunch.target)
+
+
+def test_a_file_of_another_data_set_is_a_mismatch_not_corruption(tmp_path, monkeypatch):
+    """A valid MNIST checkpoint evaluated with Fashion-MNIST's files was reported as a corrupt file
+    ("delete it and copy it again"); an intact file of another data set is a data set mismatch."""
+    import hashlib
+    from chainrule.data import datasets as D
+    mnist, fashion = b"mnist images", b"fashion images"
+    table = {"mnist": {"train-images-idx3-ubyte.gz": hashlib.sha256(mnist).hexdigest()},
+             "fashion-mnist": {"train-images-idx3-ubyte.gz": hashlib.sha256(fashion).hexdigest()}}
+    monkeypatch.setattr(D, "IDX_SHA256", table)
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    p.write_bytes(fashion)
+    with pytest.raises(D.ChecksumError, match="data set mismatch.*fashion-mnist's train-images.*mnist is expected"):
+        D.verify_sha256(p, table["mnist"]["train-images-idx3-ubyte.gz"])
+    p.write_bytes(b"damaged")
+    with pytest.raises(D.ChecksumError, match="corrupt"):
+        D.verify_sha256(p, table["mnist"]["train-images-idx3-ubyte.gz"])

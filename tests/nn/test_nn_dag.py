@@ -270,3 +270,4 @@ def test_a_long_chain_needs_no_recursion():
     net = DAGNetwork({"nodes": nodes, "edges": edges, "outputs": [f"h{n - 1}"]})
     ex = net.explain([2.0], [0.5], quiet=True)
     assert ex["nodes"]["x"]["do"] == pytest.approx(1.5)
+

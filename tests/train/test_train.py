@@ -175,3 +175,38 @@ def test_wrong_shaped_checkpoint_leaves_model_and_files_alone(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- the command
+
+
+def test_train_loss_per_unit_and_the_plot(tmp_path, capsys):
+    """A loss summed per example (tree models: over nodes) is also logged per scored item, the
+    validation loss's scale; the plot marks the selected epoch and names the selection metric."""
+    train, val, _ = _problem()
+    t, _ = _setup(tmp_path / "r", 2)
+    inner = t.loss_fn
+
+    def loss_fn(m, batch):
+        loss, stats = inner(m, batch)
+        return loss, {**stats, "loss_units": 3 * len(batch[0])}
+    t.loss_fn = loss_fn
+    t.fit(train, val)
+    for h in t.history:
+        assert abs(h["train_loss_per_unit"] - h["train_loss"] / 3) < 1e-12
+    from chainrule.train import plot_history
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    saved = {}
+    real_savefig = plt.Figure.savefig
+
+    def capture(fig, *a, **k):
+        saved["labels"] = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+        return real_savefig(fig, *a, **k)
+    plt.Figure.savefig = capture
+    try:
+        plot_history(t.history, str(tmp_path / "c.png"), monitor="acc", best_epoch=1)
+    finally:
+        plt.Figure.savefig = real_savefig
+    labels = saved["labels"]
+    assert "train loss (mean per scored item, incl. penalty)" in labels
+    assert "val acc (selection metric)" in labels
+    assert labels.count("selected epoch 1") == 2

@@ -20,9 +20,31 @@ defaults come from the one optimizer table, :data:`chainrule.optim.OPTIMIZERS`).
 (``--batch``, ``--lr-decay``, ``--dim``) are accepted as hidden aliases.
 """
 import argparse
+import math
 import os
 
 MODULES = ("mlp", "window", "rntn", "sequence", "derive", "explain")
+
+
+def _number(kind, convert, ok, what):
+    def parse(s):
+        try:
+            v = convert(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
+        return v
+    parse.__name__ = kind
+    return parse
+
+
+#: argparse types that refuse values a run cannot use (``--batch-size 0``, ``--lr nan``) with a usage error
+positive_int = _number("positive_int", int, lambda v: v >= 1, "a positive integer")
+nonnegative_int = _number("nonnegative_int", int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number("positive_float", float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")
+nonnegative_float = _number("nonnegative_float", float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+unit_fraction = _number("unit_fraction", float, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
 
 
 def add_train_command(train_sub, name, help, description, add_args, func):
@@ -53,21 +75,29 @@ def add_threads_arg(p):
 
 def add_batch_size_arg(p, default, help):
     """``--batch-size`` (the one spelling; ``--batch`` is a hidden alias)."""
-    p.add_argument("--batch-size", type=int, default=default, help=help)
-    p.add_argument("--batch", dest="batch_size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--batch-size", type=positive_int, default=default, help=help)
+    p.add_argument("--batch", dest="batch_size", type=positive_int, help=argparse.SUPPRESS)
 
 
 def add_run_args(p, default_out, epochs_help, batch_help):
     """The options every ``chainrule train MODEL`` shares: epochs, batch size, early stopping, seed,
-    output directory, resume, progress bar, BLAS threads.  ``--epochs`` and ``--batch-size`` default
-    to None: each command fills in its own default (stated in ``epochs_help``/``batch_help``)."""
-    p.add_argument("--epochs", type=int, default=None, help=epochs_help)
+    output directory, resume, overwrite, progress bar, BLAS threads.  ``--epochs`` and ``--batch-size``
+    default to None: each command fills in its own default (stated in ``epochs_help``/``batch_help``).
+    Records the parser on ``args`` (``_parser``) so --resume can tell which flags were given on the
+    command line (:func:`chainrule.commands.rundir.given_flags`)."""
+    p.add_argument("--epochs", type=positive_int, default=None, help=epochs_help)
     add_batch_size_arg(p, None, batch_help)
-    p.add_argument("--patience", type=int, default=None,
+    p.add_argument("--patience", type=positive_int, default=None,
                    help="early stopping after N epochs without improvement of the validation metric")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help=f"output directory (default {default_out})")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint, with its own flags (only --epochs, "
+                        "--patience and output options may change)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an --out that holds an earlier run (its checkpoints, metrics and results "
+                        "are deleted); without it such an --out is refused")
+    p.set_defaults(_parser=p)
     p.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--workers", type=int, default=None, metavar="N",
@@ -82,9 +112,9 @@ def add_optimizer_args(p, default="adam", choices=None, schedule="none"):
     from .. import optim
     choices = list(choices or optim.OPTIMIZERS)
     p.add_argument("--optimizer", default=default, choices=choices, help=f"default {default}")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: " + ", ".join(
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: " + ", ".join(
         f"{k} {optim.default_lr(k):g}" for k in choices) + ")")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay added to the gradients (default 0)")
+    p.add_argument("--weight-decay", type=nonnegative_float, default=0.0, help="L2 weight decay added to the gradients (default 0)")
     p.add_argument("--schedule", default=schedule, choices=list(optim.SCHEDULES),
                    help=f"learning-rate schedule over the epochs (default {schedule})")
     p.add_argument("--lr-decay", dest="schedule", choices=list(optim.SCHEDULES), help=argparse.SUPPRESS)
@@ -110,29 +140,31 @@ def plural(n, word):
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def start_run(args, out, config_from_args):
-    """``(config, extra)`` of a run: with ``--resume`` the configuration and metadata stored in
-    ``out/last.safetensors`` (``--epochs`` may extend it); else ``config_from_args(args)`` and None
-    (an earlier run's metrics.jsonl in ``out`` is kept as metrics.previous.jsonl, by rank 0 alone
-    under MPI)."""
-    from ..checkpoint import load_checkpoint
-    from ..distributed import is_main
-    if args.resume:
-        _, meta = load_checkpoint(os.path.join(out, "last.safetensors"))
-        extra = meta["extra"]
-        config = extra["config"]
-        if args.epochs is not None:
-            config["epochs"] = args.epochs
-        return config, extra
-    config = config_from_args(args)
-    metrics = os.path.join(out, "metrics.jsonl")
-    if os.path.exists(metrics) and is_main():
-        os.replace(metrics, os.path.join(out, "metrics.previous.jsonl"))
-    return config, None
+def start_run(args, out, config_from_args, models=None):
+    """``(config, extra)`` of a run, after :func:`chainrule.commands.rundir.begin_run` has checked
+    ``--out`` (a writable directory; an earlier run there refused unless ``--resume`` or
+    ``--overwrite``): with ``--resume`` the configuration and metadata stored in
+    ``out/last.safetensors`` (flags that differ refused; ``--epochs`` may extend a run whose schedule
+    does not span its epochs); else ``config_from_args(args)`` and None.  ``models``: the model
+    kinds this command writes (default: the ``model`` of ``config_from_args(args)``)."""
+    from .rundir import begin_run
+    fresh = lambda: config_from_args(args)      # noqa: E731
+    models = tuple(models or (fresh()["model"],))
+    config, meta = begin_run(args, out, models[0], models, fresh, schedule_spans_epochs)
+    return config, (meta["extra"] if meta is not None else None)
+
+
+def schedule_spans_epochs(config):
+    """The run's learning-rate schedule, when it depends on the planned number of epochs (any
+    schedule but 'none'): then --resume may not change --epochs."""
+    s = config.get("schedule", config.get("lr_decay", "none"))
+    return f"{s} learning-rate schedule" if s not in (None, "none") else None
 
 
 def resume_trainer(trainer, args, out):
     """With ``--resume``: load ``out/last.safetensors`` into ``trainer`` and say where it continues."""
+    from .rundir import check_space
+    check_space(out, trainer.model)
     if args.resume:
         last = os.path.join(out, "last.safetensors")
         trainer.load(last)
@@ -181,18 +213,25 @@ def load_trained(path, command, models, vocab_cls, build):
     model with ``build(config, vocab)``, loads its arrays and puts it in eval mode.
     """
     from ..checkpoint import load_checkpoint
+    from .rundir import check_config_bounds
     arrays, meta = load_checkpoint(path)
-    extra = meta.get("extra") or {}
+    extra = meta.get("extra")
+    extra = extra if isinstance(extra, dict) else {}
     config = extra.get("config")
     expected = f"not a checkpoint written by 'chainrule train {command}'"
-    if not config:
+    if not isinstance(config, dict) or not config:
         raise ValueError(f"{path}: no model configuration in the checkpoint's metadata; {expected}")
     if config.get("model") not in models:
         raise ValueError(f"{path}: its model is {config.get('model')!r}, not {' or '.join(map(repr, models))}; "
                          f"{expected}")
     if vocab_cls is not None and "vocab" not in extra:
         raise ValueError(f"{path}: no vocabulary in the checkpoint's metadata; {expected}")
-    vocab = vocab_cls.from_json(extra["vocab"]) if vocab_cls is not None else None
+    check_config_bounds(config, arrays, path)
+    try:
+        vocab = vocab_cls.from_json(extra["vocab"]) if vocab_cls is not None else None
+    except (TypeError, KeyError, AttributeError, IndexError) as e:
+        raise ValueError(f"{path}: the vocabulary in the checkpoint's metadata is malformed "
+                         f"({type(e).__name__}: {e}); {expected}") from None
     model = build(config, vocab)
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
     model.eval()

@@ -14,15 +14,19 @@ import os
 import numpy as np
 
 from . import (add_batch_size_arg, add_optimizer_args, add_train_command, add_run_args, add_threads_arg, fit, lr_from_args,
-               build_optimizer, plural, print_gradcheck_table, resume_trainer, start_run, summary)
+               build_optimizer, plural, print_gradcheck_table, resume_trainer, start_run, summary,
+               unit_fraction)
 
 
 def int_list(s):
     """``"256,256"`` -> ``[256, 256]`` (an argparse type)."""
     try:
-        return [int(v) for v in s.split(",") if v.strip()]
+        sizes = [int(v) for v in s.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 256,256, got {s!r}") from None
+        sizes = None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 256,256, got {s!r}")
+    return sizes
 
 
 # ------------------------------------------------------------------------------------ arguments
@@ -39,7 +43,9 @@ def add_train_args(p):
     p.add_argument("--momentum", type=float, default=None, help="SGD (and RMSprop) momentum (default: 0.9 for SGD, else 0)")
     p.add_argument("--dropout", type=float, default=None, help="dropout probability after each hidden layer (default: 0.3 for digits, 0 otherwise)")
     p.add_argument("--l2", type=float, default=0.0, help="λ: adds λ/2 Σ‖W‖² over weight matrices to the loss (seed 003)")
-    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-fraction", type=unit_fraction, default=0.1,
+                   help="share of the training set held out for model selection (default 0.1); 0: no validation "
+                        "set, the last epoch is the selected one")
     p.add_argument("--normalize", default=None, choices=["feature", "global", "none"],
                    help="input scaling fitted on the training split: per-feature standardisation, one global "
                         "mean/std, or none (pixels in [0, 1]); default: feature for digits, global otherwise")
@@ -90,10 +96,13 @@ def load_model(path, data_dir=None):
     """``(model, config, data, evaluate_fn, meta)`` from a checkpoint written by ``chainrule train mlp``
     (the data splits rebuilt from the stored configuration)."""
     from ..checkpoint import load_checkpoint
+    from .rundir import check_config_bounds
     arrays, meta = load_checkpoint(path)
-    config = meta.get("extra", {}).get("config")
-    if not config or config.get("model") != "mlp":
-        raise SystemExit(f"evaluate: {path} is not an MLP checkpoint written by 'chainrule train mlp'")
+    extra = meta.get("extra")
+    config = extra.get("config") if isinstance(extra, dict) else None
+    if not isinstance(config, dict) or config.get("model") != "mlp":
+        raise ValueError(f"{path} is not an MLP checkpoint written by 'chainrule train mlp'")
+    check_config_bounds(config, arrays, path)
     splits, model, opt, sched, data, loss_fn, evaluate_fn = setup(
         config, data_dir if data_dir is not None else meta.get("extra", {}).get("data_dir"))
     model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
@@ -116,24 +125,27 @@ def cmd_train_mlp(args):
           f"{plural(config['epochs'], 'epoch')}, batch {config['batch_size']}; "
           f"train/val/test = {len(data['train'])}/{len(data['val'])}/{len(data['test'])}")
     rc = fit(trainer, data["train"], data["val"])
-    return rc if rc is not None else report(out, config, data, args.data_dir, trainer.train_seconds)
+    return rc if rc is not None else report(out, config, data, args.data_dir, trainer.train_seconds, trainer.epoch)
 
 
-def report(out, config, data, data_dir, seconds):
-    """Evaluate ``out/best.safetensors`` on every split, print the table, write results.json."""
+def report(out, config, data, data_dir, seconds, epochs_run=None):
+    """Evaluate ``out/best.safetensors`` on every non-empty split, print the table, write results.json
+    (with the run's own configuration -- its epochs as extended -- and the epochs actually run)."""
     from ..autograd import no_grad
     from ..checkpoint import atomic_write_text
-    model, config, data, evaluate_fn, meta = load_model(os.path.join(out, "best.safetensors"), data_dir)
+    model, _, data, evaluate_fn, meta = load_model(os.path.join(out, "best.safetensors"), data_dir)
     model.eval()
     rows = {}
     with no_grad():
         for split in ("train", "val", "test"):
-            rows[split] = evaluate_fn(model, data[split])
-    print(f"\nbest epoch {meta['best_epoch']} (by validation accuracy), training time {seconds:.1f} s")
+            if len(data[split]):
+                rows[split] = evaluate_fn(model, data[split])
+    how = "by validation accuracy" if len(data["val"]) else "the last epoch: no validation set"
+    print(f"\nbest epoch {meta['best_epoch']} ({how}), training time {seconds:.1f} s")
     print(f"{'split':<8}{'accuracy':>10}{'loss':>10}")
     for split, m in rows.items():
         print(f"{split:<8}{m['acc'] * 100:>9.2f}%{m['loss']:>10.4f}")
-    result = {"config": config, "best_epoch": meta["best_epoch"], "train_seconds": seconds,
+    result = {"config": config, "best_epoch": meta["best_epoch"], "epochs_run": epochs_run, "train_seconds": seconds,
               **{f"{s}_{k}": v for s, m in rows.items() for k, v in m.items()}}
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}/best.safetensors, last.safetensors, metrics.jsonl, curves.png, results.json")
@@ -142,13 +154,35 @@ def report(out, config, data, data_dir, seconds):
 
 # ------------------------------------------------------------------------------------ evaluate
 def cmd_evaluate(args):
+    """Any checkpoint of ``chainrule train`` (or a run directory: its best checkpoint), by its kind."""
     from ..autograd import no_grad
-    model, config, data, evaluate_fn, meta = load_model(args.checkpoint, args.data_dir)
+    from ..checkpoint import load_checkpoint
+    from .rundir import resolve_checkpoint
+    path = resolve_checkpoint(args.checkpoint)
+    _, meta = load_checkpoint(path)
+    extra = meta.get("extra")
+    config = extra.get("config") if isinstance(extra, dict) else None
+    kind = config.get("model") if isinstance(config, dict) else None
+    dev_splits = tuple(dict.fromkeys("dev" if s == "val" else s for s in args.splits))
+    if kind == "window":
+        from . import window
+        return window.evaluate_checkpoint(path, dev_splits, args.data_dir)
+    if kind in ("rntn", "rnn", "treelstm", "sequence"):
+        from . import rntn, sequence
+        return (sequence if kind == "sequence" else rntn).evaluate_checkpoint(
+            path, tuple(s for s in dev_splits if s != "train") or ("dev",))
+    if kind != "mlp":
+        raise ValueError(f"evaluate: {path} is not a checkpoint of 'chainrule train' (mlp, window, rntn, sequence)"
+                         + (f"; its model is {kind!r}" if kind else "; its metadata holds no model configuration"))
+    model, config, data, evaluate_fn, meta = load_model(path, args.data_dir)
     model.eval()
-    print(f"{args.checkpoint}: {config['model']} on {config['dataset']}, epoch {meta['epoch']}")
+    print(f"{path}: {config['model']} on {config['dataset']}, epoch {meta['epoch']}")
     print(f"{'split':<8}{'accuracy':>10}{'loss':>10}")
     with no_grad():
-        for split in args.splits:
+        for split in dict.fromkeys("val" if s == "dev" else s for s in args.splits):
+            if not len(data[split]):
+                print(f"{split:<8}{'(empty)':>10}")
+                continue
             m = evaluate_fn(model, data[split])
             print(f"{split:<8}{m['acc'] * 100:>9.2f}%{m['loss']:>10.4f}")
     return 0
@@ -188,10 +222,12 @@ def register(sub, train_sub, gradcheck_sub):
                       "cross-entropy, Adam, cosine schedule (finishes in seconds).", add_train_args, cmd_train_mlp)
 
     ev = sub.add_parser("evaluate", help="evaluate a checkpoint", description="Evaluate a checkpoint written by "
-                        "'chainrule train' on its data set's splits.")
-    ev.add_argument("checkpoint")
-    ev.add_argument("--data-dir", default=None)
-    ev.add_argument("--splits", nargs="+", default=["val", "test"], choices=["train", "val", "test"])
+                        "any 'chainrule train' command (MLP, window tagger, RNTN/RNN/Tree-LSTM, sequence "
+                        "classifier), or the best checkpoint of a run directory, on its data set's splits.")
+    ev.add_argument("checkpoint", help="a checkpoint of any 'chainrule train' command, or a run directory (--out)")
+    ev.add_argument("--data-dir", default=None, help="data directory (default: the one the run was trained on)")
+    ev.add_argument("--splits", nargs="+", default=["val", "test"], choices=["train", "val", "dev", "test"],
+                    help="val and dev name the same split (the validation / development set)")
     add_threads_arg(ev)
     ev.set_defaults(func=cmd_evaluate)
 

@@ -116,7 +116,7 @@ def cmd_train_rntn(args):
     from ..train import TrainConfig, Trainer
     wall0 = time.perf_counter()
     out = args.out or os.path.join("runs", f"{args.model}-sst")
-    config, extra = start_run(args, out, config_from_args)
+    config, extra = start_run(args, out, config_from_args, models=("rntn", "rnn", "treelstm"))
     vocab = R.Vocab.from_json(extra["vocab"]) if extra is not None else None
     train_trees = sst.load("train")
     if config.get("limit"):
@@ -152,10 +152,11 @@ def cmd_train_rntn(args):
           f"trees train/dev/test = {len(data['train'])}/{len(data['dev'])}/{len(data['test'])}; "
           f"model selection on dev {config['monitor']}", flush=True)
     rc = fit(trainer, data["train"], data["dev"])
-    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - wall0)
+    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - wall0,
+                                            run_config=config, epochs_run=trainer.epoch)
 
 
-def report(out, data, train_seconds, wall_seconds=None):
+def report(out, data, train_seconds, wall_seconds=None, run_config=None, epochs_run=None):
     """Evaluate ``out/best.safetensors`` on dev and test, print the Table-1 comparison, write results.json."""
     from ..checkpoint import atomic_write_text
     model, config, meta = load_model(os.path.join(out, "best.safetensors"))
@@ -165,11 +166,24 @@ def report(out, data, train_seconds, wall_seconds=None):
     print(f"\nbest epoch {meta['best_epoch']} (by dev {config['monitor']}); training time {train_seconds:.1f} s"
           + (f", wall time {wall_seconds:.1f} s" if wall_seconds is not None else ""))
     print(format_table(rows, paper, config["model"]))
-    result = {"config": config, "best_epoch": meta["best_epoch"], "train_seconds": train_seconds,
+    result = {"config": run_config or config, "best_epoch": meta["best_epoch"], "epochs_run": epochs_run,
+              "train_seconds": train_seconds,
               "wall_seconds": wall_seconds, "paper_test": paper,
               **{f"{s}_{k}": v for s, m in rows.items() for k, v in m.items()}}
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}/best.safetensors, last.safetensors, metrics.jsonl, curves.png, results.json")
+    return 0
+
+
+def evaluate_checkpoint(path, splits=("dev", "test")):
+    """``chainrule evaluate`` of an RNTN/RNN/Tree-LSTM checkpoint: the Table-1 metrics on SST splits."""
+    from ..data import sst
+    from ..models import rntn as R
+    model, config, meta = load_model(path)
+    M = _models(config)
+    rows = {s: M.evaluate(model, R.TreeDataset(sst.load(s), model.vocab)) for s in splits}
+    print(f"{path}: {config['model'].upper()}, epoch {meta['epoch']} (best epoch {meta.get('best_epoch')})")
+    print(format_table(rows, M.PAPER_TABLE1[config["model"]], config["model"]))
     return 0
 
 
@@ -244,13 +258,26 @@ def render(model, tree):
     return lines
 
 
+def _checkpoint_kind(path):
+    from ..checkpoint import load_checkpoint
+    _, meta = load_checkpoint(path)
+    extra = meta.get("extra")
+    config = extra.get("config") if isinstance(extra, dict) else None
+    return config.get("model") if isinstance(config, dict) else None
+
+
 def cmd_sentiment(args):
     from ..data.sst import LABEL_NAMES
     from ..data.trees import binarize_sentence, parse_tree
-    model, config, _ = load_model(args.checkpoint)
+    from .rundir import resolve_checkpoint
+    args.checkpoint = resolve_checkpoint(args.checkpoint)
     text = " ".join(args.text).strip()
     if not text:
         raise ValueError("sentiment: empty text")
+    if _checkpoint_kind(args.checkpoint) == "sequence":       # an LSTM/GRU sentence classifier
+        from . import sequence
+        return sequence.sentiment(args.checkpoint, text)
+    model, config, _ = load_model(args.checkpoint)
     if text.startswith("("):
         tree = parse_tree(text)
         note = "input: a PTB tree (its structure is used; its labels are ignored)"

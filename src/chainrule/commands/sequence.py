@@ -31,7 +31,7 @@ import numpy as np
 from . import (add_batch_size_arg, add_optimizer_args, add_train_command, add_run_args, add_threads_arg, fit, load_trained,
                lr_from_args, build_optimizer, plural, print_gradcheck_table, resume_trainer, start_run, summary)
 
-GLOVE_HINT = "/work/shared/data/ner/glove.6B.50d.txt.gz"
+GLOVE_HINT = "glove.6B.50d.txt.gz (https://nlp.stanford.edu/projects/glove/)"
 
 
 # ------------------------------------------------------------------------------------ arguments
@@ -175,10 +175,11 @@ def cmd_train_sequence(args):
           f"{len(data['train']):,} ({'sentences + phrases' if config['phrases'] else 'sentences'}) in "
           f"{len(buckets)} batches, dev/test sentences {len(data['dev'])}/{len(data['test'])}", flush=True)
     rc = fit(trainer, buckets, data["dev"])
-    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - wall0)
+    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - wall0,
+                                            run_config=config, epochs_run=trainer.epoch)
 
 
-def report(out, data, train_seconds, wall_seconds=None):
+def report(out, data, train_seconds, wall_seconds=None, run_config=None, epochs_run=None):
     """Evaluate ``out/best.safetensors`` on dev and test, print the table beside Tai et al.'s, write
     results.json."""
     from ..checkpoint import atomic_write_text
@@ -188,11 +189,53 @@ def report(out, data, train_seconds, wall_seconds=None):
     print(f"\nbest epoch {meta['best_epoch']} (by dev root accuracy); training time {train_seconds:.1f} s"
           + (f", wall time {wall_seconds:.1f} s" if wall_seconds is not None else ""))
     print(format_table(rows, config))
-    result = {"config": config, "model": describe(config), "best_epoch": meta["best_epoch"],
+    result = {"config": run_config or config, "model": describe(config), "best_epoch": meta["best_epoch"],
+              "epochs_run": epochs_run,
               "train_seconds": train_seconds, "wall_seconds": wall_seconds, "paper_test_tai2015": S.PAPER_TAI2015,
               **{f"{s}_{k}": v for s, m in rows.items() for k, v in m.items()}}
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}/best.safetensors, last.safetensors, metrics.jsonl, curves.png, results.json")
+    return 0
+
+
+def evaluate_checkpoint(path, splits=("dev", "test")):
+    """``chainrule evaluate`` of a sequence-classifier checkpoint: root accuracies on SST splits."""
+    from ..models import sequence as S
+    model, config, vocab, meta = load_model(path)
+    data = _datasets(dict(config, limit=1), vocab)
+    rows = {s: S.evaluate(model, data[s]) for s in splits}
+    print(f"{path}: {describe(config)} H={config['hidden']}, epoch {meta['epoch']} (best epoch {meta.get('best_epoch')})")
+    print(format_table(rows, config))
+    return 0
+
+
+def sentiment(path, text):
+    """``chainrule sentiment`` with a sequence-classifier checkpoint: the sentence's class
+    probabilities (a PTB tree's leaves are read as its words; phrases are not scored -- the model
+    reads whole sequences)."""
+    from ..data.sst import LABEL_NAMES
+    from ..data.trees import parse_tree
+    from ..models import sequence as S
+    from .rntn import tokenize
+    model, config, vocab, meta = load_model(path)
+    if text.startswith("("):
+        words, note = parse_tree(text).words(), "input: a PTB tree, read as the sequence of its leaves"
+    else:
+        words = tokenize(text)
+        note = f"input: a raw sentence, tokenised to {len(words)} tokens"
+    if not words:
+        raise ValueError("sentiment: no words in the text")
+    probs = S.predict(model, S.SequenceDataset([vocab.indices(words)], [0]))[0]
+    unknown = [w for w in words if w not in vocab]
+    print(f"{path}: {describe(config)} H={config['hidden']}, task {config['task']}")
+    print(note + (f"; unknown words: {' '.join(unknown)}" if unknown else ""))
+    if len(probs) == 2:
+        lab = int(probs.argmax())
+        print(f"sentence sentiment: {'positive' if lab else 'negative'}, p = {probs[lab]:.2f}")
+    else:
+        lab = int(probs.argmax())
+        print(f"sentence sentiment: {lab} ({LABEL_NAMES[lab]}), p = {probs[lab]:.2f}; "
+              f"P(positive) = {probs[3] + probs[4]:.2f}, P(negative) = {probs[0] + probs[1]:.2f}")
     return 0
 
 

@@ -77,6 +77,8 @@ def read_splits(data_dir):
             raise FileNotFoundError(f"train window: {path} not found; --data-dir must hold "
                                     f"{', '.join(SPLIT_FILES.values())} (CoNLL-2003 format)")
         out[split] = read_conll(path)
+        if not out[split]:     # model selection (dev) or the report (test) would run on nothing
+            raise ValueError(f"{path}: no sentences in the file; the {split} split cannot be empty")
     return out
 
 
@@ -163,16 +165,17 @@ def cmd_train_window(args):
           f"batch {config['batch_size']}, {plural(config['epochs'], 'epoch')}, C = {config['C']} (C/m = {config['C'] / m:.3g}); "
           f"windows train/dev/test = {len(data['train'])}/{len(data['dev'])}/{len(data['test'])}", flush=True)
     rc = fit(trainer, data["train"], data["dev"])
-    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - t_start)
+    return rc if rc is not None else report(out, data, trainer.train_seconds, time.perf_counter() - t_start,
+                                            run_config=config, epochs_run=trainer.epoch)
 
 
-def report(out, data, train_seconds, wall_seconds=None):
+def report(out, data, train_seconds, wall_seconds=None, run_config=None, epochs_run=None):
     """Evaluate best.safetensors on dev and test; print the per-type tables; write results.json."""
     from ..checkpoint import atomic_write_text
     from ..data.conll import format_report
     from ..models.window import evaluate_model
     model, config, vocab, scheme, meta = load_model(os.path.join(out, "best.safetensors"))
-    res = {"config": {k: v for k, v in config.items()}, "best_epoch": meta["best_epoch"],
+    res = {"config": dict(run_config or config), "best_epoch": meta["best_epoch"], "epochs_run": epochs_run,
            "train_seconds": train_seconds}
     if wall_seconds is not None:
         res["wall_seconds"] = wall_seconds
@@ -185,6 +188,25 @@ def report(out, data, train_seconds, wall_seconds=None):
         res[split] = {**rep.to_dict(), "loss": loss}
     atomic_write_text(os.path.join(out, "results.json"), json.dumps(res, indent=2) + "\n")
     print(f"\nwrote {out}/best.safetensors, last.safetensors, metrics.jsonl, curves.png, results.json")
+    return 0
+
+
+def evaluate_checkpoint(path, splits=("dev", "test"), data_dir=None):
+    """``chainrule evaluate`` of a window-tagger checkpoint: entity P/R/F1 on CoNLL splits (the data
+    directory given, else the one the run was trained on)."""
+    from ..data.conll import format_report
+    from ..models.window import WindowData, evaluate_model
+    model, config, vocab, scheme, meta = load_model(path)
+    data_dir = data_dir or (meta.get("extra") or {}).get("data_dir")
+    if not data_dir:
+        raise ValueError(f"evaluate: {path} does not record its CoNLL directory; give --data-dir")
+    conll = read_splits(data_dir)
+    print(f"{path}: window tagger, task {config['task']}, epoch {meta['epoch']} (best epoch {meta.get('best_epoch')})")
+    names = {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
+    for split in splits:
+        rep, loss = evaluate_model(model, WindowData(conll[split], vocab, config["window"], scheme))
+        print(f"\n{split} ({names[split]}), task {config['task']}:")
+        print(format_report(rep))
     return 0
 
 

@@ -38,8 +38,8 @@ Example, with made-up sentences:
 
 from __future__ import annotations
 
-import gzip
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -64,13 +64,16 @@ DOCSTART = "-DOCSTART-"
 
 
 class ConllFormatError(ValueError):
-    """A malformed CoNLL file. ``str(err)`` starts with ``file:line:``."""
+    """A malformed CoNLL file. ``str(err)`` starts with ``file:line:`` (``file:line:column:`` when
+    the column is known)."""
 
-    def __init__(self, reason: str, *, source: str, line: int):
+    def __init__(self, reason: str, *, source: str, line: int | None, column: int | None = None):
         self.reason = reason
         self.source = source
         self.line = line
-        super().__init__(f"{source}:{line}: {reason}")
+        self.column = column
+        where = "".join(f":{v}" for v in (line, column) if v is not None)
+        super().__init__(f"{source}{where}: {reason}")
 
 
 @dataclass
@@ -102,18 +105,12 @@ def read_conll(path: str | os.PathLike, *, encoding: str = "utf-8") -> list[Sent
         ConllFormatError: ``file:line:`` and the problem, for a line with a column count other
             than that of the file's first token line, or with fewer than 2 columns.
     """
+    from ._io import decode_text, read_file_bytes
     name = os.fspath(path)
-    with open(name, "rb") as fh:
-        raw = fh.read()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise ConllFormatError(
-            f"not valid {encoding} text ({e.reason} at byte {e.start})", source=name, line=line
-        ) from None
+
+    def error(reason, line=None, column=None):
+        return ConllFormatError(reason, source=name, line=line, column=column)
+    text = decode_text(read_file_bytes(name, error, what="CoNLL file"), error, encoding)
     return parse_conll(text.split("\n"), source=name)
 
 
@@ -160,11 +157,38 @@ def parse_conll(lines: Iterable[str], *, source: str = "<lines>") -> list[Senten
                 f"expected {ncols} columns like line {first_line}, found {n}: {text.strip()!r}",
                 source=source, line=lineno,
             )
+        tag = fields[-1]
+        bad = _bad_tag(tag)
+        if bad:
+            raise ConllFormatError(f"tag {tag!r}: {bad}", source=source, line=lineno, column=text.rfind(tag) + 1)
         if not cols:
             start = lineno
         cols.append(fields)
     flush()
     return sentences
+
+
+_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.]*\Z")
+_BARE = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+
+
+def _bad_tag(tag: str) -> str | None:
+    """Why ``tag`` is not a named-entity tag (None if it is one): ``O``, ``P-TYPE`` with ``P`` one
+    of ``B I E S L U`` and a type of letters, digits, ``_``, ``.`` starting with a letter, or a bare
+    upper-case type (``PER``, CS224d's collapsed data).  ``b-per``, ``B-``, ``42`` are refused: they
+    would silently become entity types."""
+    if tag == "O":
+        return None
+    if "-" in tag:
+        prefix, _, type_ = tag.partition("-")
+        if prefix not in ("B", "I", "E", "S", "L", "U"):
+            return "the prefix before '-' must be one of B I E S L U (upper case)"
+        if not _TYPE.match(type_):
+            return "the entity type after the prefix must be a name (letters, digits, '_', '.', starting with a letter)"
+        return None
+    if not _BARE.match(tag):
+        return "not O, B-TYPE/I-TYPE/... or a bare upper-case entity type"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -294,8 +294,9 @@ def read_idx(path: str | os.PathLike, *, expected_magic: int | None = None, data
     """
     name = os.fspath(path)
     if data is None:
-        with open(name, "rb") as fh:
-            data = fh.read()
+        from ._io import read_file_bytes
+        data = read_file_bytes(name, lambda reason, line=None, column=None: IdxFormatError(f"{name}: {reason}"),
+                               what="idx file")
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
@@ -382,6 +383,14 @@ def verify_sha256(path: str | os.PathLike, expected: str, *, data: bytes | None 
         return data
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
+        want = [(ds, fn) for ds, files in IDX_SHA256.items() for fn, h in files.items() if h == expected]
+        got = [(ds, fn) for ds, files in IDX_SHA256.items() for fn, h in files.items() if h == actual]
+        if got:        # an intact file of another data set: a mismatch of data sets, not a corrupt file
+            raise ChecksumError(
+                f"data set mismatch: {os.fspath(path)} is {got[0][0]}'s {got[0][1]} (its sha256 matches), but "
+                f"{want[0][0] + ' is' if want else 'this run needs'} expected here; point --data-dir at the "
+                f"{want[0][0] if want else 'right'} files"
+            )
         raise ChecksumError(
             f"checksum mismatch for {os.fspath(path)}: expected sha256 {expected}, got {actual}; "
             "the file is corrupt or not the original (delete it and copy it again)"

@@ -27,7 +27,6 @@ case form, then the digit-normalised lower case form.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -209,11 +208,13 @@ class Vocab:
 class GloveFormatError(ValueError):
     """A malformed line in a word-vector text file. ``str(err)`` starts with ``file:line:``."""
 
-    def __init__(self, reason: str, *, source: str, line: int):
+    def __init__(self, reason: str, *, source: str, line: int | None, column: int | None = None):
         self.reason = reason
         self.source = source
         self.line = line
-        super().__init__(f"{source}:{line}: {reason}")
+        self.column = column
+        where = "".join(f":{v}" for v in (line, column) if v is not None)
+        super().__init__(f"{source}{where}: {reason}")
 
 
 def _wanted_forms(vocab) -> set[bytes]:
@@ -255,11 +256,14 @@ def load_glove(
         GloveFormatError: ``file:line:`` for a kept line with a number of values other than
             ``dim`` (the message gives both), or a value that is not a number.
     """
+    from ._io import BOM, read_file_bytes
     name = os.fspath(path)
-    with open(name, "rb") as fh:
-        raw = fh.read()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+
+    def error(reason, line=None, column=None):
+        return GloveFormatError(reason, source=name, line=line, column=column)
+    raw = read_file_bytes(name, error, what="word-vector file")
+    if raw.startswith(BOM):        # not part of the first word
+        raw = raw[len(BOM):]
     lines = raw.split(b"\n")
     del raw
     wanted = None if vocab is None else _wanted_forms(vocab)

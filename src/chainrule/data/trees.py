@@ -26,7 +26,6 @@ Example
 from __future__ import annotations
 
 import gc
-import gzip
 import os
 import re
 from typing import Iterable, Sequence
@@ -371,13 +370,13 @@ def read_trees(path_or_lines: str | os.PathLike | Iterable[str], *, source: str 
         TreeParseError: naming the source, line and column of the first malformed tree.
     """
     if isinstance(path_or_lines, (str, os.PathLike)):
+        from ._io import decode_text, read_file_bytes
         path = os.fspath(path_or_lines)
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        lines: Iterable[str] = raw.decode("utf-8").split("\n")
         src = source if source is not None else path
+
+        def error(reason, line=None, column=None):
+            return TreeParseError(reason, source=src, line=line or 1, column=column or 1)
+        lines: Iterable[str] = decode_text(read_file_bytes(path, error, what="tree file"), error).split("\n")
     else:
         lines = path_or_lines
         src = source if source is not None else "<lines>"

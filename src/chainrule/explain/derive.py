@@ -242,8 +242,12 @@ class Graph:
             key = id(value)
             lab = self._const_label.get(key)
             if lab is None:
-                self._nconst += 1
-                lab = f"c{self._nconst}"
+                taken = set(self.names.values()) | set(self.constants)
+                while True:
+                    self._nconst += 1
+                    lab = f"const{self._nconst}"
+                    if lab not in taken:
+                        break
                 self._const_label[key] = lab
         key = ("const", lab)
         self.values[key] = arr
@@ -337,8 +341,11 @@ def _structural(G, node):
         return X.matmul(a(0), a(1))
     if op == "transpose":
         return X.transpose(a(0))
-    if op in ("reshape", "getitem", "take"):
-        return a(0) if op == "reshape" else _Label(a(0).ptex(X.P_ATOM) + r"[\cdot]", a(0).ptxt(X.P_ATOM) + "[·]")
+    if op == "reshape":
+        return a(0)
+    if op in ("getitem", "take"):
+        ix = _fmt_index(kw.get("idx", node.fwd[1][1] if len(node.fwd[1]) > 1 else None))
+        return _Label(a(0).ptex(X.P_ATOM) + r"_{[" + ix.replace("_", r"\_") + "]}", a(0).ptxt(X.P_ATOM) + f"[{ix}]")
     if op in _ELEMENTWISE:
         return X.Fn(op, a(0))
     if op in ("softmax", "log_softmax"):
@@ -523,6 +530,23 @@ class _SumKeep(X.Expr):
         return "Σ " + self.a.ptxt(X.P_MUL)
 
 
+def _fmt_index(idx):
+    """``(slice(None), slice(0, 6))`` -> ``:, 0:6``; arrays and other indices -> ``·``."""
+    def one(i):
+        if isinstance(i, slice):
+            a = "" if i.start is None else str(i.start)
+            b = "" if i.stop is None else str(i.stop)
+            return f"{a}:{b}" + ("" if i.step in (None, 1) else f":{i.step}")
+        if isinstance(i, (int, np.integer)):
+            return str(int(i))
+        if i is Ellipsis:
+            return "…"
+        return "·"
+    if isinstance(idx, tuple):
+        return ", ".join(one(i) for i in idx)
+    return one(idx)
+
+
 class _GetitemAdj(X.Expr):
     def __init__(self, a, idx, shape):
         self.a, self.idx, self.shape = a, idx, tuple(shape)
@@ -539,10 +563,10 @@ class _GetitemAdj(X.Expr):
         return out
 
     def tex(self):
-        return r"\mathrm{pad}\left(" + self.a.tex() + r"\right)"
+        return r"\mathrm{pad}_{[" + _fmt_index(self.idx) + r"]}\left(" + self.a.tex() + r"\right)"
 
     def txt(self):
-        return f"pad({self.a.txt()})"
+        return f"pad[{_fmt_index(self.idx)}]({self.a.txt()})"
 
 
 def _opaque(G, node, i, g):

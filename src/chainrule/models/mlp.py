@@ -70,7 +70,9 @@ def make_evaluate_fn(config, n_classes, batch_size=1024):
 
     def finish(data, parts):
         tot, correct, n = parts[0].sum(axis=0)
-        return {"loss": float(tot) / max(int(n), 1), "acc": int(correct) / max(int(n), 1)}
+        if n == 0:            # no examples: undefined, not 0
+            return {"loss": float("nan"), "acc": float("nan")}
+        return {"loss": float(tot) / n, "acc": int(correct) / int(n)}
     return ShardedEvaluation(predict, finish)
 
 

@@ -437,7 +437,8 @@ def tree_loss_fn(penalty_of):
         if pen is not None:
             loss = loss + pen
         pred = logits.data.argmax(axis=1)
-        return loss, {"correct": int((pred == batch.labels).sum()), "count": batch.num_nodes}
+        return loss, {"correct": int((pred == batch.labels).sum()), "count": batch.num_nodes,
+                      "loss_units": batch.num_nodes}
     return loss_fn
 
 

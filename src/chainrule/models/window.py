@@ -445,7 +445,7 @@ def predict_scores(model, data, batch_size=4096):
     """Per-token scores of a :class:`WindowData` (no graph): logits ``(N,)`` for the binary head,
     log-probabilities ``(N, K)`` for the softmax head; also the mean loss (without penalty)."""
     scores, loss_sum = _scores_part(model, data, 0, len(data), batch_size)
-    return scores, float(loss_sum[0]) / max(len(data), 1)
+    return scores, (float(loss_sum[0]) / len(data) if len(data) else float("nan"))
 
 
 def _scores_part(model, data, lo, hi, batch_size=4096):
@@ -503,6 +503,6 @@ def make_evaluate_fn():
     def finish(data, parts):
         scores, loss_sums = parts
         rep = _report(data, scores)
-        return {"loss": float(loss_sums.sum()) / max(len(data), 1), "acc": rep.accuracy,
+        return {"loss": float(loss_sums.sum()) / len(data) if len(data) else float("nan"), "acc": rep.accuracy,
                 "precision": rep.precision, "recall": rep.recall, "f1": rep.f1}
     return ShardedEvaluation(_scores_part, finish)

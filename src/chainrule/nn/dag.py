@@ -93,21 +93,37 @@ class DAGSpec:
 def load_spec(spec):
     """A spec dict as given, or read from a JSON file path."""
     if isinstance(spec, (str, os.PathLike)):
+        from ..data._io import decode_text, read_file_bytes
+        name = os.fspath(spec)
+
+        def error(reason, line=None, column=None):
+            where = f" at line {line}, column {column}" if line is not None else ""
+            return DAGSpecError(f"dag: {name}{where}: {reason}")
         try:
-            with open(spec, encoding="utf-8") as f:
-                text = f.read()
+            text = decode_text(read_file_bytes(name, error, what="DAG spec file"), error)
         except FileNotFoundError:
-            raise FileNotFoundError(f"dag: no spec file {os.fspath(spec)!r}") from None
+            raise FileNotFoundError(f"dag: no spec file {name!r}") from None
+
+        def constant(word):            # JSON has no NaN/Infinity; Python's json module would accept them
+            raise ValueError(word)
         try:
-            return json.loads(text)
+            return json.loads(text, parse_constant=constant)
         except json.JSONDecodeError as e:
-            raise DAGSpecError(f"dag: {os.fspath(spec)}: invalid JSON at line {e.lineno}, column {e.colno}: "
-                               f"{e.msg}") from None
+            raise error(f"invalid JSON: {e.msg}", e.lineno, e.colno) from None
+        except ValueError as e:
+            pos = text.find(str(e))
+            line = text.count("\n", 0, pos) + 1
+            raise error(f"{e} is not a JSON number (weights, biases and slopes must be finite)",
+                        line, pos - (text.rfind("\n", 0, pos) + 1) + 1) from None
+        except RecursionError:
+            raise error("the JSON is nested too deeply to be a DAG spec") from None
     return spec
 
 
 def _is_number(w):
-    return isinstance(w, (int, float, np.integer, np.floating)) and not isinstance(w, bool)
+    """A finite int or float (not a bool): NaN and infinities are refused as weights, biases, slopes."""
+    return (isinstance(w, (int, float, np.integer, np.floating)) and not isinstance(w, bool)
+            and bool(np.isfinite(w)))
 
 
 def _find_cycle(n, in_edges, edges, indeg):
@@ -140,6 +156,15 @@ def compile_spec(spec) -> DAGSpec:
     """
     if isinstance(spec, DAGSpec):
         return spec
+    if isinstance(spec, (str, os.PathLike)):        # name the file in every error about its content
+        path = os.fspath(spec)
+        try:
+            return compile_spec(load_spec(spec))
+        except DAGSpecError as e:
+            msg = str(e)
+            if path in msg:
+                raise
+            raise DAGSpecError(msg.replace("dag: ", f"dag: {path}: ", 1)) from None
     spec = load_spec(spec)
     if not isinstance(spec, dict) or not isinstance(spec.get("nodes"), list) or not isinstance(spec.get("edges"), list):
         raise DAGSpecError("dag: a spec is a dict with a 'nodes' list, an 'edges' list and 'outputs' "
@@ -157,12 +182,18 @@ def compile_spec(spec) -> DAGSpec:
         name = node.get("name")
         if not isinstance(name, str) or not name:
             raise DAGSpecError(f"dag: node #{k} has no string 'name': {node!r}")
+        if "->" in name or "[" in name or "]" in name:
+            raise DAGSpecError(f"dag: node #{k} name {name!r} contains '->', '[' or ']', which parameter names "
+                               "(w[u->v]) use: two edges could share one parameter")
         if name in g.index:
             raise DAGSpecError(f"dag: duplicate node name {name!r} (nodes #{g.index[name]} and #{k})")
         extra = set(node) - _NODE_KEYS
         if extra:
             raise DAGSpecError(f"dag: node {name!r} has unknown keys {sorted(extra)}; allowed: {sorted(_NODE_KEYS)}")
-        unit = ALIASES.get(node.get("unit"), node.get("unit"))
+        unit = node.get("unit")
+        if not isinstance(unit, str):
+            raise DAGSpecError(f"dag: node {name!r}: 'unit' must be a string like \"sigmoid\", got {unit!r}")
+        unit = ALIASES.get(unit, unit)
         if unit not in UNITS:
             raise DAGSpecError(f"dag: node {name!r} has unknown unit {node.get('unit')!r}; expected one of "
                                f"{list(UNITS)} (aliases: {ALIASES})")
@@ -186,7 +217,8 @@ def compile_spec(spec) -> DAGSpec:
             if bias is True:
                 bias = np.zeros(pieces) if unit == "softmax" else 0.0
             elif unit == "softmax":
-                b = np.asarray(bias, dtype=np.float64) if isinstance(bias, list) else None
+                ok = isinstance(bias, list) and all(_is_number(x) for x in bias)
+                b = np.asarray(bias, dtype=np.float64) if ok else None
                 if b is None or b.shape != (pieces,):
                     raise DAGSpecError(f"dag: soft-maximum node {name!r} has {pieces} pieces and needs a 'bias' "
                                        f"list of {pieces} numbers (or true), got {bias!r}")
@@ -216,7 +248,7 @@ def compile_spec(spec) -> DAGSpec:
             raise DAGSpecError(f"dag: edge #{k} {src!r} -> {dst!r} has unknown keys {sorted(extra)}; "
                                f"allowed: {sorted(_EDGE_KEYS)}")
         for end in (src, dst):
-            if end not in g.index:
+            if not isinstance(end, str) or end not in g.index:
                 raise DAGSpecError(f"dag: edge #{k} {src!r} -> {dst!r} names an unknown node {end!r}")
         u, v = g.index[src], g.index[dst]
         if g.units[v] == "input":
@@ -276,13 +308,13 @@ def compile_spec(spec) -> DAGSpec:
     if not outs or not isinstance(outs, list):
         raise DAGSpecError("dag: the spec needs a non-empty 'outputs' list of node names")
     for name in outs:
-        if name not in g.index:
+        if not isinstance(name, str) or name not in g.index:
             raise DAGSpecError(f"dag: output {name!r} is not a node (nodes: {g.names})")
     if len(set(outs)) != len(outs):
         raise DAGSpecError(f"dag: 'outputs' lists a node twice: {outs}")
     g.outputs = [g.index[name] for name in outs]
     g.loss = spec.get("loss", "squared")
-    if g.loss not in LOSSES:
+    if not isinstance(g.loss, str) or g.loss not in LOSSES:
         raise DAGSpecError(f"dag: unknown loss {g.loss!r}; expected one of {list(LOSSES)}")
     if g.loss == "bce":
         bad = [g.names[v] for v in g.outputs if g.units[v] != "sigmoid"]

@@ -175,7 +175,10 @@ def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     shape = x.shape if isinstance(x, Tensor) else np.shape(x)
     axes = R._axes(axis, len(shape))
     n = int(np.prod([shape[a] for a in axes])) if axes else 1
-    return apply(R.SUM, (x,), {"axis": axis, "keepdims": keepdims}) * (1.0 / builtins.max(n, 1))
+    if n == 0:       # as NumPy and PyTorch: the mean of nothing is nan (with NumPy's warning), never 0
+        import warnings
+        warnings.warn("mean of an empty array: the result is nan", RuntimeWarning, stacklevel=2)
+    return apply(R.SUM, (x,), {"axis": axis, "keepdims": keepdims}) * (1.0 / n if n else float("nan"))
 
 
 @_doc(R.MAX)
