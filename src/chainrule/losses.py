@@ -80,8 +80,8 @@ def l2(y, d, reduction="sum"):
     """
     _check_reduction(reduction, "l2")
     d = _target(d, y, "l2")
-    r = apply(R.SUB, (y, d))
-    sq = apply(R.MUL, (r, r))
+    r = F.sub(y, d)
+    sq = F.mul(r, r)
     shape = _arr(y).shape
     if reduction == "sum":
         return F.sum(sq) * 0.5
@@ -95,8 +95,8 @@ def mse(y, d, reduction="mean"):
     ∂L/∂y = 2(y − d)/M.  ``reduction='sum'``: Σ_i (y_i − d_i)²; ``'none'``: elementwise."""
     _check_reduction(reduction, "mse")
     d = _target(d, y, "mse")
-    r = apply(R.SUB, (y, d))
-    sq = apply(R.MUL, (r, r))
+    r = F.sub(y, d)
+    sq = F.mul(r, r)
     if reduction == "none":
         return sq
     s = F.sum(sq)
@@ -159,9 +159,9 @@ def binary_cross_entropy_with_logits(z, d, reduction="mean"):
         n = {"sum": 1, "mean": zd.size, "batchmean": _n_examples(zd.shape)}[reduction]
         return bce_with_logits(z, np.broadcast_to(_arr(d), zd.shape), 1.0 / max(n, 1))
     pos = zd > 0
-    m = apply(R.WHERE, (pos, z, 0.0))
-    a = apply(R.WHERE, (pos, -z if isinstance(z, Tensor) else -zd, z))
-    loss = (m - z * d) + apply(R.SOFTPLUS, (a,))
+    m = F.where(pos, z, 0.0)
+    a = F.where(pos, -z if isinstance(z, Tensor) else -zd, z)
+    loss = (m - z * d) + F.softplus(a)
     return _reduce_elementwise(loss, zd.shape, reduction)
 
 

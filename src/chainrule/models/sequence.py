@@ -35,8 +35,7 @@ from ..data.embeddings import Vocab, build_embedding_matrix, load_glove
 from ..nn.attention import AttentionPooling
 from ..nn.recurrent import GRU, LSTM
 from ..ops import functional as F
-from ..ops import rules as R
-from ..tensor import Tensor, apply
+from ..tensor import Tensor
 from ..train import ShardedEvaluation
 
 __all__ = ["SequenceClassifier", "SequenceDataset", "BucketedBatches", "make_examples", "build_vocab",
@@ -232,11 +231,11 @@ class SequenceClassifier(nn.Module):
         attention = self.pool is not None
         outs, finals = self.rnn.forward_steps(xs, lengths=lengths, outputs=attention)
         if attention:
-            H = apply(R.STACK, tuple(outs), {"axis": 1})
+            H = F.stack(outs, axis=1)
             return self.pool(H, lengths=lengths)
         nd = self.rnn.num_directions
         top = [h for h, _ in finals[-nd:]]
-        return top[0] if nd == 1 else apply(R.CONCAT, tuple(top), {"axis": 1})
+        return top[0] if nd == 1 else F.concat(top, axis=1)
 
     def forward(self, indices, lengths):
         return self.out(self.drop(self.features(indices, lengths)))

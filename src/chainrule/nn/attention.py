@@ -17,8 +17,8 @@ import math
 
 import numpy as np
 
-from ..ops import rules as R
-from ..tensor import Tensor, apply
+from ..ops import functional as F
+from ..tensor import Tensor
 from . import init as _init
 from .layers import Linear
 from .module import Module, Parameter
@@ -56,12 +56,12 @@ def scaled_dot_product_attention(q, k, v, allowed=None):
     Returns (O, A).
     """
     d = q.shape[-1]
-    kt = apply(R.TRANSPOSE, (k,), {"axes": tuple(range(k.ndim - 2)) + (k.ndim - 1, k.ndim - 2)})
-    s = apply(R.MUL, (apply(R.MATMUL, (q, kt)), _data(q).dtype.type(1.0 / math.sqrt(d))))
+    kt = F.transpose(k, tuple(range(k.ndim - 2)) + (k.ndim - 1, k.ndim - 2))
+    s = F.mul(F.matmul(q, kt), _data(q).dtype.type(1.0 / math.sqrt(d)))
     if allowed is not None:
-        s = apply(R.WHERE, (np.broadcast_to(allowed, s.shape), s, _data(s).dtype.type(NEG_INF)))
-    a = apply(R.SOFTMAX, (s,), {"axis": -1})
-    return apply(R.MATMUL, (a, v)), a
+        s = F.where(np.broadcast_to(allowed, s.shape), s, _data(s).dtype.type(NEG_INF))
+    a = F.softmax(s, -1)
+    return F.matmul(a, v), a
 
 
 class MultiHeadAttention(Module):
@@ -113,8 +113,8 @@ class MultiHeadAttention(Module):
         self.out_proj = Linear(E, E, bias=bias, rng=g, dtype=dtype)
 
     def _heads(self, x, N, T):
-        x = apply(R.RESHAPE, (x,), {"shape": (N, T, self.num_heads, self.head_dim)})
-        return apply(R.TRANSPOSE, (x,), {"axes": (0, 2, 1, 3)})          # (N, h, T, d)
+        x = F.reshape(x, (N, T, self.num_heads, self.head_dim))
+        return F.transpose(x, (0, 2, 1, 3))          # (N, h, T, d)
 
     def forward(self, query, key=None, value=None, key_padding_mask=None, causal=False, attn_mask=None,
                 need_weights=False):
@@ -149,8 +149,8 @@ class MultiHeadAttention(Module):
             am = am[None, None] if am.ndim == 2 else am[:, None]
             allowed = am if allowed is None else allowed & am
         O, A = scaled_dot_product_attention(Q, K, V, allowed)
-        O = apply(R.TRANSPOSE, (O,), {"axes": (0, 2, 1, 3)})
-        O = apply(R.RESHAPE, (O,), {"shape": (N, Tq, self.embed_dim)})
+        O = F.transpose(O, (0, 2, 1, 3))
+        O = F.reshape(O, (N, Tq, self.embed_dim))
         Y = self.out_proj(O)
         return (Y, A) if need_weights else Y
 
@@ -198,17 +198,17 @@ class AttentionPooling(Module):
                 raise ValueError("AttentionPooling: give lengths or mask, not both")
             lengths = np.asarray(_data(lengths))
             mask = np.arange(T)[None, :] < lengths[:, None]
-        u = apply(R.TANH, (self.proj(h),)) if self.proj is not None else h
-        e = apply(R.MATMUL, (u, self.context))                       # (N, T)
+        u = F.tanh(self.proj(h)) if self.proj is not None else h
+        e = F.matmul(u, self.context)                       # (N, T)
         if mask is not None:
             mask = np.asarray(_data(mask))
             if mask.dtype != bool or mask.shape != (N, T):
                 raise ValueError(f"AttentionPooling: mask must be boolean of shape ({N}, {T}), got "
                                  f"{mask.dtype} {mask.shape}")
-            e = apply(R.WHERE, (mask, e, _data(e).dtype.type(NEG_INF)))
-        alpha = apply(R.SOFTMAX, (e,), {"axis": -1})
-        a3 = apply(R.RESHAPE, (alpha,), {"shape": (N, 1, T)})
-        y = apply(R.RESHAPE, (apply(R.MATMUL, (a3, h)),), {"shape": (N, self.input_size)})
+            e = F.where(mask, e, _data(e).dtype.type(NEG_INF))
+        alpha = F.softmax(e, -1)
+        a3 = F.reshape(alpha, (N, 1, T))
+        y = F.reshape(F.matmul(a3, h), (N, self.input_size))
         return (y, alpha) if return_weights else y
 
     def extra_repr(self):

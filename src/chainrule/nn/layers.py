@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops import functional as F
-from ..ops import rules as R
-from ..tensor import Tensor, apply, get_default_dtype
+from ..tensor import Tensor, get_default_dtype
 from . import init as _init
 from .module import Module, Parameter, Sequential
 
@@ -109,9 +108,9 @@ class Linear(Module):
         if len(shp) == 0 or shp[-1] != self.in_features:
             raise ValueError(f"Linear(in_features={self.in_features}, out_features={self.out_features}): "
                              f"input of shape {tuple(shp)}, expected (..., {self.in_features})")
-        y = apply(R.MATMUL, (x, self.weight))
+        y = F.matmul(x, self.weight)
         if self.bias is not None:
-            y = apply(R.ADD, (y, self.bias))
+            y = F.add(y, self.bias)
         return y
 
     def extra_repr(self):
@@ -198,7 +197,7 @@ class Embedding(Module):
                              f"out of range [0, {n}) (indices of shape {i.shape})") from None
         if self.padding_idx is not None:
             keep = (i != self.padding_idx).astype(self.weight.dtype)[..., None]
-            out = apply(R.MUL, (out, keep))
+            out = F.mul(out, keep)
         return out
 
     def extra_repr(self):
@@ -235,21 +234,21 @@ class Sigmoid(Module):
     """y = σ(x) = 1/(1 + e^(−x)) (overflow-safe);  x̄ = ȳ ⊙ y ⊙ (1 − y)."""
 
     def forward(self, x):
-        return apply(R.SIGMOID, (x,))
+        return F.sigmoid(x)
 
 
 class Tanh(Module):
     """y = tanh(x);  x̄ = ȳ ⊙ (1 − y²)."""
 
     def forward(self, x):
-        return apply(R.TANH, (x,))
+        return F.tanh(x)
 
 
 class ReLU(Module):
     """y = max(x, 0);  x̄ = ȳ ⊙ [x > 0]  (subgradient 0 at x = 0)."""
 
     def forward(self, x):
-        return apply(R.RELU, (x,))
+        return F.relu(x)
 
 
 class LeakyReLU(Module):
@@ -294,7 +293,7 @@ class Softplus(Module):
     """y = log(1 + eˣ) (stable);  x̄ = ȳ ⊙ σ(x)."""
 
     def forward(self, x):
-        return apply(R.SOFTPLUS, (x,))
+        return F.softplus(x)
 
 
 class Softmax(Module):
@@ -344,7 +343,7 @@ class Dropout(Module):
             u = self.rng.random(xd.shape, dtype=np.float32 if dt == np.float32 else np.float64)
             mask = (u >= self.p).astype(dt)
             mask *= dt.type(1.0 / (1.0 - self.p))
-        return apply(R.MUL, (x, mask))
+        return F.mul(x, mask)
 
     def extra_repr(self):
         return f"p={self.p}"

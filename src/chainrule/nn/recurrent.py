@@ -38,21 +38,17 @@ import math
 
 import numpy as np
 
-from ..ops import rules as R
-from ..tensor import Tensor, apply, get_default_dtype
+from ..ops import functional as F
+from ..tensor import Tensor, get_default_dtype
 from . import init as _init
 from .layers import match_dtype
 from .module import Module, ModuleList, Parameter
 
 __all__ = ["LSTMCell", "GRUCell", "LSTM", "GRU", "lengths_to_mask"]
 
-_GETITEM, _MATMUL, _ADD, _SUB, _MUL = R.GETITEM, R.MATMUL, R.ADD, R.SUB, R.MUL
-_SIGMOID, _TANH, _CONCAT, _STACK, _WHERE = R.SIGMOID, R.TANH, R.CONCAT, R.STACK, R.WHERE
-
-
 def _cols(t, lo, hi):
     """t[..., lo:hi] (a basic slice of the last axis)."""
-    return apply(_GETITEM, (t,), {"idx": (Ellipsis, slice(lo, hi))})
+    return t[..., lo:hi]
 
 
 def _dtype(dtype, where):
@@ -100,7 +96,7 @@ def _steps(x, where):
             raise ValueError(f"{where}: input of shape {x.shape}, expected (N, T, D) (batch first)")
         N, T, D = x.shape
         if x.requires_grad:
-            return [apply(_GETITEM, (x,), {"idx": (slice(None), t)}) for t in range(T)], N, T, D
+            return [x[:, t] for t in range(T)], N, T, D
         x = x.data
     x = np.asarray(x)
     if x.ndim != 3:
@@ -193,7 +189,7 @@ class LSTMCell(Module):
 
     def fused_weight(self):
         """[W_ih; W_hh] of shape (D + H, 4H): one concat per sequence, then one matmul per step."""
-        return apply(_CONCAT, (self.weight_ih, self.weight_hh), {"axis": 0})
+        return F.concat([self.weight_ih, self.weight_hh], axis=0)
 
     def step(self, x, h, c, W=None, mask=None):
         """One step with an optional (N, 1) boolean ``mask`` (False: keep h, c).  ``h``/``c`` None
@@ -201,29 +197,29 @@ class LSTMCell(Module):
         Returns (h', c', h'_raw): the (masked) new state and the unmasked new hidden vector."""
         H = self.hidden_size
         if h is None:
-            z = apply(_MATMUL, (x, self.weight_ih))
+            z = x @ self.weight_ih
         elif isinstance(x, Tensor) and x.requires_grad:
             # [x, h] @ [W_ih; W_hh]: one matmul forward, one for x̄ and h̄ together backward
             W = W if W is not None else self.fused_weight()
-            z = apply(_MATMUL, (apply(_CONCAT, (x, h), {"axis": 1}), W))
+            z = F.concat([x, h], axis=1) @ W
         else:
             # constant input: x W_ih + h W_hh, so backward skips the x̄ = ā W_ihᵀ nobody needs
-            z = apply(_ADD, (apply(_MATMUL, (x, self.weight_ih)), apply(_MATMUL, (h, self.weight_hh))))
+            z = x @ self.weight_ih + h @ self.weight_hh
         if self.bias is not None:
-            z = apply(_ADD, (z, self.bias))
-        s = apply(_SIGMOID, (_cols(z, 0, 3 * H),))
-        g = apply(_TANH, (_cols(z, 3 * H, 4 * H),))
-        i, o = _cols(s, 0, H), _cols(s, 2 * H, 3 * H)
-        ig = apply(_MUL, (i, g))
-        c_new = ig if c is None else apply(_ADD, (apply(_MUL, (_cols(s, H, 2 * H), c)), ig))
-        h_new = apply(_MUL, (o, apply(_TANH, (c_new,))))
+            z = z + self.bias
+        s = F.sigmoid(z[..., :3 * H])                 # the gates i, f, o side by side
+        g = F.tanh(z[..., 3 * H:4 * H])
+        i, o = s[..., :H], s[..., 2 * H:3 * H]
+        ig = i * g
+        c_new = ig if c is None else s[..., H:2 * H] * c + ig        # c = f ⊙ c + i ⊙ g
+        h_new = o * F.tanh(c_new)                                    # h = o ⊙ tanh(c)
         if mask is None:
             return h_new, c_new, h_new
         zero = None
         if h is None or c is None:
             zero = np.zeros((mask.shape[0], H), dtype=_data(z).dtype)
-        h_keep = apply(_WHERE, (mask, h_new, zero if h is None else h))
-        c_keep = apply(_WHERE, (mask, c_new, zero if c is None else c))
+        h_keep = F.where(mask, h_new, zero if h is None else h)
+        c_keep = F.where(mask, c_new, zero if c is None else c)
         return h_keep, c_keep, h_new
 
     def forward(self, x, state=None, mask=None):
@@ -283,32 +279,32 @@ class GRUCell(Module):
         """One step (``c`` and ``W`` unused; the signature matches :meth:`LSTMCell.step`).
         Returns (h', None, h'_raw)."""
         H = self.hidden_size
-        u = apply(_MATMUL, (x, self.weight_ih))
+        u = x @ self.weight_ih
         if self.bias_ih is not None:
-            u = apply(_ADD, (u, self.bias_ih))
+            u = u + self.bias_ih
         if h is None:
             v = self.bias_hh                      # h = 0: h W_hh vanishes
         else:
-            v = apply(_MATMUL, (h, self.weight_hh))
+            v = h @ self.weight_hh
             if self.bias_hh is not None:
-                v = apply(_ADD, (v, self.bias_hh))
+                v = v + self.bias_hh
         if v is None:
-            rz = apply(_SIGMOID, (_cols(u, 0, 2 * H),))
+            rz = F.sigmoid(u[..., :2 * H])
         else:
-            rz = apply(_SIGMOID, (apply(_ADD, (_cols(u, 0, 2 * H), _cols(v, 0, 2 * H))),))
-        z = _cols(rz, H, 2 * H)
-        a_n = _cols(u, 2 * H, 3 * H)
+            rz = F.sigmoid(u[..., :2 * H] + v[..., :2 * H])         # the gates r, z
+        z = rz[..., H:2 * H]
+        a_n = u[..., 2 * H:3 * H]
         if v is not None:
-            a_n = apply(_ADD, (a_n, apply(_MUL, (_cols(rz, 0, H), _cols(v, 2 * H, 3 * H)))))
-        n = apply(_TANH, (a_n,))
+            a_n = a_n + rz[..., :H] * v[..., 2 * H:3 * H]           # W_in x + b_in + r ⊙ (W_hn h + b_hn)
+        n = F.tanh(a_n)
         if h is None:
-            h_new = apply(_SUB, (n, apply(_MUL, (z, n))))          # (1 − z) ⊙ n
+            h_new = n - z * n                                      # (1 − z) ⊙ n
         else:
-            h_new = apply(_ADD, (n, apply(_MUL, (z, apply(_SUB, (h, n))))))
+            h_new = n + z * (h - n)                                # (1 − z) ⊙ n + z ⊙ h
         if mask is None:
             return h_new, None, h_new
         prev = h if h is not None else np.zeros((mask.shape[0], H), dtype=_data(u).dtype)
-        return apply(_WHERE, (mask, h_new, prev)), None, h_new
+        return F.where(mask, h_new, prev), None, h_new
 
     def forward(self, x, h=None, mask=None):
         """x (N, D); h (N, H) or None (zeros); mask (N,) booleans or None.  Returns h'."""
@@ -373,7 +369,7 @@ class _Recurrent(Module):
                 else:
                     if zero is None:
                         zero = np.zeros((m.shape[0], cell.hidden_size), dtype=_data(raw).dtype)
-                    outs[t] = apply(_WHERE, (m, raw, zero))
+                    outs[t] = F.where(m, raw, zero)
         return outs, h, c
 
     def forward_steps(self, x, lengths=None, mask=None, state=None, outputs=True):
@@ -404,7 +400,7 @@ class _Recurrent(Module):
                 if nd == 1:
                     xs = dir_outs[0]
                 else:
-                    xs = [apply(_CONCAT, (a, b), {"axis": 1}) for a, b in zip(*dir_outs)]
+                    xs = [F.concat([a, b], axis=1) for a, b in zip(*dir_outs)]
                 if not last and self.dropout and self.training:
                     xs = [self._dropout(v) for v in xs]
         return (xs if outputs else None), finals
@@ -412,7 +408,7 @@ class _Recurrent(Module):
     def _dropout(self, v):
         d = _data(v)
         keep = (self.rng.random(d.shape) >= self.dropout).astype(d.dtype) * d.dtype.type(1.0 / (1.0 - self.dropout))
-        return apply(_MUL, (v, keep))
+        return v * keep
 
     def _initial(self, state, N):
         n = self.num_layers * self.num_directions
@@ -434,7 +430,7 @@ class _Recurrent(Module):
             if tuple(s.shape) != want:
                 raise ValueError(f"{type(self).__name__}: initial state of shape {tuple(s.shape)}, expected {want}")
             if isinstance(s, Tensor) and s.requires_grad:
-                out.append([apply(_GETITEM, (s,), {"idx": k}) for k in range(n)])
+                out.append([s[k] for k in range(n)])
             else:
                 out.append([_data(s)[k] for k in range(n)])
         return out[0], out[1]
@@ -457,14 +453,14 @@ class _Recurrent(Module):
             its first token.
         """
         outs, finals = self.forward_steps(x, lengths, mask, state, outputs=True)
-        out = apply(_STACK, tuple(outs), {"axis": 1})
+        out = F.stack(outs, axis=1)
         N = _data(outs[0]).shape[0]
         hs = [self._state_or_zero(h, N) for h, _ in finals]
-        h_n = apply(_STACK, tuple(hs), {"axis": 0})
+        h_n = F.stack(hs, axis=0)
         if not self.has_cell_state:
             return out, h_n
         cs = [self._state_or_zero(c, N) for _, c in finals]
-        return out, (h_n, apply(_STACK, tuple(cs), {"axis": 0}))
+        return out, (h_n, F.stack(cs, axis=0))
 
     def _state_or_zero(self, s, N):
         if s is not None:
