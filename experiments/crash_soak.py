@@ -97,7 +97,7 @@ def soak(workdir, kills=20, seed=0, per_run=7, log=print):
     with open(os.path.join(reference, "results.json")) as f:
         train_window = 1.3 * json.load(f)["train_seconds"] + 0.05
     stats = {"kills": 0, "sigkill": 0, "sigint": 0, "double_sigint": 0, "runs_completed": 0, "resumes": 0,
-             "straight_seconds": duration, "problems": [], "odd_exits": []}
+             "straight_seconds": duration, "problems": [], "odd_exits": [], "runs_interrupted": 0}
     run_id = 0
     out_dir = os.path.join(workdir, f"run{run_id}")
     run_kills = 0
@@ -144,8 +144,14 @@ def soak(workdir, kills=20, seed=0, per_run=7, log=print):
             finished = True
         if finished:
             if p.returncode == 0:
-                stats["problems"] += check_run(out_dir, reference)
+                found = check_run(out_dir, reference)
+                stats["problems"] += found
                 stats["runs_completed"] += 1
+                if run_kills:
+                    stats["runs_interrupted"] += 1
+                    log(f"  {out_dir}: completed after {run_kills} interruptions; "
+                        f"{'OK' if not found else 'PROBLEMS: ' + '; '.join(found)} "
+                        f"(total {stats['kills']} interruptions so far)")
             if stats["kills"] >= kills:
                 break
             run_id += 1
@@ -153,7 +159,8 @@ def soak(workdir, kills=20, seed=0, per_run=7, log=print):
             out_dir = os.path.join(workdir, f"run{run_id}")
     log(f"crash soak: {stats['kills']} interruptions ({stats['sigkill']} SIGKILL, {stats['sigint']} SIGINT, "
         f"{stats['double_sigint']} double SIGINT), {stats['resumes']} resumes, {stats['runs_completed']} runs "
-        f"completed and compared with a straight run ({duration:.1f} s); problems: {len(stats['problems'])}")
+        f"completed and compared with a straight run ({stats['runs_interrupted']} of them interrupted at least "
+        f"once; straight run {duration:.1f} s); problems: {len(stats['problems'])}")
     for prob in stats["problems"]:
         log("  " + prob)
     if stats["odd_exits"]:
