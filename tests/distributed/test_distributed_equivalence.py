@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -48,7 +49,17 @@ def mpiexec():
 
 def run(n, *args, timeout=180, **extra):
     cmd = ([sys.executable] if n == 1 else [mpiexec(), "-n", str(n), sys.executable]) + [WORKER, *map(str, args)]
-    return subprocess.run(cmd, env=env(**extra), capture_output=True, text=True, timeout=timeout)
+    # a session of its own, so that a timeout kills mpiexec *and* its ranks (not mpiexec alone,
+    # which would leave the ranks running as orphans)
+    with subprocess.Popen(cmd, env=env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
 
 
 def load(d, name):
