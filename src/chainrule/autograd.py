@@ -231,12 +231,16 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
         parents = node.parents
         if parents is None:
             raise RuntimeError(_FREED.format(what=describe(node)))
-        if not checked:
+        if checked and STATE.edited:
+            _check_versions(node)
+        into = node.op.into            # x[i] for many i of one x: add into x's own buffer, not a dense x̄ each
+        if into is not None and graph is None and obs is None and parents[0] in owned \
+                and into(grads[parents[0]], g, *node.saved):
+            outs = ()
+        elif graph is None:
             outs = node.op.backward(g, node.needs, *node.saved)
         else:
-            if STATE.edited:
-                _check_versions(node)
-            outs = node.op.backward(g, node.needs, *node.saved) if graph is None else graph.backward(node, g)
+            outs = graph.backward(node, g)
         for p, gi in zip(parents, outs):
             if p is None or gi is None:
                 continue

@@ -48,11 +48,15 @@ class Op:
     (that input), ``"ans"`` (the output), ``("*", i)`` (the tuple of inputs i, i+1, ...), a function
     (a derived value: recomputed from the other saved values under ``create_graph``) or None (a
     constant).  ``differentiable``: whether the rule may run on tensors (higher order)."""
-    __slots__ = ("name", "forward", "backward", "plan", "names", "differentiable", "__dict__")
+    __slots__ = ("name", "forward", "backward", "plan", "names", "differentiable", "into", "__dict__")
 
     def __init__(self, name, forward, backward, doc, plan=(), names=(), differentiable=True):
         self.name, self.forward, self.backward, self.__doc__ = name, forward, backward, doc
         self.plan, self.names, self.differentiable = plan, names, differentiable
+        # optional in-place form of a one-input backward whose x̄ is mostly zeros (getitem):
+        # ``into(buf, g, *saved)`` adds x̄ into the gradient buffer the engine owns and returns True,
+        # or returns False to take the ordinary rule.  It keeps n consumers x[i] of one x linear.
+        self.into = None
 
     def __repr__(self):
         return f"<op {self.name}>"
@@ -699,6 +703,16 @@ def _getitem(x, idx):
     x̄ = zeros_like(x) with x̄[idx] += g (a scatter-add: repeated indices accumulate)"""
     return x[idx], (x.shape, x.dtype, idx)
 GETITEM = defop("getitem", _getitem, lambda g, n, xshape, xdtype, idx: (xp.scatter(g, idx, xshape, xdtype),))
+
+
+def _getitem_into(buf, g, xshape, xdtype, idx):
+    """x̄[idx] += g, in place into x's gradient so far (basic indices only: then this is exactly the
+    rule's zeros-plus-scatter added to it, element for element)."""
+    if buf.dtype != g.dtype or not _is_basic(idx):
+        return False
+    buf[idx] += g
+    return True
+GETITEM.into = _getitem_into
 
 
 def _scatter(g, idx, shape, dtype=None):
