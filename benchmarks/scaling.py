@@ -11,6 +11,7 @@ Cases (time of the stated part, seconds; n = the size swept):
   stack_wide    backward of ``stack`` of n leaf (1, 4) tensors, then a sum
   concat_wide   backward of ``concat`` of n leaf (1, 4) tensors, then a sum
   fanout_wide   backward of Σ_i c_i · x: one leaf with n consumers
+  index_wide    backward of Σ_i c_i · x[i]: n indexing consumers of one leaf of n elements
   stack_deep    backward of a chain of n steps y ← sum(stack([y, x_k]), axis=0)
   concat_deep   backward of a chain of n steps y ← concat([y, x_k])[:4] (size stays 4)
   chain_deep    backward of a chain of n steps y ← y · c (one op per step)
@@ -68,6 +69,17 @@ def fanout_wide(n, rng):
     y = s.sum()
     t0 = time.perf_counter()
     y.backward()
+    return time.perf_counter() - t0
+
+
+def index_wide(n, rng):
+    x = cr.tensor(rng.standard_normal(n), requires_grad=True)
+    c = rng.standard_normal(n)
+    s = x[0] * float(c[0])
+    for i in range(1, n):
+        s = s + x[i] * float(c[i])
+    t0 = time.perf_counter()
+    s.backward()
     return time.perf_counter() - t0
 
 
@@ -169,7 +181,7 @@ def rntn_deep(n, rng):
     return _rntn(caterpillar(n, len(_VOCAB), rng))
 
 
-CASES = {"stack_wide": stack_wide, "concat_wide": concat_wide, "fanout_wide": fanout_wide,
+CASES = {"stack_wide": stack_wide, "concat_wide": concat_wide, "fanout_wide": fanout_wide, "index_wide": index_wide,
          "stack_deep": stack_deep, "concat_deep": concat_deep, "chain_deep": chain_deep,
          "rntn_wide": rntn_wide, "rntn_deep": rntn_deep}
 
