@@ -190,6 +190,8 @@ def _class_targets(t, z, where, ignore_index):
         raise ValueError(f"{where}: class-index targets of shape {t.shape} for {('logits' if where == 'cross_entropy' else 'inputs')} "
                          f"of shape {z.shape}; expected {z.shape[:-1]}")
     valid = t != ignore_index if ignore_index is not None else np.ones(t.shape, bool)
+    if t.size and 0 <= t.min() and t.max() < K:    # the common case, without copying the kept targets
+        return valid
     tv = t[valid]
     if tv.size and (tv.min() < 0 or tv.max() >= K):
         bad = int(tv.min()) if tv.min() < 0 else int(tv.max())
