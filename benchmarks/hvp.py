@@ -6,8 +6,9 @@ HIPS autograd documents ~4x for its Hessian-vector product).
 
 For each configuration: ``t_grad`` = one ``cr.value_and_grad`` (forward + backward), ``t_hvp`` = one
 ``cr.hvp`` (forward, backward with create_graph, backward of ⟨∇L, v⟩: reverse over reverse), and the
-same pair in PyTorch (``torch.autograd.grad`` twice, ``create_graph=True``) when installed.  Rounds
-interleave all four; the table gives medians and the ratio hvp/grad per round's median.  The machine
+same pair in PyTorch (``torch.autograd.grad`` twice, ``create_graph=True``) when installed, and the
+alternative cr.hvp did not choose: forward over reverse, ``cr.jvp(cr.grad(f), x, v)`` (chainrule's jvp
+is the double-VJP trick, so this is three reverse passes).  Rounds interleave all of them; the table gives medians and the ratio hvp/grad per round's median.  The machine
 may be shared: absolute times are inflated, the ratios much less so.
 """
 from __future__ import annotations
@@ -90,26 +91,32 @@ def main(argv=None):
     except ImportError:
         torch = None
     print(f"{'configuration':42s} {'grad ms':>8s} {'hvp ms':>8s} {'hvp/grad':>9s} {'(range)':>13s}"
-          f" {'torch hvp/grad':>15s}")
+          f" {'fwd-over-rev/grad':>18s} {'torch hvp/grad':>15s}")
     for name, sizes, batch, dtype in CONFIGS:
         params, X, Y, vs = make(sizes, batch, dtype)
         f = loss_cr(X, Y)
         vg = cr.value_and_grad(f, argnums=tuple(range(len(params))))
         grad = lambda: vg(*params)                                        # noqa: E731
         hvp = lambda: cr.hvp(f, tuple(params), tuple(vs))                 # noqa: E731
-        tg, th, ratios, tr = [], [], [], []
+        gf = cr.grad(f, argnums=tuple(range(len(params))))
+        flat_grad = lambda *ps: cr.concat([gi.reshape(-1) for gi in gf(*ps)])  # noqa: E731 (jvp: one output)
+        fwd = lambda: cr.jvp(flat_grad, tuple(params), tuple(vs))         # noqa: E731
+        a, b = np.concatenate([np.asarray(x).ravel() for x in hvp()]), np.asarray(fwd()[1])
+        assert np.allclose(a, b, rtol=1e-4, atol=1e-5), "forward-over-reverse and reverse-over-reverse disagree"
+        tg, th, ratios, tr, fr = [], [], [], [], []
         tgrad, thvp = torch_pair(params, X, Y, vs) if torch is not None else (None, None)
         for _ in range(args.rounds):
             a, b = timeit(grad, args.budget), timeit(hvp, args.budget)
             tg.append(a)
             th.append(b)
             ratios.append(b / a)
+            fr.append(timeit(fwd, args.budget) / a)
             if tgrad is not None:
                 tr.append(timeit(thvp, args.budget) / timeit(tgrad, args.budget))
         med = statistics.median
         trs = f"{med(tr):15.2f}" if tr else f"{'-':>15s}"
         print(f"{name:42s} {med(tg) * 1e3:8.3f} {med(th) * 1e3:8.3f} {med(ratios):9.2f} "
-              f"({min(ratios):.2f}-{max(ratios):.2f}) {trs}")
+              f"({min(ratios):.2f}-{max(ratios):.2f}) {med(fr):18.2f} {trs}")
     print("goal: hvp/grad <= 3 (HIPS autograd documents ~4x)")
 
 
