@@ -4,10 +4,12 @@ Primitives call :func:`~chainrule.tensor.apply` with their rule from :mod:`chain
 (their docstrings are the rule's: forward | backward formula).  Composites (mean, split, outer,
 rrelu, ...) are written with primitives and need no rule of their own.
 
-The :class:`~chainrule.tensor.Tensor` operators and methods are these functions, installed on the
-class at the bottom of this module.  So is the tensor namespace :data:`TENSORS` that the rules run
-on under ``create_graph`` (their gradients then record a graph of their own: higher order from the
-same rule table).
+The :class:`~chainrule.tensor.Tensor` operators (``x + y``, ``x @ W``, ...) are one-line methods in
+:mod:`chainrule.tensor` that apply the same rules directly, and its PyTorch-style methods
+(``unsqueeze``, ``max(dim=)``, ...) delegate to the functions here; generating both from one table is
+still to do (issue 11).  The tensor namespace :data:`TENSORS` that the rules run on under
+``create_graph`` is built from these functions (the gradients then record a graph of their own:
+higher order from the same rule table).
 """
 from __future__ import annotations
 
