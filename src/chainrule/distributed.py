@@ -49,6 +49,8 @@ import zlib
 
 import numpy as np
 
+_ABORT_GRACE = 0.5     # seconds between a rank's last message and MPI_Abort (see Communicator.abort)
+
 __all__ = ["Communicator", "DataParallel", "init", "world", "is_main", "rank", "world_size",
            "launched_size", "require_mpi", "data_parallel", "launch", "mpiexec_path", "MPI_HINT",
            "DistributedError", "checksum"]
@@ -219,6 +221,9 @@ class Communicator:
         """Print ``message`` for this rank on stderr and take every rank down (``MPI_Abort``)."""
         sys.stdout.flush()
         print(f"chainrule.distributed: rank {self.rank} of {self.size}: {message}", file=sys.stderr, flush=True)
+        # the launcher forwards a rank's stderr through its proxy, and MPI_Abort tears the proxies
+        # down: give it a moment to pass the message on (seen lost once in a loaded CI run)
+        time.sleep(_ABORT_GRACE)
         self.comm.Abort(code)
         os._exit(code)            # MPI_Abort may return before the launcher kills this process
 
