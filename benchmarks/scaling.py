@@ -44,20 +44,23 @@ def _leafs(n, rng):
     return [cr.tensor(v, requires_grad=True) for v in rng.standard_normal((n, 1, 4))]
 
 
-def stack_wide(n, rng):
-    xs = _leafs(n, rng)
-    y = cr.stack(xs).sum()
+def _timed_backward(y):
+    """Seconds taken by ``y.backward()``."""
     t0 = time.perf_counter()
     y.backward()
     return time.perf_counter() - t0
+
+
+def stack_wide(n, rng):
+    xs = _leafs(n, rng)
+    y = cr.stack(xs).sum()
+    return _timed_backward(y)
 
 
 def concat_wide(n, rng):
     xs = _leafs(n, rng)
     y = cr.concat(xs).sum()
-    t0 = time.perf_counter()
-    y.backward()
-    return time.perf_counter() - t0
+    return _timed_backward(y)
 
 
 def fanout_wide(n, rng):
@@ -67,9 +70,7 @@ def fanout_wide(n, rng):
     for t in terms[1:]:
         s = s + t
     y = s.sum()
-    t0 = time.perf_counter()
-    y.backward()
-    return time.perf_counter() - t0
+    return _timed_backward(y)
 
 
 def index_wide(n, rng):
@@ -78,9 +79,7 @@ def index_wide(n, rng):
     s = x[0] * float(c[0])
     for i in range(1, n):
         s = s + x[i] * float(c[i])
-    t0 = time.perf_counter()
-    s.backward()
-    return time.perf_counter() - t0
+    return _timed_backward(s)
 
 
 def stack_deep(n, rng):
@@ -89,9 +88,7 @@ def stack_deep(n, rng):
     for k in range(n):
         y = cr.stack([y, x * 0.5]).sum(axis=0) * 0.5
     y = y.sum()
-    t0 = time.perf_counter()
-    y.backward()
-    return time.perf_counter() - t0
+    return _timed_backward(y)
 
 
 def concat_deep(n, rng):
@@ -100,9 +97,7 @@ def concat_deep(n, rng):
     for k in range(n):
         y = cr.concat([y, x])[:4] * 0.5
     y = y.sum()
-    t0 = time.perf_counter()
-    y.backward()
-    return time.perf_counter() - t0
+    return _timed_backward(y)
 
 
 def chain_deep(n, rng):
@@ -111,9 +106,7 @@ def chain_deep(n, rng):
     for k in range(n):
         y = y * 0.999
     y = y.sum()
-    t0 = time.perf_counter()
-    y.backward()
-    return time.perf_counter() - t0
+    return _timed_backward(y)
 
 
 def caterpillar(depth, n_words, rng):

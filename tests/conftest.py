@@ -107,3 +107,28 @@ def release_parsed_sst():
     yield
     for split in set(sst._cache) - cached:
         sst._cache.pop(split, None)
+
+
+def random_dag_spec(seed, n_inputs=3, n_hidden=6, n_outputs=1, last_pieces=3, loss="squared"):
+    """A random DAG spec of seed 001's units: every non-input node draws its predecessors from all
+    earlier nodes (skip connections); the last hidden node is a soft-maximum unit with
+    ``last_pieces`` pieces (None: drawn like the others).  ``loss`` None leaves the key out.
+    Imported by the tests as ``from conftest import random_dag_spec`` (tests/ is on sys.path)."""
+    rng = np.random.default_rng(seed)
+    nodes = [{"name": f"x{i}", "unit": "input"} for i in range(n_inputs)]
+    edges = []
+    for k in range(n_hidden):
+        last = k == n_hidden - 1
+        unit = "softmax" if last else ["sigmoid", "linear", "softmax"][k % 3]
+        node = {"name": f"v{k}", "unit": unit}
+        if unit == "softmax":
+            node["pieces"] = last_pieces if last and last_pieces is not None else int(rng.integers(2, 4))
+        preds = rng.choice(len(nodes), size=int(rng.integers(1, min(len(nodes), 4) + 1)), replace=False)
+        for u in sorted(preds):
+            w = rng.standard_normal(node["pieces"]).tolist() if unit == "softmax" else float(rng.standard_normal())
+            edges.append({"from": nodes[u]["name"], "to": node["name"], "weight": w})
+        nodes.append(node)
+    spec = {"nodes": nodes, "edges": edges, "outputs": [nodes[-1 - j]["name"] for j in range(n_outputs)]}
+    if loss is not None:
+        spec["loss"] = loss
+    return spec

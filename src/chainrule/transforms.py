@@ -257,12 +257,7 @@ def jacobian(f, argnum=0):
         J = np.zeros(y.shape + x.shape, dtype=np.result_type(y.dtype, x.dtype))
         if not y.requires_grad:
             return J
-        rows = J.reshape((y.size,) + x.shape)
-        e = np.zeros(y.size, dtype=y.dtype)
-        for i in range(y.size):
-            e[i] = 1
-            rows[i] = gradients(y, x, grad_output=e.reshape(y.shape), retain_graph=True)
-            e[i] = 0
+        _vjp_rows(y, x, J.reshape((y.size,) + x.shape))
         return J
     return wrapped
 
@@ -289,11 +284,15 @@ def hessian(f, argnum=0):
         g = gradients(out, x, create_graph=True)
         if not g.requires_grad:
             return H
-        rows = H.reshape((x.size,) + x.shape)
-        e = np.zeros(x.size, dtype=x.dtype)
-        for i in range(x.size):
-            e[i] = 1
-            rows[i] = gradients(g, x, grad_output=e.reshape(x.shape), retain_graph=True)
-            e[i] = 0
+        _vjp_rows(g, x, H.reshape((x.size,) + x.shape))
         return H
     return wrapped
+
+
+def _vjp_rows(y, x, rows):
+    """rows[i] = ∂y_i/∂x (one reverse pass per element of y, the graph kept between them)."""
+    e = np.zeros(y.size, dtype=y.dtype)
+    for i in range(y.size):
+        e[i] = 1
+        rows[i] = gradients(y, x, grad_output=e.reshape(y.shape), retain_graph=True)
+        e[i] = 0

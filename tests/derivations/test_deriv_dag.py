@@ -8,28 +8,13 @@ import pytest
 from chainrule.derivations import dag
 from chainrule.derivations import numerical_gradient, rel_error
 from chainrule.derivations.dag import EXAMPLE_SPEC as SKIP_SPEC   # the skip-connection example DAG
+from conftest import random_dag_spec  # (tests/ is on sys.path)
 
 TOL = 1e-7
 
 
 def random_spec(seed, n_inputs=3, n_hidden=6, n_outputs=1):
-    """A random DAG: every non-input node draws its predecessors from all earlier nodes (skip connections)."""
-    rng = np.random.default_rng(seed)
-    nodes = [{"name": f"x{i}", "unit": "input"} for i in range(n_inputs)]
-    edges = []
-    for k in range(n_hidden):
-        unit = ["sigmoid", "linear", "softmax"][k % 3] if k < n_hidden - 1 else "softmax"
-        node = {"name": f"v{k}", "unit": unit}
-        if unit == "softmax":
-            node["pieces"] = int(rng.integers(2, 4)) if k < n_hidden - 1 else 3
-        preds = rng.choice(len(nodes), size=int(rng.integers(1, min(len(nodes), 4) + 1)), replace=False)
-        for u in sorted(preds):
-            w = (rng.standard_normal(node["pieces"]).tolist() if unit == "softmax"
-                 else float(rng.standard_normal()))
-            edges.append({"from": nodes[u]["name"], "to": node["name"], "weight": w})
-        nodes.append(node)
-    outputs = [nodes[-1 - j]["name"] for j in range(n_outputs)]
-    return {"nodes": nodes, "edges": edges, "outputs": outputs, "loss": "squared"}
+    return random_dag_spec(seed, n_inputs, n_hidden, n_outputs)
 
 
 def _check_weight_gradients(spec, x, t):

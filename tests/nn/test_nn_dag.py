@@ -14,26 +14,14 @@ from chainrule.derivations import dag as D
 from chainrule.derivations.dag import EXAMPLE_SPEC as SKIP_SPEC   # the skip-connection example DAG
 from chainrule.derivations import numerical_gradient, rel_error
 from chainrule.nn import DAGNetwork, DAGSpecError
+from conftest import random_dag_spec  # (tests/ is on sys.path)
 
 TOL = 1e-7
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "dag_softmax.json")
 
 
 def random_spec(seed, n_inputs=3, n_hidden=7, n_outputs=1):
-    rng = np.random.default_rng(seed)
-    nodes = [{"name": f"x{i}", "unit": "input"} for i in range(n_inputs)]
-    edges = []
-    for k in range(n_hidden):
-        unit = ["sigmoid", "linear", "softmax"][k % 3] if k < n_hidden - 1 else "softmax"
-        node = {"name": f"v{k}", "unit": unit}
-        if unit == "softmax":
-            node["pieces"] = int(rng.integers(2, 4))
-        preds = rng.choice(len(nodes), size=int(rng.integers(1, min(len(nodes), 4) + 1)), replace=False)
-        for u in sorted(preds):
-            w = rng.standard_normal(node["pieces"]).tolist() if unit == "softmax" else float(rng.standard_normal())
-            edges.append({"from": nodes[u]["name"], "to": node["name"], "weight": w})
-        nodes.append(node)
-    return {"nodes": nodes, "edges": edges, "outputs": [nodes[-1 - j]["name"] for j in range(n_outputs)]}
+    return random_dag_spec(seed, n_inputs, n_hidden, n_outputs, last_pieces=None, loss=None)
 
 
 SPECS = {"skip": SKIP_SPEC, **{f"random{s}": random_spec(s, n_outputs=1 + s % 2) for s in range(4)}}

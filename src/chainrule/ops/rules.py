@@ -484,19 +484,12 @@ def _softmax_cross_entropy(z, target, weight):
 
 def _softmax_cross_entropy_vjp(g, n, z, logp, target, weight):
     p = xp.exp(logp)
-    if type(p) is np.ndarray:       # fast path (arrays): the same numbers, in place and without a one-hot
-        if target.dtype.kind not in "iu":
-            p *= np.sum(target, axis=-1, keepdims=True)
-            p -= target
-        elif p.ndim == 2:
-            p[np.arange(p.shape[0]), target] -= 1
-        else:
-            np.put_along_axis(p, target[..., None], np.take_along_axis(p, target[..., None], -1) - 1, -1)
-        p *= np.expand_dims(g * weight, -1) if np.ndim(weight) else g * weight
-        return (p, None, None)
-    if target.dtype.kind in "iu":
+    if target.dtype.kind in "iu":            # the one-hot t of the class indices (a constant)
         t = np.zeros(p.shape, dtype=p.dtype)
-        np.put_along_axis(t, target[..., None], 1, -1)
+        if t.ndim == 2:
+            t[np.arange(t.shape[0]), target] = 1
+        else:
+            np.put_along_axis(t, target[..., None], 1, -1)
     else:
         t = target
         p = p * np.sum(target, axis=-1, keepdims=True)
