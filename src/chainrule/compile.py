@@ -48,6 +48,7 @@ import numpy as np
 from . import autograd as ag
 from .autograd import Node, RowSparseGrad, STATE, unbroadcast
 from .sparse import ACC, IADD, NEW, SCATTER, accumulate, add_grad, deposit
+from .ops import rules as _R
 from .tensor import Tensor
 
 __all__ = ["compile", "Compiled", "CaptureError"]
@@ -436,6 +437,9 @@ _INTO = {np.concatenate, np.stack, np.einsum, np.dot}          # functions with 
 _METHOD_AS = {"sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod}
 
 
+_REC_NS = None           # the recording namespace (made on first use: after _scatter is defined)
+
+
 def _same_bits(a, b):
     a, b = np.asarray(a), np.asarray(b)
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
@@ -551,6 +555,11 @@ class _Tracer:
 
     def buffer(self, v, fresh=True):
         return _Rec(self, v, self.const(v, "B"), persistent=True, fresh=fresh)
+
+    def zeros(self, shape, dtype):
+        rec = self.buffer(np.zeros(shape, dtype))
+        self.lines.append(f"{rec.name}.fill(0)")
+        return rec
 
     def expr(self, x):
         if type(x) is _Rec or type(x) is _Var or type(x) is _Name:
@@ -787,14 +796,38 @@ def _call_rule(tr, fn, args, kw=None):
     return tr.result(ref, tr.call_expr(tr.const(fn, "F"), args, kw), opaque=True)
 
 
+def _scatter(g, idx, shape, dtype=None):
+    """The recording namespace's ``scatter`` (the transpose of indexing): zeros in a buffer the plan
+    owns, re-zeroed by every replay, then the rows written in -- the rule table's own otherwise."""
+    if type(g) is not _Rec:
+        return _R.NUMPY.scatter(g, idx, shape, dtype)
+    out = g.tr.zeros(shape, np.result_type(dtype or g.dtype, g.dtype))
+    if _R._is_basic(idx):
+        out[idx] = g
+    else:
+        np.add.at(out, idx, g)
+    return out
+
+
 def _record(plan, args):
+    """See :func:`_record_plan`: the rules run on the recording namespace (NumPy's, with a scatter
+    that writes into a buffer)."""
+    global _REC_NS
+    if _REC_NS is None:
+        from types import SimpleNamespace
+        _REC_NS = SimpleNamespace(**{**vars(_R.NUMPY), "name": "recording", "scatter": _scatter})
+    with _R.use_namespace(_REC_NS):
+        return _record_plan(plan, args)
+
+
+def _record_plan(plan, args):
     """The plan written as straight-line code on buffers: every rule of the step (forward, then backward
     in the engine's order with the engine's accumulation) evaluated on recorded arrays.  Returns
     ``run(args)``; raises :class:`_Abort` when something outside the rules cannot be recorded."""
     tr = _Tracer()
     tr.opaque = []
     ns = tr.ns
-    ns.update({"_value": _value, "_set_leaf_grad": _set_leaf_grad, "_wrap": Tensor._wrap})
+    ns.update({"_value": _value, "_deposit": deposit, "_wrap": Tensor._wrap})
     ops = plan.ops
     vals, saved, inputs = [None] * len(ops), [None] * len(ops), {}
 
@@ -855,60 +888,88 @@ def _ret_code(r, tr, vals):
     return f"{tr.const(r[1], 'Y')}(({items},))"
 
 
+def _record_into(tr, op, buf, g, saved):
+    """``op.into(buf, g, *saved)`` recorded (it adds into ``buf`` in place); False (nothing changed) if
+    the op declines or cannot be recorded."""
+    mark, before = len(tr.lines), buf.v.copy()
+    try:
+        if op.into(buf, g, *saved):
+            return True
+    except _Abort:
+        raise
+    except Exception:        # noqa: BLE001 -- not recordable: the ordinary rule instead
+        pass
+    buf.v[...] = before
+    del tr.lines[mark:]
+    return False
+
+
 def _record_backward(plan, tr, vals, saved):
-    """:func:`_backward` on recorded arrays: the same rules, order and accumulation decisions, written
-    as code.  A leaf's gradient buffer is handed out as its ``.grad`` (see the module docstring)."""
+    """:func:`_backward` on recorded arrays: the same rules in the same order, and the same
+    accumulation -- :func:`chainrule.sparse.add_grad` decides on the recorded values exactly as in
+    the eager pass, and the plan writes what it did (a first gradient kept, ``+=`` into an owned
+    buffer, a sum into a new buffer).  A leaf's owned gradient buffer is handed out as its ``.grad``
+    (see the module docstring)."""
     ops = plan.ops
     root = plan.root
     seed = plan.seed if plan.seed is not None else np.ones(ops[root][5], dtype=ops[root][6])
     seed = np.array(seed)
     seed.setflags(write=False)
-    grads = {root: _Rec(tr, seed, tr.const(seed, "S"), persistent=True)}
-    owned, leaf = set(), {}
+    recs = {root: _Rec(tr, seed, tr.const(seed, "S"), persistent=True)}    # key -> its gradient (recorded)
+    grads, owned, leaves = {root: seed}, set(), []                          # the same, as add_grad sees it
     mark = len(tr.lines)
     for i in plan.order:
-        g = grads.pop(i, None)
+        g = recs.pop(i, None)
         if g is None:
             continue
+        grads.pop(i)
         op, _, _, needs, parents, _, _ = ops[i]
-        outs = _call_rule(tr, op.backward, (g, needs, *saved[i]))
+        p0 = parents[0][1] if parents and parents[0] is not None else None
+        if op.into is not None and p0 is not None and p0 in owned and _record_into(tr, op, recs[p0], g, saved[i]):
+            outs = ()                               # as run_backward: added into x's own gradient buffer
+        else:
+            outs = _call_rule(tr, op.backward, (g, needs, *saved[i]))
         saved[i] = None
         if type(outs) is not tuple:
             raise _Abort(f"{op.name}'s backward did not give a tuple")
+        vouts = tuple(o.v if type(o) is _Rec else o for o in outs)
         for p, gi in zip(parents, outs):
             if p is None or gi is None:
                 continue
             if type(gi) is not _Rec:
                 raise _Abort(f"{op.name}'s backward gave a {type(gi).__name__}")
-            shape, dtype = (ops[p[1]][5], ops[p[1]][6]) if p[0] == "node" else (p[1].data.shape, p[1].data.dtype)
+            key = p[1]
+            shape, dtype = (ops[key][5], ops[key][6]) if p[0] == "node" else (key.data.shape, key.data.dtype)
             if gi.shape != shape:
                 gi = _call_rule(tr, unbroadcast, (gi, shape))
             if gi.dtype != dtype:
                 gi = gi.astype(dtype)
-            if p[0] == "node":
-                j = p[1]
-                if j not in grads:
-                    grads[j] = gi
-                elif j in owned:
-                    grads[j] += gi
-                else:
-                    grads[j] = grads[j] + gi
-                    owned.add(j)
+            prev = recs.get(key)
+            how = add_grad(grads, owned, key, gi.v, g.v, vouts)
+            if how is NEW:
+                recs[key] = gi
+                if p[0] == "leaf":
+                    leaves.append(key)
+            elif how is IADD:                       # add_grad added into prev's value: write the same
+                tr.lines.append(f"np.add({prev.name}, {gi.name}, out={prev.name})")
+            elif how is ACC and type(grads[key]) is np.ndarray:
+                s = grads[key]
+                buf = np.empty_like(s)
+                np.add(prev.v, gi.v, out=buf)
+                if not _same_bits(buf, s):
+                    raise _Abort("a gradient sum differs written into a buffer")
+                grads[key] = buf
+                recs[key] = tr.buffer(buf)
+                tr.lines.append(f"np.add({prev.name}, {gi.name}, out={recs[key].name})")
             else:
-                ent = leaf.get(id(p[1]))
-                if ent is None:
-                    leaf[id(p[1])] = [p[1], gi, gi.fresh and gi is not g]
-                elif ent[2]:
-                    ent[1] += gi
-                else:
-                    ent[1] = ent[1] + gi
-                    ent[2] = True
+                raise _Abort("a row-sparse gradient sum")
     guard = []
-    for t, g, own in leaf.values():
+    for t in leaves:
+        g, mine = recs.pop(t), t in owned
         T = tr.const(t, "T")
-        if own and g.persistent:           # handed out: if still the .grad (no zero_grad), keep its values
+        if mine and g.persistent:          # handed out: if still the .grad (no zero_grad), keep its values
             guard.append(f"if {T}.grad is {g.name}: {T}.grad = {g.name}.copy()")
-        tr.lines.append(f"_set_leaf_grad({T}, {g.name}, {bool(own)})")
+        tr.lines.append(f"_deposit({T}, {g.name}, {mine})")
     tr.lines[mark:mark] = guard
 
 
