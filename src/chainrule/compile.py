@@ -41,6 +41,8 @@ step pure apart from those calls.
 """
 from __future__ import annotations
 
+import heapq
+import re
 import warnings
 
 import numpy as np
@@ -438,6 +440,8 @@ _METHOD_AS = {"sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod}
 
 
 _REC_NS = None           # the recording namespace (made on first use: after _scatter is defined)
+_NAME_ANY = re.compile(r"\b[A-Z][0-9]+\b")       # a name of the plan's namespace
+_NAME_BX = re.compile(r"\b[Bx][0-9]+\b")         # a buffer's or a per-replay array's name
 
 
 def _same_bits(a, b):
@@ -459,6 +463,13 @@ class _Rec:
         self.tr, self.v, self.name, self.persistent, self.fresh = tr, v, name, persistent, fresh
         tr.alive.append(self)
         tr.by_id[id(v)] = self
+        if type(v) is np.ndarray:                  # which buffer's memory this name uses (liveness)
+            r = v
+            while r.base is not None:
+                r = r.base
+            owner = tr.owner.get(id(r))
+            if owner is not None:
+                tr.alias[name] = owner
 
     def __array__(self, *a, **k):
         raise _Untraceable("np.asarray of a recorded array")
@@ -537,6 +548,9 @@ class _Tracer:
         self.lines, self.ns = [], {"np": np}
         self.alive, self.by_id = [], {}
         self.k = 0
+        self.owner, self.alias = {}, {}     # id(buffer array) -> its name; name -> the buffer it uses
+        self.allocs, self.assign = [], None  # buffers in allocation order; arrays to use instead (reuse)
+        self.pinned, self.no_reuse = set(), None
 
     # -- names
     def const(self, obj, prefix="C"):
@@ -554,10 +568,28 @@ class _Tracer:
         return _Rec(self, v, name, fresh=fresh)
 
     def buffer(self, v, fresh=True):
-        return _Rec(self, v, self.const(v, "B"), persistent=True, fresh=fresh)
+        name = self.const(v, "B")
+        if fresh:
+            self.owner[id(v)] = name
+        return _Rec(self, v, name, persistent=True, fresh=fresh)
+
+    def alloc(self, like, shape=None, dtype=None):
+        """A new buffer's array: of ``like``'s shape, dtype and layout (or ``shape``/``dtype``) -- or, on
+        the second recording, the array the memory plan gives this allocation (a dead buffer's)."""
+        k = len(self.allocs)
+        a = self.assign.get(k) if self.assign is not None else None
+        if a is None:
+            a = np.empty_like(like) if like is not None else np.empty(shape, dtype)
+        elif (like is not None and (a.shape, a.dtype, a.strides) != (like.shape, like.dtype, like.strides)) or \
+                (like is None and (a.shape, a.dtype) != (tuple(shape), np.dtype(dtype))):
+            raise _Abort("the memory plan does not fit the second recording")
+        self.allocs.append(a)
+        return a
 
     def zeros(self, shape, dtype):
-        rec = self.buffer(np.zeros(shape, dtype))
+        a = self.alloc(None, shape, dtype)
+        a.fill(0)
+        rec = self.buffer(a)
         self.lines.append(f"{rec.name}.fill(0)")
         return rec
 
@@ -610,6 +642,8 @@ class _Tracer:
         if opaque:
             if type(v) is RowSparseGrad:
                 raise _Abort("a row-sparse gradient")
+            if _has_array(v):
+                self.no_reuse = f"an opaque call gives a {type(v).__name__} holding arrays"
             return _Var(v, self, expr)
         if isinstance(v, (bool, int, str, np.dtype, slice)):
             return v
@@ -625,9 +659,9 @@ class _Tracer:
         """``v`` computed without ``out=``; ``write(buf)`` computes it into ``buf``.  If the two agree bit for
         bit, the plan writes into a buffer allocated once; else the call is made per replay."""
         if isinstance(v, np.ndarray):
-            buf = np.empty_like(v)
+            buf = self.alloc(v)
         elif isinstance(v, np.generic):
-            buf = np.empty((), dtype=v.dtype)
+            buf = self.alloc(None, (), v.dtype)
         else:
             return None
         try:
@@ -753,6 +787,12 @@ class _Var:
         tr.lines.append(f"{self.name} = {expr}")
 
 
+def _root(a):
+    while a.base is not None:
+        a = a.base
+    return a
+
+
 def _has_array(x):
     return any(isinstance(e, (np.ndarray, np.generic)) for e in _flat(x))
 
@@ -817,15 +857,54 @@ def _record(plan, args):
         from types import SimpleNamespace
         _REC_NS = SimpleNamespace(**{**vars(_R.NUMPY), "name": "recording", "scatter": _scatter})
     with _R.use_namespace(_REC_NS):
-        return _record_plan(plan, args)
+        run, tr = _record_plan(plan, args)
+        assign = _memory_plan(tr) if tr.no_reuse is None else None
+        if assign:                      # record again, each buffer in the array the plan gives it
+            try:
+                run2, tr2 = _record_plan(plan, args, assign)
+            except _Abort:
+                return run
+            if tr2.lines == tr.lines:
+                run2.reused = len(assign) - len({id(a) for a in assign.values()})
+                return run2
+        return run
 
 
-def _record_plan(plan, args):
+def _memory_plan(tr):
+    """Buffer reuse: each buffer lives from the first line of the plan that writes it to the last line
+    that uses it (itself, a view of it, or a per-replay name aliasing it); a buffer whose life has
+    ended gives its array to a later one of the same shape, dtype and strides.  Buffers handed out
+    (``.grad``) are never given away.  Returns {allocation index: array} for the second recording."""
+    first, last = {}, {}
+    for L, ln in enumerate(tr.lines):
+        for nm in _NAME_BX.findall(ln):
+            b = tr.alias.get(nm)
+            if b is not None:
+                first.setdefault(b, L)
+                last[b] = L
+    for b in tr.pinned:
+        last[b] = len(tr.lines) + 1
+    dying, free, assign = [], {}, {}
+    allocs = sorted((first[tr.owner[id(a)]], k, a) for k, a in enumerate(tr.allocs)
+                    if tr.owner.get(id(a)) in first)
+    for f, k, a in allocs:
+        while dying and dying[0][0] < f:                 # dead before this buffer is first written
+            _, _, key, arr = heapq.heappop(dying)
+            free.setdefault(key, []).append(arr)
+        key = (a.shape, a.dtype.str, a.strides)
+        pool = free.get(key)
+        arr = pool.pop() if pool else a
+        assign[k] = arr
+        heapq.heappush(dying, (last[tr.owner[id(a)]], k, key, arr))
+    return assign
+
+
+def _record_plan(plan, args, assign=None):
     """The plan written as straight-line code on buffers: every rule of the step (forward, then backward
     in the engine's order with the engine's accumulation) evaluated on recorded arrays.  Returns
     ``run(args)``; raises :class:`_Abort` when something outside the rules cannot be recorded."""
     tr = _Tracer()
-    tr.opaque = []
+    tr.opaque, tr.assign = [], assign
     ns = tr.ns
     ns.update({"_value": _value, "_deposit": deposit, "_wrap": Tensor._wrap})
     ops = plan.ops
@@ -870,11 +949,17 @@ def _record_plan(plan, args):
         else:
             _record_backward(plan, tr, vals, saved)
             result = _ret_code(plan.ret, tr, vals)
-    src = "def run(args):\n" + "".join(f"    {ln}\n" for ln in tr.lines) + f"    return {result}\n"
+    tr.lines.append(f"return {result}")
+    src = "def run(args):\n" + "".join(f"    {ln}\n" for ln in tr.lines)
+    used = set(_NAME_ANY.findall(src))
+    for k in [k for k in ns if k[0] in "BC" and k not in used]:     # failed recordings' buffers
+        del ns[k]
     exec(compile_source(src), ns)             # noqa: S102 -- code written above from the plan
     run = ns["run"]
-    run.source, run.opaque, run.buffers = src, tr.opaque, sum(1 for k in ns if k.startswith("B"))
-    return run
+    run.source, run.opaque, run.reused = src, tr.opaque, 0
+    arrays = {id(r): r for r in (_root(ns[k]) for k in ns if k[0] == "B")}
+    run.buffers, run.nbytes = len(arrays), sum(a.nbytes for a in arrays.values())
+    return run, tr
 
 
 def _ret_code(r, tr, vals):
@@ -954,7 +1039,7 @@ def _record_backward(plan, tr, vals, saved):
                 tr.lines.append(f"np.add({prev.name}, {gi.name}, out={prev.name})")
             elif how is ACC and type(grads[key]) is np.ndarray:
                 s = grads[key]
-                buf = np.empty_like(s)
+                buf = tr.alloc(s)
                 np.add(prev.v, gi.v, out=buf)
                 if not _same_bits(buf, s):
                     raise _Abort("a gradient sum differs written into a buffer")
@@ -968,6 +1053,7 @@ def _record_backward(plan, tr, vals, saved):
         g, mine = recs.pop(t), t in owned
         T = tr.const(t, "T")
         if mine and g.persistent:          # handed out: if still the .grad (no zero_grad), keep its values
+            tr.pinned.add(tr.alias.get(g.name, g.name))
             guard.append(f"if {T}.grad is {g.name}: {T}.grad = {g.name}.copy()")
         tr.lines.append(f"_deposit({T}, {g.name}, {mine})")
     tr.lines[mark:mark] = guard
