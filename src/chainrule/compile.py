@@ -625,7 +625,7 @@ class _Tracer:
             return {k: _Tracer.val(v) for k, v in x.items()}
         return x
 
-    def result(self, v, expr, opaque=False):
+    def result(self, v, expr, opaque=False, depth=0):
         """The recorded value of a call made per replay (no buffer): an array, a NumPy scalar, or a
         tuple of them; of an opaque rule call (``opaque``), any other value too, as a :class:`_Var`."""
         if isinstance(v, (np.ndarray, np.generic)):
@@ -633,10 +633,10 @@ class _Tracer:
             if same is not None and same.v is v:
                 return same
             return self.local(v, expr, fresh=type(v) is np.ndarray and v.base is None)
-        if type(v) is tuple and (not opaque or _has_array(v)):
+        if type(v) is tuple and (not opaque or _has_array(v) or depth < 2):     # (out, saved), outs
             name = self.fresh_name("r")
             self.lines.append(f"{name} = {expr}")
-            return tuple(self.result(e, f"{name}[{i}]", opaque) for i, e in enumerate(v))
+            return tuple(self.result(e, f"{name}[{i}]", opaque, depth + 1) for i, e in enumerate(v))
         if v is None:
             return None
         if opaque:
@@ -1120,6 +1120,19 @@ class Compiled:
         self.stats = {"captures": 0, "replays": 0, "eager": 0}
         self.__name__ = f"compiled_{getattr(fn, '__name__', 'step')}"
         self.__doc__ = getattr(fn, "__doc__", None)
+
+    def plans(self):
+        """One dict per captured signature: ``buffered`` (the plan runs on buffers; else why not),
+        ``opaque`` (the rules replayed as one opaque call each, with the reason), ``buffers`` and
+        ``bytes`` (the distinct arrays the plan owns, after reuse), ``lines`` (of generated code)."""
+        out = []
+        for plan in self._plans.values():
+            run = plan.fast
+            out.append({"buffered": plan.unbuffered is None if run is not None else None,
+                        "why_not": plan.unbuffered, "opaque": list(getattr(run, "opaque", ())),
+                        "buffers": getattr(run, "buffers", 0), "bytes": getattr(run, "nbytes", 0),
+                        "lines": run.source.count("\n") if run is not None else 0})
+        return out
 
     def _fallback(self, reason):
         if self.fallback_reason is None:
