@@ -21,7 +21,8 @@ __all__ = ["sum_squares", "bce_with_logits"]
 
 
 def _sum_squares(*xs, scale):
-    """z = Σ_i c_i/2 ‖x_i‖² (every element of every x_i; c_i = ``scale[i]``)   |   x̄_i = c_i g x_i"""
+    """z = Σ_i c_i/2 ‖x_i‖² (every element of every x_i; c_i = ``scale[i]``)   |   x̄_i = c_i g x_i   |
+    ż = Σ_i c_i ⟨x_i, ẋ_i⟩"""
     acc = 0.0
     for x, c in zip(xs, scale):
         v = x.reshape(-1)
@@ -32,7 +33,15 @@ def _sum_squares(*xs, scale):
 
 def _sum_squares_vjp(g, n, xs, scale):
     return tuple(x * (g * c) if need else None for x, c, need in zip(xs, scale, n))
-SUM_SQUARES = defop("sum_squares", _sum_squares, _sum_squares_vjp)
+
+
+def _sum_squares_jvp(d, xs, scale):
+    z = None
+    for x, c, dx in zip(xs, scale, d):
+        if dx is not None:
+            z = _R._plus(z, c * _R.xp.sum(x * dx))
+    return z
+SUM_SQUARES = defop("sum_squares", _sum_squares, _sum_squares_vjp, jvp=_sum_squares_jvp)
 
 
 def sum_squares(xs, scale=1.0):
@@ -55,7 +64,8 @@ def sum_squares(xs, scale=1.0):
 
 def _bce_with_logits(z, d, weight):
     """L = Σ w ⊙ (max(z, 0) − z ⊙ d + log(1 + e^(−|z|))) = Σ w ⊙ BCE(σ(z), d), overflow-free   |
-    z̄ = g w ⊙ (σ(z) − d),  σ(z) = 1/(1 + e) for z ≥ 0 and e/(1 + e) for z < 0, e = e^(−|z|)"""
+    z̄ = g w ⊙ (σ(z) − d),  σ(z) = 1/(1 + e) for z ≥ 0 and e/(1 + e) for z < 0, e = e^(−|z|)   |
+    L̇ = Σ w ⊙ (σ(z) − d) ⊙ ż"""
     e = np.exp(-np.abs(z))
     per = np.maximum(z, 0) - z * d + np.log1p(e)
     loss = np.sum(per * weight) if np.ndim(weight) else np.sum(per) * weight
@@ -70,7 +80,8 @@ def _bce_with_logits_vjp(g, n, z, d, e, weight):
         sig *= g * weight
         return (sig.astype(z.dtype, copy=False), None, None)
     return ((_R.xp.sigmoid(z) - d) * (g * weight), None, None)      # create_graph: on tensors
-BCE_WITH_LOGITS = defop("bce_with_logits", _bce_with_logits, _bce_with_logits_vjp)
+BCE_WITH_LOGITS = defop("bce_with_logits", _bce_with_logits, _bce_with_logits_vjp,
+                        jvp=lambda dots, z, d, e, weight: _R.xp.sum((_R.xp.sigmoid(z) - d) * weight * dots[0]))
 
 
 def bce_with_logits(z, d, weight):
