@@ -1,4 +1,5 @@
-"""The rule table: every primitive op as a forward function on ndarrays next to its backward rule.
+"""The rule table: every primitive op as a forward function on ndarrays next to its backward rule
+(and its tangent rule, for forward mode).
 
 Read it like a table of derivatives.  For an op ``z = f(x, y, ...)`` and the incoming gradient
 ``g = ∂L/∂z`` (same shape as z), the backward rule returns the vector-Jacobian products
@@ -23,6 +24,11 @@ Conventions every rule follows:
   back to each input's shape.
 * Points of non-differentiability get a documented subgradient: relu'(0) = 0, |x|'(0) = 0,
   leaky_relu'(0) = slope, and ties in max/min/maximum/minimum share the gradient equally.
+* Forward mode: each row also carries the tangent rule (``jvp=``, the third formula after the
+  second ``|`` in the docstring), ``ż = Σᵢ ∂z/∂xᵢ · ẋᵢ`` from the inputs' tangents ``d`` (None where
+  zero) and the same saved values, written on ``xp`` like the backward so it is differentiable too;
+  ``jvp=LINEAR`` for ops linear in their inputs (ż is the op applied to the tangents).  The same
+  subgradients apply.  :mod:`chainrule.forward` carries the tangents alongside the forward pass.
 
 This module knows nothing of tensors or graphs: below it is only :mod:`chainrule.sparse`.
 """
