@@ -113,7 +113,8 @@ def test_jvp_of_a_node_table_matches_finite_differences():
         t.write(0, leaves)
         c = t.gather(np.array([[0, 1], [1, 2]]), distinct=False)
         t.write(3, cr.tanh(c.sum(axis=1)[:1]) * 2.0)
-        return t.read() * t.gather(np.array([3, 0, 3, 1]))
+        flat = t.gather(np.array([[3, 0], [1, 3]]), flat=True)          # (2, 4): rows joined end to end
+        return t.read() * t.gather(np.array([3, 0, 3, 1])) + flat.reshape(4, 2)
     x, v = RNG.standard_normal((3, 2)), RNG.standard_normal((3, 2))
     y, dy = cr.jvp(f, (x,), (v,))
     np.testing.assert_allclose(dy, _fd(f, [x], [v]), rtol=1e-6, atol=1e-9)
@@ -199,3 +200,13 @@ def test_in_place_on_a_tensor_with_a_tangent_makes_a_new_tensor_and_item_assignm
         return x
     with pytest.raises(TypeError, match="carries a tangent.*index_put"):
         cr.jvp(g, (x,), (v,))
+
+
+def test_composition_without_V_tangent():
+    from chainrule.ops.fused import composition
+    c, W, b = RNG.standard_normal((3, 4)), RNG.standard_normal((4, 2)), RNG.standard_normal(2)
+    vs = [RNG.standard_normal(a.shape) for a in (c, W, b)]
+    f = lambda c, W, b: composition(c, W, b)                             # noqa: E731
+    dy = cr.jvp(f, (c, W, b), tuple(vs))[1]
+    np.testing.assert_allclose(dy, _fd(f, [c, W, b], vs), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(dy, jvp_by_double_vjp(f, (c, W, b), tuple(vs))[1], rtol=1e-10, atol=1e-12)
