@@ -453,9 +453,6 @@ class SGD(Optimizer):
         return {"momentum": np.zeros_like(p.data)} if h["momentum"] else {}
 
     def _rule(self, w, g, st, new, h, t, scratch=None):
-        if not (h["weight_decay"] or h["momentum"]):              # plain SGD: w -= η g
-            w -= np.multiply(g, h["lr"], out=scratch[1]) if scratch is not None else h["lr"] * g
-            return
         s0, s1 = _scratch(scratch, w)
         if h["weight_decay"]:
             g = np.add(g, np.multiply(w, h["weight_decay"], out=s0), out=s0)       # g + λw
@@ -504,9 +501,6 @@ class AdaGrad(Optimizer):
         return {"sum": np.full_like(p.data, h["initial_accumulator"])}
 
     def _rule(self, w, g, st, new, h, t, scratch=None):
-        if not (h["weight_decay"] or h["momentum"]):              # plain SGD: w -= η g
-            w -= np.multiply(g, h["lr"], out=scratch[1]) if scratch is not None else h["lr"] * g
-            return
         s0, s1 = _scratch(scratch, w)
         if h["weight_decay"]:
             g = np.add(g, np.multiply(w, h["weight_decay"], out=s0), out=s0)
