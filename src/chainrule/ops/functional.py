@@ -12,7 +12,7 @@ built from these functions too (the gradients then record a graph of their own: 
 the same rule table).
 
 Every public op documents its formula, Args, Returns and a small example (run by pytest's
-``--doctest-modules``, with ``cr`` = chainrule and ``np`` = NumPy).
+``--doctest-modules``).
 """
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def add(x, y):
     Returns:
         Tensor: ``x + y``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> z = cr.add(x, 10); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -77,6 +78,7 @@ def sub(x, y):
     Returns:
         Tensor: ``x - y``.
 
+    >>> import chainrule as cr
     >>> y = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> z = cr.sub(10, y); z.sum().backward()
     >>> z.tolist(), y.grad.tolist()
@@ -95,6 +97,7 @@ def mul(x, y):
     Returns:
         Tensor: ``x ⊙ y``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> z = cr.mul(x, [3.0, 4.0]); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -113,6 +116,7 @@ def div(x, y):
     Returns:
         Tensor: ``x / y``.
 
+    >>> import chainrule as cr
     >>> y = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> z = cr.div(1, y); z.sum().backward()
     >>> z.tolist(), y.grad.tolist()                 # ȳ = −1/y²
@@ -131,6 +135,7 @@ def neg(x):
     Returns:
         Tensor: ``−x``.
 
+    >>> import chainrule as cr
     >>> cr.neg(cr.tensor([1.0, -2.0])).tolist()
     [-1.0, 2.0]
     """
@@ -148,6 +153,7 @@ def pow(x, y):
     Returns:
         Tensor: ``x ** y``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([1.0, 3.0], requires_grad=True)
     >>> z = cr.pow(x, 2); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -167,6 +173,7 @@ def exp(x):
     Returns:
         Tensor: ``eˣ``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([0.0, 1.0], requires_grad=True)
     >>> z = cr.exp(x); z.sum().backward()
     >>> print(z.data.round(4), x.grad.round(4))
@@ -185,6 +192,7 @@ def log(x):
     Returns:
         Tensor: ``log x``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([1.0, 4.0], requires_grad=True)
     >>> cr.log(x).sum().backward(); x.grad.tolist()
     [1.0, 0.25]
@@ -202,6 +210,7 @@ def sin(x):
     Returns:
         Tensor: ``sin x``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([0.0], requires_grad=True)
     >>> cr.sin(x).sum().backward(); x.grad.tolist()
     [1.0]
@@ -219,6 +228,7 @@ def cos(x):
     Returns:
         Tensor: ``cos x``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([0.0], requires_grad=True)
     >>> z = cr.cos(x); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -237,6 +247,7 @@ def sqrt(x):
     Returns:
         Tensor: ``√x``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([4.0, 16.0], requires_grad=True)
     >>> z = cr.sqrt(x); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -255,6 +266,7 @@ def abs(x):
     Returns:
         Tensor: ``|x|``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([-2.0, 0.0, 3.0], requires_grad=True)
     >>> z = cr.abs(x); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -273,6 +285,7 @@ def tanh(x):
     Returns:
         Tensor: ``tanh x``, in (−1, 1).
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([0.0, 1.0], requires_grad=True)
     >>> z = cr.tanh(x); z.sum().backward()
     >>> print(z.data.round(4), x.grad.round(4))
@@ -291,6 +304,7 @@ def sigmoid(x):
     Returns:
         Tensor: ``σ(x)``, in (0, 1).
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([0.0, 2.0], requires_grad=True)
     >>> z = cr.sigmoid(x); z.sum().backward()
     >>> print(z.data.round(4), x.grad.round(4))
@@ -309,6 +323,7 @@ def relu(x):
     Returns:
         Tensor: ``max(x, 0)``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([-1.0, 0.0, 2.0], requires_grad=True)
     >>> z = cr.relu(x); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -328,6 +343,7 @@ def leaky_relu(x, negative_slope=0.01):
     Returns:
         Tensor: x's shape.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([-2.0, 2.0], requires_grad=True)
     >>> z = cr.leaky_relu(x, 0.25); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -353,6 +369,7 @@ def rrelu(x, lower=1.0 / 8, upper=1.0 / 3, training=False, generator=None):
     Returns:
         Tensor: x's shape.
 
+    >>> import numpy as np, chainrule as cr
     >>> x = cr.tensor([-4.0, 4.0])
     >>> cr.rrelu(x, 0.25, 0.75).tolist()            # eval: slope (0.25 + 0.75)/2
     [-2.0, 4.0]
@@ -380,6 +397,7 @@ def softplus(x):
     Returns:
         Tensor: ``log(1 + eˣ)``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([0.0], requires_grad=True)
     >>> z = cr.softplus(x); z.sum().backward()
     >>> print(z.data.round(4), x.grad)
@@ -398,6 +416,7 @@ def maximum(x, y):
     Returns:
         Tensor: ``max(x, y)`` elementwise.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
     >>> z = cr.maximum(x, 2.0); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()                 # a tie shares the gradient
@@ -416,6 +435,7 @@ def minimum(x, y):
     Returns:
         Tensor: ``min(x, y)`` elementwise.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
     >>> z = cr.minimum(x, 2.0); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -435,6 +455,7 @@ def clip(x, lo=None, hi=None):
     Returns:
         Tensor: x's shape.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([-2.0, 0.5, 2.0], requires_grad=True)
     >>> z = cr.clip(x, -1, 1); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -454,6 +475,7 @@ def where(cond, x, y):
     Returns:
         Tensor: the broadcast shape of cond, x and y.
 
+    >>> import numpy as np, chainrule as cr
     >>> x = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> z = cr.where(np.array([True, False]), x, 0.0); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -478,6 +500,7 @@ def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     Returns:
         Tensor: x's shape without the summed axes (a scalar for ``axis=None``).
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
     >>> z = cr.sum(x, axis=1); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -502,6 +525,7 @@ def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     Returns:
         Tensor: x's shape without the reduced axes.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([[1.0, 2.0], [3.0, 5.0]], requires_grad=True)
     >>> z = cr.mean(x); z.backward()
     >>> z.item(), x.grad.tolist()
@@ -533,6 +557,7 @@ def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None, return_indices=
     Returns:
         Tensor: the maxima (x's shape without the reduced axes), or ``(values, indices)``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([[1.0, 3.0], [4.0, 2.0]], requires_grad=True)
     >>> z = cr.max(x, axis=1); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -557,6 +582,7 @@ def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None, return_indices=
     Returns:
         Tensor: the minima, or ``(values, indices)``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([[1.0, 3.0], [4.0, 2.0]], requires_grad=True)
     >>> z = cr.min(x, axis=0); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -579,6 +605,7 @@ def logsumexp(x, axis=-1, keepdims=False, *, dim=None, keepdim=None):
     Returns:
         Tensor: x's shape without the reduced axes.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([[0.0, 0.0], [1000.0, 1000.0]], requires_grad=True, dtype="float64")
     >>> z = cr.logsumexp(x, axis=1); z.sum().backward()
     >>> z.data.round(4).tolist(), x.grad.round(4).tolist()      # x̄ = softmax(x)
@@ -601,6 +628,7 @@ def softmax(x, axis=-1, *, dim=None):
     Returns:
         Tensor: x's shape.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([0.0, 0.0, 0.0, 0.0], requires_grad=True)
     >>> z = cr.softmax(x); z[0].backward()
     >>> z.tolist(), x.grad.tolist()                 # y₀ (δ₀ⱼ − yⱼ)
@@ -622,6 +650,7 @@ def log_softmax(x, axis=-1, *, dim=None):
     Returns:
         Tensor: x's shape.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([0.0, 0.0, 0.0, 0.0], requires_grad=True)
     >>> z = cr.log_softmax(x); z[0].backward()
     >>> print(z.data.round(4), x.grad.tolist())
@@ -644,6 +673,7 @@ def smax(a, axis=-1, keepdims=False):
     Returns:
         Tensor: a's shape without ``axis``.
 
+    >>> import chainrule as cr
     >>> a = cr.tensor([0.0, 0.0], requires_grad=True)
     >>> o = cr.smax(a); o.backward()
     >>> o.item(), a.grad.tolist()                   # s (1 + a − o) = ½ (1 + 0 − 0)
@@ -665,6 +695,7 @@ def softmax_cross_entropy(logits, targets, weight=None):
     Returns:
         Tensor: a scalar.
 
+    >>> import numpy as np, chainrule as cr
     >>> z = cr.tensor([[0.0, 0.0]], requires_grad=True)
     >>> L = cr.softmax_cross_entropy(z, np.array([1])); L.backward()
     >>> print(round(L.item(), 4), z.grad.tolist())  # log 2; softmax − onehot
@@ -698,6 +729,7 @@ def matmul(a, b):
     Returns:
         Tensor: as ``np.matmul``.
 
+    >>> import numpy as np, chainrule as cr
     >>> a = cr.tensor([[1.0, 2.0]], requires_grad=True)
     >>> z = cr.matmul(a, np.array([[3.0], [4.0]])); z.sum().backward()
     >>> z.tolist(), a.grad.tolist()
@@ -717,6 +749,7 @@ def einsum(subscripts, *operands):
     Returns:
         Tensor: the contraction.
 
+    >>> import numpy as np, chainrule as cr
     >>> a = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> z = cr.einsum("i,i->", a, np.array([3.0, 4.0])); z.backward()
     >>> z.item(), a.grad.tolist()
@@ -736,6 +769,7 @@ def bilinear(x, V):
     Returns:
         Tensor: (..., k).
 
+    >>> import numpy as np, chainrule as cr
     >>> x = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> V = np.eye(2).reshape(2, 2, 1)              # xᵀ I x = ‖x‖²
     >>> z = cr.bilinear(x, V); z.sum().backward()
@@ -756,6 +790,7 @@ def outer(a, b):
     Returns:
         Tensor: (a.size, b.size).
 
+    >>> import numpy as np, chainrule as cr
     >>> a = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> z = cr.outer(a, np.array([3.0, 4.0])); z.sum().backward()
     >>> z.tolist(), a.grad.tolist()
@@ -778,6 +813,7 @@ def transpose(x, *axes):
     Returns:
         Tensor: a view of x with its axes permuted.
 
+    >>> import numpy as np, chainrule as cr
     >>> x = cr.tensor(np.zeros((2, 3, 4)))
     >>> cr.transpose(x).shape, cr.transpose(x, 0, 2).shape, cr.transpose(x, (1, 2, 0)).shape
     ((4, 3, 2), (4, 3, 2), (3, 4, 2))
@@ -807,6 +843,7 @@ def permute(x, *axes):
     Returns:
         Tensor: a view of x, axis i of the result being axis ``axes[i]`` of x.
 
+    >>> import numpy as np, chainrule as cr
     >>> cr.permute(cr.tensor(np.zeros((2, 3, 4))), 2, 0, 1).shape
     (4, 2, 3)
     """
@@ -831,6 +868,7 @@ def swapaxes(x, axis1, axis2):
     Returns:
         Tensor: a view of x.
 
+    >>> import numpy as np, chainrule as cr
     >>> cr.swapaxes(cr.tensor(np.zeros((2, 3, 4))), 0, 1).shape
     (3, 2, 4)
     """
@@ -855,6 +893,7 @@ def reshape(x, *shape):
     Returns:
         Tensor: a view of x when NumPy can make one.
 
+    >>> import numpy as np, chainrule as cr
     >>> x = cr.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
     >>> z = cr.reshape(x, (2, 2)); (z * np.array([[1.0], [2.0]])).sum().backward()
     >>> z.tolist(), x.grad.tolist()
@@ -881,6 +920,7 @@ def concat(xs, axis=0, *, dim=None):
     Returns:
         Tensor: the joined tensor.
 
+    >>> import numpy as np, chainrule as cr
     >>> a = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> z = cr.concat([a, np.array([3.0])]); (z * np.array([1.0, 2.0, 3.0])).sum().backward()
     >>> z.tolist(), a.grad.tolist()
@@ -903,6 +943,7 @@ def cat(xs, axis=0, *, dim=None):
     Returns:
         Tensor: the joined tensor.
 
+    >>> import chainrule as cr
     >>> cr.cat([cr.tensor([1.0]), cr.tensor([2.0])], dim=0).tolist()
     [1.0, 2.0]
     """
@@ -920,6 +961,7 @@ def stack(xs, axis=0, *, dim=None):
     Returns:
         Tensor: shape with ``len(xs)`` inserted at ``axis``.
 
+    >>> import chainrule as cr
     >>> a = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> z = cr.stack([a, 2 * a], axis=1); z.sum().backward()
     >>> z.tolist(), a.grad.tolist()
@@ -945,6 +987,7 @@ def split(x, sections, axis=0, *, dim=None):
     Returns:
         list of Tensor: the parts.
 
+    >>> import chainrule as cr
     >>> [p.tolist() for p in cr.split(cr.tensor([1.0, 2.0, 3.0]), [1])]
     [[1.0], [2.0, 3.0]]
     """
@@ -976,6 +1019,7 @@ def getitem(x, idx):
     Returns:
         Tensor: ``x[idx]``.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
     >>> z = cr.getitem(x, [0, 0, 2]); z.sum().backward()
     >>> z.tolist(), x.grad.tolist()                 # a repeated index accumulates
@@ -997,6 +1041,7 @@ def take(x, indices, sparse=False):
     Returns:
         Tensor: ``indices.shape + x.shape[1:]``.
 
+    >>> import numpy as np, chainrule as cr
     >>> L = cr.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], requires_grad=True)
     >>> z = cr.take(L, np.array([2, 0, 2])); z.sum().backward()
     >>> z.tolist(), L.grad.tolist()
@@ -1051,6 +1096,7 @@ def unsqueeze(x, axis=None, *, dim=None):
     Returns:
         Tensor: a view of x with one more axis.
 
+    >>> import chainrule as cr
     >>> cr.unsqueeze(cr.tensor([1.0, 2.0]), 1).tolist()
     [[1.0], [2.0]]
     """
@@ -1078,6 +1124,7 @@ def squeeze(x, axis=None, *, dim=None):
     Returns:
         Tensor: a view of x without those axes.
 
+    >>> import chainrule as cr
     >>> cr.squeeze(cr.tensor([[1.0], [2.0]])).tolist()
     [1.0, 2.0]
     """
@@ -1106,6 +1153,7 @@ def flatten(x, start_axis=0, end_axis=-1, *, start_dim=None, end_dim=None):
     Returns:
         Tensor: a view of x.
 
+    >>> import numpy as np, chainrule as cr
     >>> x = cr.tensor(np.zeros((2, 3, 4)))
     >>> cr.flatten(x).shape, cr.flatten(x, 1).shape
     ((24,), (2, 12))
@@ -1134,6 +1182,7 @@ def broadcast_to(x, shape):
     Returns:
         Tensor: of that shape.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> cr.broadcast_to(x, (3, 2)).sum().backward(); x.grad.tolist()
     [3.0, 3.0]
@@ -1161,6 +1210,7 @@ def expand(x, *shape):
     Returns:
         Tensor: of that shape.
 
+    >>> import chainrule as cr
     >>> cr.expand(cr.tensor([[1.0], [2.0]]), -1, 3).tolist()
     [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]]
     """
@@ -1186,6 +1236,7 @@ def clone(x):
     Returns:
         Tensor: a new tensor with x's values.
 
+    >>> import chainrule as cr
     >>> x = cr.tensor([1.0, 2.0], requires_grad=True)
     >>> y = cr.clone(x); y.sum().backward()
     >>> y.data is x.data, x.grad.tolist()
@@ -1215,6 +1266,7 @@ def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     Returns:
         Tensor: int64, without gradient.
 
+    >>> import chainrule as cr
     >>> cr.argmax(cr.tensor([[1.0, 3.0], [4.0, 2.0]]), axis=1).tolist()
     [1, 0]
     """
@@ -1232,6 +1284,7 @@ def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     Returns:
         Tensor: int64, without gradient.
 
+    >>> import chainrule as cr
     >>> cr.argmin(cr.tensor([[1.0, 3.0], [4.0, 2.0]]), axis=1).tolist()
     [0, 1]
     """
@@ -1277,6 +1330,7 @@ def index_put(x, idx, values):
     Returns:
         Tensor: x's shape.
 
+    >>> import numpy as np, chainrule as cr
     >>> x = cr.tensor([1.0, 2.0, 3.0], requires_grad=True)
     >>> v = cr.tensor([9.0], requires_grad=True)
     >>> z = cr.index_put(x, [1], v); (z * np.array([1.0, 2.0, 3.0])).sum().backward()
@@ -1501,6 +1555,7 @@ def primitive(name, forward, backward, derive=None):
     tensors.  A rule that calls NumPy directly gives first derivatives, and ``create_graph`` through it
     raises an error naming the op.
 
+    >>> import numpy as np, chainrule as cr
     >>> import numpy as np, chainrule as cr
     >>> from chainrule.ops.rules import xp
     >>> def fwd(x):
