@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor, apply
-from . import rules as _R
-from .rules import defop
+from .rules import defop, xp
 
 __all__ = ["sum_squares", "bce_with_logits"]
 
@@ -63,14 +62,15 @@ def _bce_with_logits(z, d, weight):
 
 
 def _bce_with_logits_vjp(g, n, z, d, e, weight):
-    if type(z) is np.ndarray:                  # fast path: σ(z) from the saved e^(−|z|), in place
-        sig = np.where(z >= 0, 1.0, e)
-        sig /= 1.0 + e
-        sig -= d
-        sig *= g * weight
-        return (sig.astype(z.dtype, copy=False), None, None)
-    return ((_R.xp.sigmoid(z) - d) * (g * weight), None, None)      # create_graph: on tensors
-BCE_WITH_LOGITS = defop("bce_with_logits", _bce_with_logits, _bce_with_logits_vjp)
+    sig = xp.where(xp.const(z) >= 0, 1.0, e)        # σ(z) from the saved e = e^(−|z|), no overflow:
+    sig /= 1 + e                                   # 1/(1 + e) for z ≥ 0, e/(1 + e) for z < 0
+    sig -= d                                       # (in place on the fast path: sig is fresh; on
+    sig *= g * weight                              #  tensors, under create_graph, new tensors)
+    return (sig, None, None)
+
+
+BCE_WITH_LOGITS = defop("bce_with_logits", _bce_with_logits, _bce_with_logits_vjp,
+                        derive={"e": lambda z, **_: xp.exp(z * -xp.sign(xp.const(z)))})     # e^(−|z|)
 
 
 def bce_with_logits(z, d, weight):
