@@ -683,7 +683,7 @@ def smax(a, axis=-1, keepdims=False):
 
 
 @_doc(R.SOFTMAX_CROSS_ENTROPY)
-def softmax_cross_entropy(logits, targets, weight=None):
+def softmax_cross_entropy(logits, targets, weight=None, *, check=True):
     """Cross-entropy of softmax(logits) against targets, in one fused op (see also
     :func:`chainrule.losses.cross_entropy`).
 
@@ -691,6 +691,8 @@ def softmax_cross_entropy(logits, targets, weight=None):
         logits: a tensor (N, K) (or (..., K)).
         targets: class indices (N,) or one-hot / soft rows (N, K) (constants).
         weight: per-example weights w_n (default 1/N: the mean).
+        check: validate the targets' shape and range; ``check=False`` takes targets and weight as
+            given (for a caller that validated them already: ``losses.cross_entropy``).
 
     Returns:
         Tensor: a scalar.
@@ -701,6 +703,8 @@ def softmax_cross_entropy(logits, targets, weight=None):
     >>> print(round(L.item(), 4), z.grad.tolist())  # log 2; softmax − onehot
     0.6931 [[0.5, -0.5]]
     """
+    if not check:
+        return apply(R.SOFTMAX_CROSS_ENTROPY, (logits, targets, weight))
     t = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
     z = logits.data if isinstance(logits, Tensor) else np.asarray(logits)
     if t.dtype.kind in "iu":
@@ -858,8 +862,8 @@ def permute(x, *axes):
 def swapaxes(x, axis1, axis2):
     """Swap two axes (NumPy's ``swapaxes``; what PyTorch's ``transpose(x, a, b)`` does).
 
-    A :func:`transpose` with the permutation that exchanges axis1 and axis2 (x̄ = g with the two
-    axes swapped back).
+    Composite: a :func:`transpose` by the permutation that exchanges axis1 and axis2 (x̄ = g with
+    the two axes swapped back).
 
     Args:
         x: a tensor.
@@ -1202,6 +1206,8 @@ def broadcast_to(x, shape):
 
 def expand(x, *shape):
     """PyTorch's ``expand``: :func:`broadcast_to` where −1 keeps that axis's size.
+
+    Composite: :func:`broadcast_to` (x̄ = g summed over the broadcast axes).
 
     Args:
         x: a tensor.

@@ -35,9 +35,16 @@ SUM_SQUARES = defop("sum_squares", _sum_squares, _sum_squares_vjp)
 
 
 def sum_squares(xs, scale=1.0):
-    """``Σ_i scale_i/2 · ‖x_i‖²`` over a list of tensors, as one op (an L2 penalty: its gradient is
-    ``scale_i · x_i``); ``scale`` one number for all or one per tensor.  A scalar of the tensors'
-    dtype; 0 for an empty list.
+    """An L2 penalty over a list of tensors, as one op.
+
+    z = Σ_i c_i/2 ‖x_i‖²   |   x̄_i = c_i g x_i
+
+    Args:
+        xs: a tensor or a list of tensors.
+        scale: the c_i: one number for all tensors, or one per tensor.
+
+    Returns:
+        Tensor: a scalar of the tensors' dtype (0 for an empty list).
 
     >>> import chainrule as cr
     >>> W = cr.tensor([[1.0, 2.0]], requires_grad=True, dtype="float64")
@@ -74,8 +81,25 @@ BCE_WITH_LOGITS = defop("bce_with_logits", _bce_with_logits, _bce_with_logits_vj
 
 
 def bce_with_logits(z, d, weight):
-    """Σ weight ⊙ BCE(σ(z), d) from logits ``z`` (one op); ``d`` a constant of z's shape, ``weight``
-    a scalar (1/size for the mean) or an array broadcasting to z."""
+    """Binary cross-entropy from logits, reduced with weights, as one op (overflow-free).
+
+    L = Σ w ⊙ (max(z, 0) − z ⊙ d + log(1 + e^(−|z|))) = Σ w ⊙ BCE(σ(z), d)   |   z̄ = g w ⊙ (σ(z) − d)
+
+    Args:
+        z: the logits (a tensor).
+        d: the targets in [0, 1] (a constant of z's shape).
+        weight: a scalar (1/size for the mean) or an array broadcasting to z.
+
+    Returns:
+        Tensor: a scalar.
+
+    >>> import chainrule as cr
+    >>> from chainrule.ops.fused import bce_with_logits
+    >>> z = cr.tensor([0.0, 0.0], requires_grad=True)
+    >>> L = bce_with_logits(z, [1.0, 0.0], 0.5); L.backward()
+    >>> print(round(L.item(), 4), z.grad.tolist())   # log 2; (σ(z) − d)/2
+    0.6931 [-0.25, 0.25]
+    """
     zd = z.data if isinstance(z, Tensor) else np.asarray(z)
     dd = np.asarray(d.data if isinstance(d, Tensor) else d, dtype=zd.dtype)
     if dd.shape != zd.shape:
