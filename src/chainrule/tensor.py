@@ -3,6 +3,11 @@
 Every operation goes through :func:`apply`, which runs a primitive's forward function on the
 arrays and -- when gradients are enabled and some input requires them -- records a
 :class:`~chainrule.autograd.Node` with what the op's backward rule needs.
+
+Tensor's operators and op methods (``x + y``, ``x @ W``, ``x.sum()``, ``x.T``) are not written here:
+they are the functions of :mod:`chainrule.ops.functional`, which installs them from its table
+``TENSOR_METHODS`` (``Tensor.__add__ is functional.add``).  This module keeps the bookkeeping:
+data, grad, backward, hooks, in-place rules, conversions.
 """
 from __future__ import annotations
 
