@@ -28,7 +28,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .sparse import RowSparseGrad, accumulate  # noqa: F401  (RowSparseGrad re-exported: old import path)
+from .sparse import NEW, RowSparseGrad, accumulate, add_grad, deposit  # noqa: F401  (RowSparseGrad, accumulate: old import paths)
 
 __all__ = ["Node", "RowSparseGrad", "unbroadcast", "run_backward", "no_grad", "enable_grad",
            "is_grad_enabled", "STATE"]
@@ -201,9 +201,9 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
     node's gradient is complete -- every consumer has added its share -- before its backward rule runs.
     Leaves are accumulated exactly like nodes (one ``grads`` entry each) and finished after the loop.
 
-    Accumulation: the first gradient reaching a node or leaf is kept as it is; the pass adds in place
-    only into an array it made itself (a fresh array returned by a rule, or a sum it computed) and
-    never into ``g``, a view, a tensor or anything a hook returned.
+    Accumulation is :func:`chainrule.sparse.add_grad` (the first gradient reaching a node or leaf is
+    kept as it is; the pass adds in place only into an array it made itself) and a leaf's finished
+    gradient reaches ``.grad`` through :func:`chainrule.sparse.deposit`.
 
     Without ``capture`` the gradients reaching leaf tensors are added to their ``.grad``.  With
     ``capture`` (a dict whose keys are Nodes or leaf Tensors) nothing's ``.grad`` is touched: the
@@ -250,24 +250,11 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
                 gi = gi.astype(p.dtype) if graph is None else graph.cast(gi, p.dtype)
             if obs is not None:
                 obs.edge(node, parents.index(p), p, gi)
-            prev = grads.get(p)
-            if prev is None:
-                grads[p] = gi
+            if add_grad(grads, owned, p, gi, g, outs) is NEW:
                 if type(p) is Node:
                     push(heap, (-p.seq, p))
                 else:
                     leaves.append(p)
-                    if type(gi) is np.ndarray and gi.base is None and gi is not g:
-                        owned.add(p)          # a fresh array from the rule: the leaf may keep it
-            elif type(gi) is np.ndarray and p in owned:
-                prev += gi
-            elif type(gi) is RowSparseGrad and p in owned:
-                gi.add_to(prev)
-            else:
-                s = accumulate(prev, gi)
-                grads[p] = s
-                if type(s) is np.ndarray:
-                    owned.add(p)
         if not retain_graph:
             node.parents = None
             node.saved = None
@@ -284,16 +271,7 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
             if t in capture:
                 capture[t] = g
             continue
-        if t.grad is None:
-            if not mine and type(g) is np.ndarray:
-                g = g.copy()
-            elif type(g) is RowSparseGrad:
-                g = RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape)
-            t.grad = g
-        elif type(t.grad) is np.ndarray and type(g) is np.ndarray:
-            t.grad += g
-        else:
-            t.grad = accumulate(t.grad, g)
+        deposit(t, g, mine)
     if not retain_graph and _GcGuard.saved is not None:
         _GcGuard.release()
     return capture

@@ -548,16 +548,16 @@ def _bilinear(x, V):
     return z.reshape(x.shape[:-1] + (k,)), (x, V, U)
 
 
-def _bilinear_vjp(g, n, x, V, U):
-    m, k = V.shape[1], V.shape[2]
-    x2 = xp.reshape(x, (-1, m))
-    g2 = xp.reshape(g, (-1, k))
-    xg = xp.reshape(xp.einsum("nj,nk->njk", x2, g2), (-1, m * k))          # (x ⊗ g) per row
+def _bilinear_vjp(g, n, x, V, U):      # methods and indexing, not xp.reshape/expand_dims: the same
+    m, k = V.shape[1], V.shape[2]      # on tensors, ~5 µs less a call (one per RNTN tree level)
+    x2 = x.reshape(-1, m)
+    g2 = g.reshape(-1, k)
+    xg = xp.einsum("nj,nk->njk", x2, g2).reshape(-1, m * k)             # (x ⊗ g) per row
     gx = gV = None
     if n[0]:
-        gx = xp.reshape((U @ xp.expand_dims(g2, 2))[:, :, 0] + xg @ xp.reshape(V, (m, m * k)).T, x.shape)
+        gx = ((U @ g2[:, :, None])[:, :, 0] + xg @ V.reshape(m, m * k).T).reshape(x.shape)
     if n[1]:
-        gV = xp.reshape(x2.T @ xg, V.shape)
+        gV = (x2.T @ xg).reshape(V.shape)
     return gx, gV
 BILINEAR = defop("bilinear", _bilinear, _bilinear_vjp, derive={
     "U": lambda x, V, **_: xp.reshape(xp.reshape(x, (-1, V.shape[0])) @ xp.reshape(V, (V.shape[0], -1)),
