@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor, apply
+from . import rules as _R
 from .rules import defop, xp
 
 __all__ = ["sum_squares", "bce_with_logits", "composition"]
@@ -146,6 +147,8 @@ def composition(c, W, b, V=None):
     op (seed 000's p = f(cᵀ V c + W c) with W stored transposed, as :class:`~chainrule.nn.Linear` does;
     ``V=None``: the RNN's ``tanh(c W + b)``).  The same numbers, bit for bit, as
     ``tanh(c @ W + b + bilinear(c, V))`` written with the five ops it replaces, and the same gradients.
+
+    p = tanh(c W + b + cᵀ V c)   |   z̄ = g ⊙ (1 − p²), then c̄, W̄, b̄, V̄ by matmul's, add's and bilinear's rules on z̄
 
     Args:
         c: ``(n, m)`` -- each row the children's vectors ``[a; b]`` (m = 2d).
