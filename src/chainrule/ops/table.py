@@ -51,7 +51,8 @@ def _token(dtype):
 
 def _write(x, prev, table, start):
     """T[start:start+n] = x (a token records the write; ``prev`` is the previous write's token)   |
-    x̄ = G[start:start+n] (those rows of G are then zeroed), the previous token gets ∅"""
+    x̄ = G[start:start+n] (those rows of G are then zeroed), the previous token gets ∅   |
+    Ṫ[start:start+n] = ẋ (forward mode: a tangent table beside T; the token carries the order)"""
     stop = start + x.shape[0]
     table._buf[start:stop] = x
     return _token(table._buf.dtype), (table, start, stop)
@@ -65,21 +66,28 @@ def _write_vjp(g, s, n):
         gx = G[start:stop].copy()
         G[start:stop] = 0
     return gx, (_token(g.dtype) if n[1] else None)
-TABLE_WRITE = defop("table_write", _write, _write_vjp)
+
+
+def _write_jvp(d, s):
+    table, start, stop = s
+    if d[0] is not None:
+        table._tangent_buffer()[start:stop] = d[0]
+    return _token(table._buf.dtype)
+TABLE_WRITE = defop("table_write", _write, _write_vjp, jvp=_write_jvp)
 
 
 def _gather(token, table, idx, distinct, flat):
     """z = T[idx] (rows written earlier; idx an integer array of any shape; ``flat``: the rows of each
     idx[..., :] joined end to end, z of shape idx.shape[:-1] + (k·row,))   |
-    G[idx] += g (repeated rows summed unless ``distinct``), the latest token gets ∅"""
+    G[idx] += g (repeated rows summed unless ``distinct``), the latest token gets ∅   |   ż = Ṫ[idx]"""
     z = table._buf[idx]
     if flat:
         z = z.reshape(idx.shape[:-1] + (-1,))
-    return z, (table, idx, distinct)
+    return z, (table, idx, distinct, flat)
 
 
 def _gather_vjp(g, s, n):
-    table, idx, distinct = s
+    table, idx, distinct = s[:3]
     G = table._grad_buffer()
     g = g.reshape(idx.shape + G.shape[1:])
     if distinct:
@@ -87,18 +95,22 @@ def _gather_vjp(g, s, n):
     else:
         RowSparseGrad(idx, g, G.shape).add_to(G)
     return (_token(g.dtype),)
-TABLE_GATHER = defop("table_gather", _gather, _gather_vjp)
+def _gather_jvp(d, s):
+    table, idx, _, flat = s
+    z = table._tangent_buffer()[idx]
+    return z.reshape(idx.shape[:-1] + (-1,)) if flat else z
+TABLE_GATHER = defop("table_gather", _gather, _gather_vjp, jvp=_gather_jvp)
 
 
 def _read(token, table):
-    """z = T (the whole table)   |   G += g, the latest token gets ∅"""
+    """z = T (the whole table)   |   G += g, the latest token gets ∅   |   ż = Ṫ"""
     return table._buf, table
 
 
 def _read_vjp(g, table, n):
     table._grad_buffer()[...] += g
     return (_token(g.dtype),)
-TABLE_READ = defop("table_read", _read, _read_vjp)
+TABLE_READ = defop("table_read", _read, _read_vjp, jvp=lambda d, table: table._tangent_buffer())
 
 
 class NodeTable:
@@ -141,6 +153,12 @@ class NodeTable:
             self._grad = np.zeros(self._buf.shape, dtype=self._buf.dtype)
         return self._grad
 
+    def _tangent_buffer(self):
+        """Ṫ, the rows' tangents under cr.jvp (zero for rows written without one)."""
+        if getattr(self, "_tbuf", None) is None:
+            self._tbuf = np.zeros(self._buf.shape, dtype=self._buf.dtype)
+        return self._tbuf
+
     def write(self, start, x):
         """Write the rows of ``x`` (a Tensor or array, first axis = rows) at ``start``."""
         if self._sealed:
@@ -168,7 +186,7 @@ class NodeTable:
                 gap = np.flatnonzero(~self._written[self._filled:])
                 self._filled = self.rows if not gap.size else self._filled + int(gap[0])
         tok = apply(TABLE_WRITE, (x, self._token), {"table": self, "start": start})
-        if tok.requires_grad:
+        if tok.requires_grad or getattr(tok, "_tangent", None) is not None:   # (a tangent: cr.jvp)
             self._token = tok
         self._writes += 1
 
