@@ -909,6 +909,7 @@ def _record_plan(plan, args, assign=None):
     ns.update({"_value": _value, "_deposit": deposit, "_wrap": Tensor._wrap})
     ops = plan.ops
     vals, saved, inputs = [None] * len(ops), [None] * len(ops), {}
+    plain_args = all(type(a) is np.ndarray for a in args)       # as Compiled.__call__'s quick signature
 
     def inp(r):
         kind = r[0]
@@ -923,6 +924,8 @@ def _record_plan(plan, args, assign=None):
         if rec is None:
             if kind == "leaf":
                 rec = tr.local(r[1].data, f"{tr.const(r[1], 'T')}.data")
+            elif r[0] == "arg" and len(r[1]) == 1 and plain_args:      # the plan's key says: an ndarray
+                rec = tr.local(args[r[1][0]], f"args[{r[1][0]}]")
             else:
                 rec = tr.local(_value(r, args, None), f"_value({tr.const(r, 'R')}, args, None)")
             inputs[key] = rec
@@ -1055,7 +1058,11 @@ def _record_backward(plan, tr, vals, saved):
         if mine and g.persistent:          # handed out: if still the .grad (no zero_grad), keep its values
             tr.pinned.add(tr.alias.get(g.name, g.name))
             guard.append(f"if {T}.grad is {g.name}: {T}.grad = {g.name}.copy()")
-        tr.lines.append(f"_deposit({T}, {g.name}, {mine})")
+        if mine:                           # deposit's common case written out: .grad None -> the array
+            tr.lines.append(f"if {T}.grad is None: {T}.grad = {g.name}")
+            tr.lines.append(f"else: _deposit({T}, {g.name}, True)")
+        else:
+            tr.lines.append(f"_deposit({T}, {g.name}, False)")
     tr.lines[mark:mark] = guard
 
 
