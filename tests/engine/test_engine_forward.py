@@ -268,3 +268,13 @@ def test_jacobian_forward_mode_equals_reverse_mode():
     np.testing.assert_allclose(cr.jacobian(lambda s, x: f(x, s), argnum=1, mode="fwd")(2.0, x), Jr, rtol=1e-12)
     with pytest.raises(ValueError, match="mode must be"):
         cr.jacobian(f, mode="forward")
+
+
+def test_differentiating_a_tangent_through_a_first_order_op_names_it():
+    def f(leaves):
+        t = cr.NodeTable(2)
+        t.write(0, leaves)
+        return t.read() * 2.0
+    x = cr.tensor(RNG.standard_normal((2, 3)), requires_grad=True, dtype="float64")
+    with pytest.raises(RuntimeError, match="jvp: op 'table_write' has a first-order-only rule"):
+        cr.jvp(f, (x,), (np.ones((2, 3)),))
