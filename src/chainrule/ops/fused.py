@@ -24,7 +24,8 @@ __all__ = ["sum_squares", "bce_with_logits", "composition"]
 
 
 def _sum_squares(*xs, scale):
-    """z = Σ_i c_i/2 ‖x_i‖² (every element of every x_i; c_i = ``scale[i]``)   |   x̄_i = c_i g x_i"""
+    """z = Σ_i c_i/2 ‖x_i‖² (every element of every x_i; c_i = ``scale[i]``)   |   x̄_i = c_i g x_i   |
+    ż = Σ_i c_i ⟨x_i, ẋ_i⟩"""
     acc = 0.0
     for x, c in zip(xs, scale):
         v = x.reshape(-1)
@@ -35,7 +36,15 @@ def _sum_squares(*xs, scale):
 
 def _sum_squares_vjp(g, n, xs, scale):
     return tuple(x * (g * c) if need else None for x, c, need in zip(xs, scale, n))
-SUM_SQUARES = defop("sum_squares", _sum_squares, _sum_squares_vjp)
+
+
+def _sum_squares_jvp(d, xs, scale):
+    z = None
+    for x, c, dx in zip(xs, scale, d):
+        if dx is not None:
+            z = _R._plus(z, c * _R.xp.sum(x * dx))
+    return z
+SUM_SQUARES = defop("sum_squares", _sum_squares, _sum_squares_vjp, jvp=_sum_squares_jvp)
 
 
 def sum_squares(xs, scale=1.0):
@@ -58,7 +67,8 @@ def sum_squares(xs, scale=1.0):
 
 def _bce_with_logits(z, d, weight):
     """L = Σ w ⊙ (max(z, 0) − z ⊙ d + log(1 + e^(−|z|))) = Σ w ⊙ BCE(σ(z), d), overflow-free   |
-    z̄ = g w ⊙ (σ(z) − d),  σ(z) = 1/(1 + e) for z ≥ 0 and e/(1 + e) for z < 0, e = e^(−|z|)"""
+    z̄ = g w ⊙ (σ(z) − d),  σ(z) = 1/(1 + e) for z ≥ 0 and e/(1 + e) for z < 0, e = e^(−|z|)   |
+    L̇ = Σ w ⊙ (σ(z) − d) ⊙ ż"""
     e = np.exp(-np.abs(z))
     per = np.maximum(z, 0) - z * d + np.log1p(e)
     loss = np.sum(per * weight) if np.ndim(weight) else np.sum(per) * weight
@@ -73,7 +83,8 @@ def _bce_with_logits_vjp(g, n, z, d, e, weight):
         sig *= g * weight
         return (sig.astype(z.dtype, copy=False), None, None)
     return ((_R.xp.sigmoid(z) - d) * (g * weight), None, None)      # create_graph: on tensors
-BCE_WITH_LOGITS = defop("bce_with_logits", _bce_with_logits, _bce_with_logits_vjp)
+BCE_WITH_LOGITS = defop("bce_with_logits", _bce_with_logits, _bce_with_logits_vjp,
+                        jvp=lambda dots, z, d, e, weight: _R.xp.sum((_R.xp.sigmoid(z) - d) * weight * dots[0]))
 
 
 def bce_with_logits(z, d, weight):
@@ -92,7 +103,7 @@ def _composition(c, W, b, V):
     shape (m, d) as :class:`~chainrule.nn.Linear` stores it; V None: the plain RNN's tanh(c W + b))   |
     z̄ = g ⊙ (1 − p²) (tanh's rule), then matmul's, add's and bilinear's rules on z̄:
     c̄ = z̄ Wᵀ + bilinear's x̄,  W̄ = cᵀ z̄,  b̄ = z̄ (summed over the rows by unbroadcast),
-    V̄ = bilinear's V̄ = cᵀ (c ⊗ z̄)"""
+    V̄ = bilinear's V̄ = cᵀ (c ⊗ z̄)   |   ṗ = (ċ W + c Ẇ + ḃ + bilinear's ż) ⊙ (1 − p²)"""
     if c.ndim != 2 or W.ndim != 2 or np.ndim(b) != 1:
         raise ValueError(f"need c (n, m), W (m, d) and b (d,); got c {c.shape}, W {W.shape}, b {np.shape(b)}")
     z = c @ W
@@ -113,7 +124,15 @@ def _composition_vjp(g, n, c, W, V, U, ans):
         if n[0]:
             gc = gc + gcv
     return gc, gW, (gz if n[2] else None), gV
-COMPOSITION = defop("composition", _composition, _composition_vjp, derive={
+def _composition_jvp(d, c, W, V, U, ans):
+    """ṗ = (ċ W + c Ẇ + ḃ + bilinear's ż(ċ, V̇)) ⊙ (1 − p²): matmul's, add's, bilinear's and tanh's
+    tangent rules in order."""
+    dc, dW, db, dV = d
+    dz = _R._plus(_R.MATMUL.jvp((dc, dW), c, W), db)
+    if V is not None and (dc is not None or dV is not None):
+        dz = _R._plus(dz, _R._bilinear_jvp((dc, dV), c, V, U))
+    return _R.TANH.jvp((dz,), ans)
+COMPOSITION = defop("composition", _composition, _composition_vjp, jvp=_composition_jvp, derive={
     "U": lambda c, V, **_: None if V is None else _R.BILINEAR.plan[2](x=c, V=V)})
 
 

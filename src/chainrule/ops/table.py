@@ -56,7 +56,8 @@ def _token(dtype):
 
 def _write(x, prev, table, start):
     """T[start:start+n] = x (a token records the write; ``prev`` is the previous write's token)   |
-    x̄ = G[start:start+n] (those rows of G are then zeroed), the previous token gets ∅"""
+    x̄ = G[start:start+n] (those rows of G are then zeroed), the previous token gets ∅   |
+    Ṫ[start:start+n] = ẋ (forward mode: a tangent table beside T; the token carries the order)"""
     stop = start + x.shape[0]
     table._buf[start:stop] = x
     return _token(table._buf.dtype), (table, start, stop)
@@ -70,21 +71,28 @@ def _write_vjp(g, s, n):
         gx = G[start:stop].copy()
         G[start:stop] = 0
     return gx, (_token(g.dtype) if n[1] else None)
-TABLE_WRITE = defop("table_write", _write, _write_vjp)
+
+
+def _write_jvp(d, s):
+    table, start, stop = s
+    if d[0] is not None:
+        table._tangent_buffer()[start:stop] = d[0]
+    return _token(table._buf.dtype)
+TABLE_WRITE = defop("table_write", _write, _write_vjp, jvp=_write_jvp)
 
 
 def _gather(token, table, idx, distinct, flat):
     """z = T[idx] (rows written earlier; idx an integer array of any shape; ``flat``: the rows of each
     idx[..., :] joined end to end, z of shape idx.shape[:-1] + (k·row,))   |
-    G[idx] += g (repeated rows summed unless ``distinct``), the latest token gets ∅"""
+    G[idx] += g (repeated rows summed unless ``distinct``), the latest token gets ∅   |   ż = Ṫ[idx]"""
     z = table._buf[idx]
     if flat:
         z = z.reshape(idx.shape[:-1] + (-1,))
-    return z, (table, idx, distinct)
+    return z, (table, idx, distinct, flat)
 
 
 def _gather_vjp(g, s, n):
-    table, idx, distinct = s
+    table, idx, distinct = s[:3]
     G = table._grad_buffer()
     g = g.reshape(idx.shape + G.shape[1:])
     if distinct:
@@ -92,24 +100,29 @@ def _gather_vjp(g, s, n):
     else:
         RowSparseGrad(idx, g, G.shape).add_to(G)
     return (_token(g.dtype),)
-TABLE_GATHER = defop("table_gather", _gather, _gather_vjp)
+def _gather_jvp(d, s):
+    table, idx, _, flat = s
+    z = table._tangent_buffer()[idx]
+    return z.reshape(idx.shape[:-1] + (-1,)) if flat else z
+TABLE_GATHER = defop("table_gather", _gather, _gather_vjp, jvp=_gather_jvp)
 
 
 def _read(token, table):
-    """z = T (the whole table)   |   G += g, the latest token gets ∅"""
+    """z = T (the whole table)   |   G += g, the latest token gets ∅   |   ż = Ṫ"""
     return table._buf, table
 
 
 def _read_vjp(g, table, n):
     table._grad_buffer()[...] += g
     return (_token(g.dtype),)
-TABLE_READ = defop("table_read", _read, _read_vjp)
+TABLE_READ = defop("table_read", _read, _read_vjp, jvp=lambda d, table: table._tangent_buffer())
 
 
 def _level(token, *inputs, table, start, idx, distinct, op):
     """T[start:start+n] = op(T[idx] with each idx row's rows joined, *inputs) -- a gather, a primitive
     and a write in one graph node   |   z̄ = G[start:start+n] (then zeroed), op's rule on z̄, its first
-    gradient added into G[idx] (as gather's), the others to ``inputs``; the previous token gets ∅"""
+    gradient added into G[idx] (as gather's), the others to ``inputs``; the previous token gets ∅   |
+    Ṫ[start:start+n] = op's tangent rule at (Ṫ[idx] joined, the inputs' tangents)"""
     buf = table._buf
     z, saved = op.forward(buf[idx].reshape(idx.shape[:-1] + (-1,)), *inputs)
     stop = start + idx.shape[0]
@@ -128,7 +141,19 @@ def _level_vjp(g, s, n):
     grads = op.backward(gz, (True,) + tuple(n[1:]), *saved)
     _gather_vjp(grads[0], (table, idx, distinct), None)
     return (_token(g.dtype),) + tuple(grads[1:])
-TABLE_LEVEL = defop("table_level", _level, _level_vjp)
+
+
+def _level_jvp(d, s):
+    """Ṫ[start:start+n] = op's tangent rule at ċ = Ṫ[idx] joined and the inputs' tangents"""
+    table, start, stop, idx, distinct, op, saved = s
+    rule = op.jvp
+    if rule is None or not callable(rule) or not op.differentiable:
+        raise RuntimeError(f"NodeTable.level: op '{op.name}' has no tangent rule of its own, so forward mode "
+                           f"(cr.jvp) cannot go through this level; write the level as gather, op and write")
+    Td = table._tangent_buffer()
+    Td[start:stop] = rule((Td[idx].reshape(idx.shape[:-1] + (-1,)),) + tuple(d[1:]), *saved)
+    return _token(table._buf.dtype)
+TABLE_LEVEL = defop("table_level", _level, _level_vjp, jvp=_level_jvp)
 
 
 class NodeTable:
@@ -171,6 +196,12 @@ class NodeTable:
             self._grad = np.zeros(self._buf.shape, dtype=self._buf.dtype)
         return self._grad
 
+    def _tangent_buffer(self):
+        """Ṫ, the rows' tangents under cr.jvp (zero for rows written without one)."""
+        if getattr(self, "_tbuf", None) is None:
+            self._tbuf = np.zeros(self._buf.shape, dtype=self._buf.dtype)
+        return self._tbuf
+
     def _free_rows(self, start, n, what, shape):
         """Check that rows start..start+n may be written (``shape``: the value's, for the message)."""
         if self._sealed:
@@ -190,7 +221,7 @@ class NodeTable:
             if self._filled < self._top:              # writes out of row order: extend over the rest
                 gap = np.flatnonzero(~self._written[self._filled:])
                 self._filled = self.rows if not gap.size else self._filled + int(gap[0])
-        if tok.requires_grad:
+        if tok.requires_grad or getattr(tok, "_tangent", None) is not None:   # (a tangent: cr.jvp)
             self._token = tok
         self._writes += 1
 
