@@ -715,3 +715,16 @@ def test_matmul_and_bilinear_vjps_with_a_contraction_of_one_are_the_exact_produc
     (cr.matmul(W, v) * rng.standard_normal(6).astype(dtype)).sum().backward()     # 2-D @ 1-D: W̄ = g vᵀ
     assert cr.gradcheck(lambda W, v: cr.matmul(W, v).sum(), cr.tensor(W.data, requires_grad=True, dtype="float64"),
                         cr.tensor(v.data, requires_grad=True, dtype="float64"))
+
+
+def test_einsum_vjp_uses_the_cached_contraction_path():
+    """The backward of a 3-operand einsum looks its contraction order up in the cache (computing it
+    each time cost the per-node RNTN most of its step); same path, same numbers."""
+    from chainrule.ops import rules as R
+    rng = np.random.default_rng(6)
+    c = cr.tensor(rng.standard_normal(4), requires_grad=True)
+    V = cr.tensor(rng.standard_normal((4, 4, 3)), requires_grad=True)
+    R._PATHS.clear()
+    cr.einsum("i,ijk,j->k", c, V, c).sum().backward()
+    assert any(spec.startswith("k,") for spec, _ in R._PATHS), sorted(R._PATHS)
+    np.testing.assert_allclose(V.grad, np.einsum("i,j,k->ijk", c.data, c.data, np.ones(3)))

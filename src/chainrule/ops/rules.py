@@ -752,7 +752,7 @@ def _einsum_vjp(g, n, ins, out, ops):
         keep = "".join(c for c in uniq if c in avail)
         spec = ",".join([out] + [sj for sj, _ in others]) + "->" + keep
         gi = xp.einsum(spec, g, *[o for _, o in others],
-                       optimize=einsum_path(spec, [g] + [o for _, o in others]) if xp is NUMPY else len(others) > 1)
+                       optimize=einsum_path(spec, [g] + [o for _, o in others]) if xp.name == "numpy" else len(others) > 1)
         x = ops[i]
         dims = {c: x.shape[sub.index(c)] for c in uniq}
         if keep != uniq:                              # indices only operand i had: broadcast
