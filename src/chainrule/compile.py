@@ -778,6 +778,10 @@ class _Tracer:
         return self.result(v, expr)
 
     def setitem(self, rec, idx, val):
+        if type(val) is _Rec and _R._is_basic(self.val(idx)):
+            dst = rec.v[self.val(idx)]
+            if _same_memory(dst, val.v):      # x[i] += g writes the view back onto itself: nothing to do
+                return
         rec.v[self.val(idx)] = self.val(val)
         self.lines.append(f"{rec.name}[{self.expr(idx)}] = {self.expr(val)}")
 
@@ -805,6 +809,12 @@ class _Var:
     def __init__(self, v, tr, expr):
         self.v, self.name = v, tr.fresh_name("y")
         tr.lines.append(f"{self.name} = {expr}")
+
+
+def _same_memory(a, b):
+    """Whether two arrays are the same elements in the same layout (one a view of the other's memory)."""
+    return (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape and a.strides == b.strides
+            and a.dtype == b.dtype and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
 
 
 def _root(a):
