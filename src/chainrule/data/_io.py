@@ -16,6 +16,19 @@ import zlib
 BOM = b"\xef\xbb\xbf"
 
 
+class SourceFormatError(ValueError):
+    """A malformed data file: ``str(err)`` starts with ``file:line:`` (``file:line:column:`` when the
+    column is known); ``reason``, ``source``, ``line``, ``column`` are kept.  Each reader subclasses it."""
+
+    def __init__(self, reason: str, *, source: str, line: int | None, column: int | None = None):
+        self.reason = reason
+        self.source = source
+        self.line = line
+        self.column = column
+        where = "".join(f":{v}" for v in (line, column) if v is not None)
+        super().__init__(f"{source}{where}: {reason}")
+
+
 def read_file_bytes(path, error, *, what="file"):
     """The bytes of ``path`` (decompressed if it starts with the gzip magic).
 
