@@ -28,14 +28,14 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .sparse import RowSparseGrad, accumulate  # noqa: F401  (RowSparseGrad re-exported: old import path)
+from .sparse import NEW, RowSparseGrad, accumulate, add_grad, deposit  # noqa: F401  (RowSparseGrad, accumulate: old import paths)
 
 __all__ = ["Node", "RowSparseGrad", "unbroadcast", "run_backward", "no_grad", "enable_grad",
            "is_grad_enabled", "STATE"]
 
 
 class _State:
-    __slots__ = ("grad_enabled", "anomaly", "deltas", "observer", "forward", "edited")
+    __slots__ = ("grad_enabled", "anomaly", "deltas", "observer", "forward", "edited", "tangents")
 
     def __init__(self):
         self.grad_enabled = True
@@ -44,6 +44,7 @@ class _State:
         self.observer = None   # a debug.Observer while detect_anomaly() or record_deltas() is active
         self.forward = False   # record_forward (explain): nodes keep their forward values
         self.edited = False    # some tensor was modified in place since import (version checks on)
+        self.tangents = ()     # the active forward-mode levels inside cr.jvp (see chainrule.forward)
 
 
 STATE = _State()
@@ -90,7 +91,8 @@ class Node:
     __slots__ = ("seq", "op", "parents", "saved", "needs", "shape", "dtype", "name", "hooks",
                  "nonfinite",      # set (only) by note_forward under detect_anomaly
                  "fwd",            # set (only) under record_forward: (out, inputs, params)
-                 "edited")         # set (only) when the output tensor is modified in place: a seq number
+                 "edited",         # set (only) when the output tensor is modified in place: a seq number
+                 "tangent")        # set (only) inside cr.jvp: the output's tangents (chainrule.forward)
 
     def __init__(self, op, parents, saved, needs, shape, dtype):
         seq = self.seq = next(_SEQ)
@@ -201,9 +203,9 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
     node's gradient is complete -- every consumer has added its share -- before its backward rule runs.
     Leaves are accumulated exactly like nodes (one ``grads`` entry each) and finished after the loop.
 
-    Accumulation: the first gradient reaching a node or leaf is kept as it is; the pass adds in place
-    only into an array it made itself (a fresh array returned by a rule, or a sum it computed) and
-    never into ``g``, a view, a tensor or anything a hook returned.
+    Accumulation is :func:`chainrule.sparse.add_grad` (the first gradient reaching a node or leaf is
+    kept as it is; the pass adds in place only into an array it made itself) and a leaf's finished
+    gradient reaches ``.grad`` through :func:`chainrule.sparse.deposit`.
 
     Without ``capture`` the gradients reaching leaf tensors are added to their ``.grad``.  With
     ``capture`` (a dict whose keys are Nodes or leaf Tensors) nothing's ``.grad`` is touched: the
@@ -250,24 +252,11 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
                 gi = gi.astype(p.dtype) if graph is None else graph.cast(gi, p.dtype)
             if obs is not None:
                 obs.edge(node, parents.index(p), p, gi)
-            prev = grads.get(p)
-            if prev is None:
-                grads[p] = gi
+            if add_grad(grads, owned, p, gi, g, outs) is NEW:
                 if type(p) is Node:
                     push(heap, (-p.seq, p))
                 else:
                     leaves.append(p)
-                    if type(gi) is np.ndarray and gi.base is None and gi is not g:
-                        owned.add(p)          # a fresh array from the rule: the leaf may keep it
-            elif type(gi) is np.ndarray and p in owned:
-                prev += gi
-            elif type(gi) is RowSparseGrad and p in owned:
-                gi.add_to(prev)
-            else:
-                s = accumulate(prev, gi)
-                grads[p] = s
-                if type(s) is np.ndarray:
-                    owned.add(p)
         if not retain_graph:
             node.parents = None
             node.saved = None
@@ -284,16 +273,7 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
             if t in capture:
                 capture[t] = g
             continue
-        if t.grad is None:
-            if not mine and type(g) is np.ndarray:
-                g = g.copy()
-            elif type(g) is RowSparseGrad:
-                g = RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape)
-            t.grad = g
-        elif type(t.grad) is np.ndarray and type(g) is np.ndarray:
-            t.grad += g
-        else:
-            t.grad = accumulate(t.grad, g)
+        deposit(t, g, mine)
     if not retain_graph and _GcGuard.saved is not None:
         _GcGuard.release()
     return capture

@@ -46,7 +46,8 @@ import warnings
 import numpy as np
 
 from . import autograd as ag
-from .autograd import Node, RowSparseGrad, STATE, accumulate, unbroadcast
+from .autograd import Node, RowSparseGrad, STATE, unbroadcast
+from .sparse import ACC, IADD, NEW, SCATTER, accumulate, add_grad, deposit
 from .tensor import Tensor
 
 __all__ = ["compile", "Compiled", "CaptureError"]
@@ -281,13 +282,14 @@ def _ret_value(r, vals):
 
 def _backward(plan, vals, saved, log=None):
     """The engine's backward loop (:func:`chainrule.autograd.run_backward`) over the plan: the same
-    rules in the same order with the same accumulation, without graph objects."""
+    rules in the same order with the same accumulation (:func:`chainrule.sparse.add_grad`), without
+    graph objects."""
     ops = plan.ops
     root = plan.root
     seed = plan.seed if plan.seed is not None else np.ones(ops[root][5], dtype=ops[root][6])
-    grads = {root: seed}
+    grads = {root: seed}           # op index (a node) or leaf Tensor -> its gradient so far
     owned = set()
-    leaf = {}
+    leaves = []
     for i in plan.order:
         g = grads.pop(i, None)
         if g is None:
@@ -302,73 +304,34 @@ def _backward(plan, vals, saved, log=None):
                 continue
             glue = []
             if p[0] == "node":
-                j = p[1]
-                shape, dtype = ops[j][5], ops[j][6]
-                if gi.shape != shape:
-                    gi = unbroadcast(gi, shape)
-                    glue.append(("unb", shape))
-                if gi.dtype != dtype:
-                    gi = gi.astype(dtype)
-                    glue.append(("astype", dtype))
-                if type(gi) is RowSparseGrad:
-                    gi = gi.to_dense()
-                    glue.append(("dense",))
-                if j in grads:
-                    if j in owned:
-                        grads[j] += gi
-                        how = "iadd"
-                    else:
-                        grads[j] = accumulate(grads[j], gi)
-                        owned.add(j)
-                        how = "acc"
-                else:
-                    grads[j] = gi
-                    how = "set"
-                if log is not None:
-                    log.append(("to_node", i, k, j, tuple(glue), how))
+                key = p[1]
+                shape, dtype = ops[key][5], ops[key][6]
             else:
-                t = p[1]
-                d = t.data
-                if gi.shape != d.shape:
-                    gi = unbroadcast(gi, d.shape)
-                    glue.append(("unb", d.shape))
-                if gi.dtype != d.dtype:
-                    gi = gi.astype(d.dtype)
-                    glue.append(("astype", d.dtype))
-                key = id(t)
-                ent = leaf.get(key)
-                if ent is None:
-                    leaf[key] = [t, gi, type(gi) is np.ndarray and gi.base is None and gi is not g]  # as run_backward
-                    how = ("new", leaf[key][2])
-                elif ent[2] and type(ent[1]) is np.ndarray and type(gi) is not RowSparseGrad:
-                    ent[1] += gi
-                    how = ("iadd",)
-                else:
-                    ent[1] = accumulate(ent[1], gi)
-                    ent[2] = True
-                    how = ("acc",)
-                if log is not None:
-                    log.append(("to_leaf", i, k, t, tuple(glue), how))
-    for t, g, own in leaf.values():
-        _set_leaf_grad(t, g, own)
-
-
-def _set_leaf_grad(t, g, own):
-    """What run_backward does with a leaf's summed gradient (no capture, no hooks)."""
-    if t.grad is None:
-        t.grad = g if own else (g.copy() if type(g) is not RowSparseGrad
-                                else RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape))
-    elif type(t.grad) is np.ndarray and type(g) is not RowSparseGrad:
-        t.grad += g
-    else:
-        t.grad = accumulate(t.grad, g)
+                key = p[1]
+                shape, dtype = key.data.shape, key.data.dtype
+            if gi.shape != shape:
+                gi = unbroadcast(gi, shape)
+                glue.append(("unb", shape))
+            if gi.dtype != dtype:
+                gi = gi.astype(dtype)
+                glue.append(("astype", dtype))
+            if p[0] == "node" and type(gi) is RowSparseGrad:
+                gi = gi.to_dense()
+                glue.append(("dense",))
+            how = add_grad(grads, owned, key, gi, g, outs)
+            if how is NEW and p[0] == "leaf":
+                leaves.append(key)
+            if log is not None:
+                log.append(("to_" + p[0], i, k, key, tuple(glue), how, key in owned))
+    for t in leaves:
+        deposit(t, grads.pop(t), t in owned)
 
 
 def _codegen(plan, log):
     """The plan as one straight-line Python function ``run(args)``: the forward rules, then the
     backward rules with exactly the glue and accumulation ``log`` recorded, then the optimizer
     calls -- no interpretation, no dicts, no per-op dispatch."""
-    ns = {"np": np, "_value": _value, "_unb": unbroadcast, "_acc": accumulate, "_set_leaf_grad": _set_leaf_grad,
+    ns = {"np": np, "_value": _value, "_unb": unbroadcast, "_acc": accumulate, "_deposit": deposit,
           "_wrap": Tensor._wrap, "_asarray": np.asarray}
     lines = ["def run(args):"]
     emit = lines.append
@@ -411,7 +374,7 @@ def _codegen(plan, log):
                     op, needs = ops[i][0], ops[i][3]
                     emit(f"    o = {name(op.backward, 'B')}(g{i}, {name(needs, 'N')}, *s{i}); s{i} = None")
                 elif e[0] in ("to_node", "to_leaf"):
-                    _, i, k, tgt, glue, how = e
+                    _, i, k, tgt, glue, how, own = e
                     emit(f"    t = o[{k}]")
                     for gl in glue:
                         if gl[0] == "unb":
@@ -421,18 +384,16 @@ def _codegen(plan, log):
                         else:
                             emit("    t = t.to_dense()")
                     if e[0] == "to_node":
-                        emit({"set": f"    g{tgt} = t", "iadd": f"    g{tgt} += t",
-                              "acc": f"    g{tgt} = _acc(g{tgt}, t)"}[how])
+                        var = f"g{tgt}"
                     else:
                         lk = leaves.setdefault(id(tgt), (len(leaves), tgt))[0]
-                        if how[0] == "new":         # a glue result is an array nobody else holds
-                            emit(f"    l{lk} = t; f{lk} = {how[1] or bool(glue)}")
-                        elif how[0] == "iadd":
-                            emit(f"    l{lk} += t")
-                        else:
-                            emit(f"    l{lk} = _acc(l{lk}, t); f{lk} = True")
+                        var = f"l{lk}"
+                    emit({NEW: f"    {var} = t", IADD: f"    {var} += t", SCATTER: f"    t.add_to({var})",
+                          ACC: f"    {var} = _acc({var}, t)"}[how])
+                    if e[0] == "to_leaf" and how in (NEW, ACC):
+                        emit(f"    f{lk} = {own}")         # add_grad's ownership, as recorded
             for lk, t in leaves.values():
-                emit(f"    _set_leaf_grad({name(t, 'T')}, l{lk}, f{lk})")
+                emit(f"    _deposit({name(t, 'T')}, l{lk}, f{lk})")
             result = _ret_expr(plan.ret, name)
     emit(f"    return {result}")
     src = "\n".join(lines)

@@ -2,13 +2,16 @@
 
 :class:`RowSparseGrad` is the gradient of a table of which only some rows were used (an embedding
 lookup), and :func:`accumulate` adds two gradient contributions whatever their kind (dense arrays,
-row-sparse gradients, or -- under ``create_graph`` -- tensors).  Nothing here knows about graphs.
+row-sparse gradients, or -- under ``create_graph`` -- tensors).  :func:`add_grad` is the one
+in-place-accumulation rule of a backward pass and :func:`deposit` the one way a finished gradient
+reaches a leaf's ``.grad``; the eager loop (:func:`chainrule.autograd.run_backward`) and the
+compiled step's replay (:mod:`chainrule.compile`) both use them.  Nothing here knows about graphs.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RowSparseGrad", "accumulate"]
+__all__ = ["RowSparseGrad", "accumulate", "add_grad", "deposit"]
 
 
 class RowSparseGrad:
@@ -122,3 +125,56 @@ def accumulate(a, b):
                              np.concatenate([a.values, b.values]), a.shape)
     dense, sp = (b, a) if ta else (a, b)
     return sp.add_to(np.array(dense, copy=True))
+
+
+# How add_grad added a contribution (the compiled step's code generator writes the same operation).
+NEW, IADD, SCATTER, ACC = "new", "iadd", "scatter", "acc"
+
+
+def add_grad(grads, owned, key, gi, g, outs):
+    """Add the contribution ``gi`` to ``grads[key]`` -- the one in-place-accumulation rule of a
+    backward pass (the distributed chain rule's Σ_k over consumers).
+
+    * The first contribution is kept as it is, not copied.  The pass *owns* it (``key`` goes into
+      the set ``owned``) only if it is an ndarray nobody else holds: made fresh by the rule
+      (``base is None``), not the incoming gradient ``g`` the rule was called with, and not returned
+      twice by the rule (``outs``, its outputs).
+    * A later contribution is added in place into an owned array (``+=``, or a scatter-add for a
+      row-sparse one); otherwise the sum is a new array (:func:`accumulate`), owned from then on.
+
+    Never writes into ``g``, a view, a tensor, a hook's result or anything the caller passed in.
+    Returns how it added: ``NEW``, ``IADD``, ``SCATTER`` or ``ACC``.
+    """
+    prev = grads.get(key)
+    if prev is None:
+        grads[key] = gi
+        if type(gi) is np.ndarray and gi.base is None and gi is not g \
+                and (len(outs) == 1 or sum(o is gi for o in outs) == 1):
+            owned.add(key)
+        return NEW
+    if key in owned:                    # owned entries are ndarrays
+        if type(gi) is RowSparseGrad:
+            gi.add_to(prev)
+            return SCATTER
+        if type(gi) is np.ndarray:
+            prev += gi
+            return IADD
+    s = grads[key] = accumulate(prev, gi)
+    if type(s) is np.ndarray:
+        owned.add(key)
+    return ACC
+
+
+def deposit(t, g, mine):
+    """Put a leaf's finished gradient ``g`` into ``t.grad``: kept as it is if the pass owns it
+    (``mine``), else copied (so ``.grad`` never aliases an array someone else holds); added in place
+    into an existing dense ``.grad``; summed (:func:`accumulate`) otherwise."""
+    if t.grad is None:
+        if not mine:
+            g = (g.copy() if type(g) is np.ndarray else
+                 RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape) if type(g) is RowSparseGrad else g)
+        t.grad = g
+    elif type(t.grad) is np.ndarray and type(g) is np.ndarray:
+        t.grad += g
+    else:
+        t.grad = accumulate(t.grad, g)

@@ -159,6 +159,48 @@ def test_sparse_grad_does_not_alias_the_seed():
     np.testing.assert_array_equal(seed, np.ones((3, 3)))
 
 
+def test_a_rule_returning_one_fresh_array_for_two_inputs_is_not_added_into():
+    """add_grad's ownership rule: an array a rule returns twice belongs to nobody alone, so a later
+    contribution to one input must not be added into it in place (it would reach the other input)."""
+    def fwd(x, y):
+        return x + y, ()
+
+    def bwd(g, needs):
+        h = g * 1.0                                         # one fresh array, for both inputs
+        return (h, h)
+    both = cr.primitive("test_same_fresh_twice", fwd, bwd)
+    try:
+        a, b = T(RNG.standard_normal(3)), T(RNG.standard_normal(3))
+        z = (a * 2.0 + both(a, b)).sum()                    # a's second contribution comes later
+        z.backward()
+        np.testing.assert_array_equal(a.grad, np.full(3, 3.0))
+        np.testing.assert_array_equal(b.grad, np.ones(3))
+        assert not np.shares_memory(a.grad, b.grad)
+        u = T(RNG.standard_normal(3))                       # the same through an intermediate node
+        h = u * 1.0
+        z = (h * 2.0 + both(h, u)).sum()
+        z.backward()
+        np.testing.assert_array_equal(u.grad, np.full(3, 4.0))
+    finally:
+        R.RULES.pop("test_same_fresh_twice")
+
+
+def test_accumulation_into_a_node_with_many_consumers_matches_the_sum():
+    """A node's first fresh gradient is owned and later ones are added into it in place: the result
+    is the plain sum in consumer order (bit for bit), and nothing the user holds is modified."""
+    x = T(RNG.standard_normal((4, 3)))
+    h = x * 1.5
+    parts = [h * float(k) for k in range(1, 5)]
+    seed = RNG.standard_normal((4, 3))
+    keep = seed.copy()
+    sum(parts[1:], parts[0]).backward(seed)
+    gh = seed * 4.0                                         # reverse construction order: last consumer first
+    for k in (3.0, 2.0, 1.0):
+        gh = gh + seed * k
+    np.testing.assert_array_equal(x.grad, gh * 1.5)
+    np.testing.assert_array_equal(seed, keep)
+
+
 def test_grad_of_sum_is_writeable_and_owned():
     a = T(RNG.standard_normal((2, 3)))
     a.sum().backward()                                       # sum's rule returns a broadcast view
