@@ -34,7 +34,13 @@ def read_file_bytes(path, error, *, what="file"):
 
     ``error(reason, line=None, column=None)`` builds the reader's exception; it is raised for a
     path that is not a regular file and a truncated or corrupt gzip stream.  A missing file is a
-    ``FileNotFoundError`` naming the path."""
+    ``FileNotFoundError`` naming the path.
+
+    The open-then-``fstat`` refusal of non-regular files is also written in
+    :func:`chainrule.checkpoint.open_regular_file`, on purpose: there every failure (a missing file
+    included) is one :class:`~chainrule.checkpoint.CheckpointError` worded for checkpoints, here the
+    readers' own format errors (file, line, column) and a plain ``FileNotFoundError``; the checkpoint
+    module does not import the data loaders."""
     name = os.fspath(path)
     try:
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
