@@ -178,7 +178,12 @@ def rntn(seed=0, d=3, K=5, reg=0.01, tree=TREE):
 
 def lstm(seed=0, N=2, T=3, D=3, H=4):
     """An LSTM written gate by gate (seed 004's multiplicative network), squared loss on the last h:
-    i = σ(x Wi + h Ui + bi), f, o likewise, g = tanh(x Wg + h Ug + bg), c = f ⊙ c + i ⊙ g, h = o ⊙ tanh(c)."""
+    i = σ(x Wi + h Ui + bi), f, o likewise, g = tanh(x Wg + h Ug + bg), c = f ⊙ c + i ⊙ g, h = o ⊙ tanh(c).
+
+    Written here gate by gate on purpose rather than run through :class:`chainrule.nn.LSTMCell`: the
+    layer fuses the four gates into one matmul and one sigmoid over column blocks, so its derivation
+    has no gate to name and prints every δ as slices of one pre-activation (correct, checked, and
+    unreadable); this is the cell as seed 004 writes it, for reading."""
     rng = np.random.default_rng(seed)
     P = {}
     for gname in "ifog":
