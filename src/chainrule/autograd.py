@@ -122,6 +122,9 @@ def describe(node_or_leaf):
     return "leaf tensor" + (f" '{name}'" if name else "")
 
 
+_add_reduce = np.add.reduce          # = ndarray.sum without its Python wrapper (the same bits)
+
+
 # ----------------------------------------------------------------------------------------------
 # The one place broadcasting is undone
 # ----------------------------------------------------------------------------------------------
@@ -131,12 +134,15 @@ def unbroadcast(g, shape):
     If y = broadcast(x) then x̄ = Σ over the broadcast axes of ȳ: leading axes that x lacks, and
     axes where x has size 1 and y does not.
     """
-    if g.shape == shape:
+    gs = g.shape
+    if gs == shape:
         return g
-    extra = g.ndim - len(shape)
+    extra = len(gs) - len(shape)
     if extra < 0:
         raise ValueError(f"unbroadcast: gradient of shape {g.shape} cannot belong to an input of shape {shape}")
     if extra:
+        if gs[extra:] == shape and type(g) is np.ndarray:      # only leading axes (a bias): one reduction
+            return _add_reduce(g, axis=0 if extra == 1 else tuple(range(extra)))
         g = g.sum(axis=tuple(range(extra)))
     axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
     if axes:
@@ -233,21 +239,22 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
             raise RuntimeError(_FREED.format(what=describe(node)))
         if checked and STATE.edited:
             _check_versions(node)
-        into = node.op.into            # x[i] for many i of one x: add into x's own buffer, not a dense x̄ each
-        if into is not None and graph is None and obs is None and parents[0] in owned \
-                and into(grads[parents[0]], g, *node.saved):
-            outs = ()
-        elif graph is None:
-            outs = node.op.backward(g, node.needs, *node.saved)
-        else:
+        op = node.op
+        if graph is not None:
             outs = graph.backward(node, g)
+        elif op.into is not None and obs is None and parents[0] in owned \
+                and op.into(grads[parents[0]], g, *node.saved):
+            outs = ()                  # x[i] for many i of one x: added into x's own buffer, not a dense x̄ each
+        else:
+            outs = op.backward(g, node.needs, *node.saved)
         for p, gi in zip(parents, outs):
             if p is None or gi is None:
                 continue
             if gi.shape != p.shape:
                 gi = unbroadcast(gi, p.shape)
-            if gi.dtype != p.dtype:
-                gi = gi.astype(p.dtype) if graph is None else graph.cast(gi, p.dtype)
+            dt = p.dtype
+            if gi.dtype is not dt and gi.dtype != dt:
+                gi = gi.astype(dt) if graph is None else graph.cast(gi, dt)
             if obs is not None:
                 obs.edge(node, parents.index(p), p, gi)
             if add_grad(grads, owned, p, gi, g, outs) is NEW:

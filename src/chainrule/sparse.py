@@ -148,9 +148,10 @@ def add_grad(grads, owned, key, gi, g, outs):
     prev = grads.get(key)
     if prev is None:
         grads[key] = gi
-        if type(gi) is np.ndarray and gi.base is None and gi is not g \
-                and (len(outs) == 1 or sum(o is gi for o in outs) == 1):
-            owned.add(key)
+        if gi is not g and type(gi) is np.ndarray and gi.base is None:
+            n = len(outs)
+            if n == 1 or (outs[0] is not outs[1] if n == 2 else sum(o is gi for o in outs) == 1):
+                owned.add(key)
         return NEW
     if key in owned:                    # owned entries are ndarrays
         if type(gi) is RowSparseGrad:
