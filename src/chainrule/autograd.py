@@ -28,7 +28,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .sparse import NEW, RowSparseGrad, accumulate, add_grad, deposit  # noqa: F401  (RowSparseGrad, accumulate: old import paths)
+from .sparse import RowSparseGrad, accumulate, add_grad, deposit, fresh  # noqa: F401  (RowSparseGrad, accumulate: old import paths)
 
 __all__ = ["Node", "RowSparseGrad", "unbroadcast", "run_backward", "no_grad", "enable_grad",
            "is_grad_enabled", "STATE"]
@@ -203,13 +203,14 @@ _FREED = ("backward: the graph through {what} was already freed by an earlier ba
 def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
     """Backpropagate ``seed`` = ∂out/∂(root's value) through the graph under ``root_node``.
 
-    Nodes are expanded in decreasing sequence number (reverse construction order, a heap), so each
-    node's gradient is complete -- every consumer has added its share -- before its backward rule runs.
+    Nodes are expanded in decreasing sequence number (reverse construction order: a heap, bypassed
+    when the node reached first is the next anyway, as along a chain), so each node's gradient is
+    complete -- every consumer has added its share -- before its backward rule runs.
     Leaves are accumulated exactly like nodes (one ``grads`` entry each) and finished after the loop.
 
-    Accumulation is :func:`chainrule.sparse.add_grad` (the first gradient reaching a node or leaf is
-    kept as it is; the pass adds in place only into an array it made itself) and a leaf's finished
-    gradient reaches ``.grad`` through :func:`chainrule.sparse.deposit`.
+    Accumulation follows :func:`chainrule.sparse.add_grad` (the first gradient reaching a node or
+    leaf is kept as it is; the pass adds in place only into an array it made itself) and a leaf's
+    finished gradient reaches ``.grad`` through :func:`chainrule.sparse.deposit`.
 
     Without ``capture`` the gradients reaching leaf tensors are added to their ``.grad``.  With
     ``capture`` (a dict whose keys are Nodes or leaf Tensors) nothing's ``.grad`` is touched: the
@@ -219,26 +220,23 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
     (recording a graph of the backward pass itself); the gradients are then Tensors.
     """
     obs = STATE.observer
-    checked = STATE.edited or graph is not None    # the slower path: version checks, or create_graph
+    checked = STATE.edited or graph is not None    # version checks (some tensor was edited in place)
+    watched = obs is not None or capture is not None or checked     # per-node extras, off the fast path
     grads = {root_node: seed}      # Node or leaf Tensor -> its gradient so far
     owned = set()                  # those whose gradient is an array this pass made (may add in place)
-    heap = [(-root_node.seq, root_node)]
+    heap = []                      # (-seq, node): reached nodes waiting for the rest of their consumers
     leaves = []
-    pop, push = heapq.heappop, heapq.heappush
-    while heap:
-        node = pop(heap)[1]
+    pop, push, pushpop = heapq.heappop, heapq.heappush, heapq.heappushpop
+    node = root_node
+    while node is not None:
         g = grads.pop(node)
         if node.hooks:
             g = _run_hooks(node, node.hooks, g, obs)
-        if obs is not None:
-            obs.reached(node, node, g)
-        if capture is not None and node in capture:
-            capture[node] = g
         parents = node.parents
+        if watched:
+            _watch(node, g, obs, capture, checked)
         if parents is None:
             raise RuntimeError(_FREED.format(what=describe(node)))
-        if checked and STATE.edited:
-            _check_versions(node)
         op = node.op
         if graph is not None:
             outs = graph.backward(node, g)
@@ -247,6 +245,7 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
             outs = ()                  # x[i] for many i of one x: added into x's own buffer, not a dense x̄ each
         else:
             outs = op.backward(g, node.needs, *node.saved)
+        nxt = None                     # the first node this one reached for the first time
         for p, gi in zip(parents, outs):
             if p is None or gi is None:
                 continue
@@ -257,14 +256,29 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
                 gi = gi.astype(dt) if graph is None else graph.cast(gi, dt)
             if obs is not None:
                 obs.edge(node, parents.index(p), p, gi)
-            if add_grad(grads, owned, p, gi, g, outs) is NEW:
-                if type(p) is Node:
-                    push(heap, (-p.seq, p))
+            if p in grads:
+                if p in owned and type(gi) is np.ndarray:
+                    grads[p] += gi     # add_grad's in-place case, inline: a weight used at every step
                 else:
+                    add_grad(grads, owned, p, gi)
+            else:                      # the first contribution: kept as it is (see sparse.add_grad)
+                grads[p] = gi
+                if type(p) is not Node:
                     leaves.append(p)
+                    if fresh(gi, g, outs):
+                        owned.add(p)
+                elif nxt is None:
+                    nxt = p
+                else:
+                    push(heap, (-p.seq, p))
         if not retain_graph:
             node.parents = None
             node.saved = None
+        # next: the reached node of largest sequence number; a chain never touches the heap
+        if nxt is not None:
+            node = pushpop(heap, (-nxt.seq, nxt))[1] if heap else nxt
+        else:
+            node = pop(heap)[1] if heap else None
     for t in leaves:
         g = grads.pop(t)
         mine = t in owned
@@ -282,6 +296,16 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
     if not retain_graph and _GcGuard.saved is not None:
         _GcGuard.release()
     return capture
+
+
+def _watch(node, g, obs, capture, checked):
+    """The per-node extras of a backward pass: the observer, captured gradients, version checks."""
+    if obs is not None:
+        obs.reached(node, node, g)
+    if capture is not None and node in capture:
+        capture[node] = g
+    if checked and STATE.edited and node.parents is not None:
+        _check_versions(node)
 
 
 def _run_hooks(owner, hooks, g, obs):

@@ -47,7 +47,7 @@ import numpy as np
 
 from . import autograd as ag
 from .autograd import Node, RowSparseGrad, STATE, unbroadcast
-from .sparse import ACC, IADD, NEW, SCATTER, accumulate, add_grad, deposit
+from .sparse import ACC, IADD, NEW, SCATTER, accumulate, add_grad, deposit, fresh
 from .tensor import Tensor
 
 __all__ = ["compile", "Compiled", "CaptureError"]
@@ -318,9 +318,14 @@ def _backward(plan, vals, saved, log=None):
             if p[0] == "node" and type(gi) is RowSparseGrad:
                 gi = gi.to_dense()
                 glue.append(("dense",))
-            how = add_grad(grads, owned, key, gi, g, outs)
-            if how is NEW and p[0] == "leaf":
-                leaves.append(key)
+            if key in grads:           # as run_backward: see sparse.add_grad
+                how = add_grad(grads, owned, key, gi)
+            else:
+                how, grads[key] = NEW, gi
+                if p[0] == "leaf":
+                    leaves.append(key)
+                    if fresh(gi, g, outs):
+                        owned.add(key)
             if log is not None:
                 log.append(("to_" + p[0], i, k, key, tuple(glue), how, key in owned))
     for t in leaves:
