@@ -6,20 +6,29 @@ HIPS autograd documents ~4x for its Hessian-vector product).
 
 For each configuration: ``t_grad`` = one ``cr.value_and_grad`` (forward + backward), ``t_hvp`` = one
 ``cr.hvp`` (forward, backward with create_graph, backward of ⟨∇L, v⟩: reverse over reverse), and the
-same pair in PyTorch (``torch.autograd.grad`` twice, ``create_graph=True``) when installed, and the
-alternative cr.hvp did not choose: forward over reverse, ``cr.jvp(cr.grad(f), x, v)`` (chainrule's jvp
-is the double-VJP trick, so this is three reverse passes).  Rounds interleave all of them; the table gives medians and the ratio hvp/grad per round's median.  The machine
-may be shared: absolute times are inflated, the ratios much less so.
+same pair in PyTorch (``torch.autograd.grad`` twice, ``create_graph=True``) when installed, and
+forward over reverse: ``cr.hvp(..., mode="fwd")`` = ``cr.jvp(cr.grad(f), x, v)`` with the tangent
+rules (the backward pass run on tensors that carry tangents), the same through the double-VJP jvp
+(``cr.transforms.jvp_by_double_vjp``: three reverse passes), and PyTorch's
+``torch.func.jvp(torch.func.grad(f))``.  Rounds interleave all of them; the table gives medians of
+the times and of the per-round ratios to the same round's gradient.  The machine may be shared:
+absolute times are inflated, the ratios much less so.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/hvp.py
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import chainrule as cr
+import numpy as np  # noqa: E402
+
+import chainrule as cr  # noqa: E402
+from chainrule.transforms import jvp_by_double_vjp  # noqa: E402
 
 CONFIGS = [  # (name, sizes, batch, dtype)
     ("seed-003 MLP on digits size 64-32-10 b256", (64, 32, 10), 256, np.float64),
@@ -67,7 +76,19 @@ def torch_pair(params, X, Y, vs):
     def hvp():
         g = torch.autograd.grad(loss(), ps, create_graph=True)
         return torch.autograd.grad(sum((gi * v).sum() for gi, v in zip(g, vt)), ps)
-    return grad, hvp
+
+    def floss(*qs):
+        h = Xt
+        for k in range(0, len(qs) - 2, 2):
+            h = torch.sigmoid(h @ qs[k] + qs[k + 1])
+        z = h @ qs[-2] + qs[-1]
+        return (torch.nn.functional.softplus(z) - z * Yt).sum() / X.shape[0]
+    primals = tuple(p.detach() for p in ps)
+    gfun = torch.func.grad(floss, argnums=tuple(range(len(ps))))
+
+    def fwd_rev():
+        return torch.func.jvp(gfun, primals, tuple(vt))[1]
+    return grad, hvp, fwd_rev
 
 
 def timeit(fn, budget):
@@ -87,37 +108,45 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         import torch
+        import torch.func
         torch.set_num_threads(1)
     except ImportError:
         torch = None
-    print(f"{'configuration':42s} {'grad ms':>8s} {'hvp ms':>8s} {'hvp/grad':>9s} {'(range)':>13s}"
-          f" {'fwd-over-rev/grad':>18s} {'torch hvp/grad':>15s}")
+    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start; ratios = time / one gradient")
+    print(f"{'configuration':42s} {'grad ms':>8s} {'rev-rev':>8s} {'(range)':>11s} {'fwd-rev':>8s} {'(range)':>11s}"
+          f" {'fwd-rev 2vjp':>13s} {'torch rev-rev':>14s} {'torch fwd-rev':>14s}")
     for name, sizes, batch, dtype in CONFIGS:
         params, X, Y, vs = make(sizes, batch, dtype)
         f = loss_cr(X, Y)
         vg = cr.value_and_grad(f, argnums=tuple(range(len(params))))
         grad = lambda: vg(*params)                                        # noqa: E731
-        hvp = lambda: cr.hvp(f, tuple(params), tuple(vs))                 # noqa: E731
+        hvp = lambda: cr.hvp(f, tuple(params), tuple(vs), mode="rev")     # noqa: E731
+        fwd = lambda: cr.hvp(f, tuple(params), tuple(vs), mode="fwd")     # noqa: E731
         gf = cr.grad(f, argnums=tuple(range(len(params))))
-        flat_grad = lambda *ps: cr.concat([gi.reshape(-1) for gi in gf(*ps)])  # noqa: E731 (jvp: one output)
-        fwd = lambda: cr.jvp(flat_grad, tuple(params), tuple(vs))         # noqa: E731
-        a, b = np.concatenate([np.asarray(x).ravel() for x in hvp()]), np.asarray(fwd()[1])
-        assert np.allclose(a, b, rtol=1e-4, atol=1e-5), "forward-over-reverse and reverse-over-reverse disagree"
-        tg, th, ratios, tr, fr = [], [], [], [], []
-        tgrad, thvp = torch_pair(params, X, Y, vs) if torch is not None else (None, None)
+        flat_grad = lambda *ps: cr.concat([gi.reshape(-1) for gi in gf(*ps)])  # noqa: E731 (one output)
+        fwd2 = lambda: jvp_by_double_vjp(flat_grad, tuple(params), tuple(vs))  # noqa: E731
+        a = np.concatenate([np.asarray(x).ravel() for x in hvp()])
+        for b in (np.concatenate([np.asarray(x).ravel() for x in fwd()]), np.asarray(fwd2()[1])):
+            assert np.allclose(a, b, rtol=1e-4, atol=1e-5), "forward-over-reverse and reverse-over-reverse disagree"
+        runs = {"grad": grad, "rev": hvp, "fwd": fwd, "fwd2": fwd2}
+        if torch is not None:
+            tgrad, thvp, tfwd = torch_pair(params, X, Y, vs)
+            assert np.allclose(a, np.concatenate([t.numpy().ravel() for t in tfwd()]), rtol=1e-4, atol=1e-5)
+            runs.update(tgrad=tgrad, trev=thvp, tfwd=tfwd)
+        times = {k: [] for k in runs}
         for _ in range(args.rounds):
-            a, b = timeit(grad, args.budget), timeit(hvp, args.budget)
-            tg.append(a)
-            th.append(b)
-            ratios.append(b / a)
-            fr.append(timeit(fwd, args.budget) / a)
-            if tgrad is not None:
-                tr.append(timeit(thvp, args.budget) / timeit(tgrad, args.budget))
+            for k, fn in runs.items():
+                times[k].append(timeit(fn, args.budget))
         med = statistics.median
-        trs = f"{med(tr):15.2f}" if tr else f"{'-':>15s}"
-        print(f"{name:42s} {med(tg) * 1e3:8.3f} {med(th) * 1e3:8.3f} {med(ratios):9.2f} "
-              f"({min(ratios):.2f}-{max(ratios):.2f}) {med(fr):18.2f} {trs}")
-    print("goal: hvp/grad <= 3 (HIPS autograd documents ~4x)")
+
+        def rat(k, base="grad"):
+            return [x / y for x, y in zip(times[k], times[base])]
+        r, fw = rat("rev"), rat("fwd")
+        tr = f"{med(rat('trev', 'tgrad')):14.2f} {med(rat('tfwd', 'tgrad')):14.2f}" if torch else f"{'-':>14s} {'-':>14s}"
+        print(f"{name:42s} {med(times['grad']) * 1e3:8.3f} {med(r):8.2f} ({min(r):.2f}-{max(r):.2f})"
+              f" {med(fw):8.2f} ({min(fw):.2f}-{max(fw):.2f}) {med(rat('fwd2')):13.2f} {tr}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end; goal: hvp/grad <= 3 (HIPS autograd documents ~4x)")
 
 
 if __name__ == "__main__":

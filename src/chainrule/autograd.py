@@ -35,7 +35,7 @@ __all__ = ["Node", "RowSparseGrad", "unbroadcast", "run_backward", "no_grad", "e
 
 
 class _State:
-    __slots__ = ("grad_enabled", "anomaly", "deltas", "observer", "forward", "edited")
+    __slots__ = ("grad_enabled", "anomaly", "deltas", "observer", "forward", "edited", "tangents")
 
     def __init__(self):
         self.grad_enabled = True
@@ -44,6 +44,7 @@ class _State:
         self.observer = None   # a debug.Observer while detect_anomaly() or record_deltas() is active
         self.forward = False   # record_forward (explain): nodes keep their forward values
         self.edited = False    # some tensor was modified in place since import (version checks on)
+        self.tangents = ()     # the active forward-mode levels inside cr.jvp (see chainrule.forward)
 
 
 STATE = _State()
@@ -90,7 +91,8 @@ class Node:
     __slots__ = ("seq", "op", "parents", "saved", "needs", "shape", "dtype", "name", "hooks",
                  "nonfinite",      # set (only) by note_forward under detect_anomaly
                  "fwd",            # set (only) under record_forward: (out, inputs, params)
-                 "edited")         # set (only) when the output tensor is modified in place: a seq number
+                 "edited",         # set (only) when the output tensor is modified in place: a seq number
+                 "tangent")        # set (only) inside cr.jvp: the output's tangents (chainrule.forward)
 
     def __init__(self, op, parents, saved, needs, shape, dtype):
         seq = self.seq = next(_SEQ)

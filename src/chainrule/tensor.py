@@ -89,10 +89,13 @@ def apply(op, args, kw=None):
     else:
         t._node = None
         t.requires_grad = False
+    if STATE.tangents:                   # inside cr.jvp: carry the output's tangent (forward mode)
+        TANGENT_HOOK[0](op, args, kw, t, saved)
     return t
 
 
 _new = object.__new__
+TANGENT_HOOK = [None]    # chainrule.forward.push_tangents (set when that module is imported)
 
 
 class Tensor:
@@ -110,7 +113,8 @@ class Tensor:
     array([2., 4., 6.], dtype=float32)
     """
     __slots__ = ("data", "grad", "requires_grad", "_node", "_name", "_hooks", "__weakref__",
-                 "_version")          # set (only) when modified in place: see autograd.mark_edited
+                 "_version",          # set (only) when modified in place: see autograd.mark_edited
+                 "_tangent")          # set (only) inside cr.jvp: {level: tangent}, see chainrule.forward
     __array_ufunc__ = None          # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False, dtype=None, name=None):
@@ -337,7 +341,7 @@ class Tensor:
                     f"the graph (PyTorch refuses too).  Write 'x = x {sym} ...' for a new tensor, or change the "
                     f"values under 'with cr.no_grad():' (e.g. a hand-written update step)")
             return apply(op, (self, o))
-        if self._node is not None:
+        if self._node is not None or (STATE.tangents and hasattr(self, "_tangent")):   # (cr.jvp: keep ż)
             return apply(op, (self, o))
         try:
             ufunc(self.data, _data(o), out=self.data)
@@ -368,6 +372,9 @@ class Tensor:
                 f"use 'y = cr.index_put(x, idx, values)' (or 'cr.where(mask, values, x)'): gradients then flow "
                 f"to both x and values" + (" (or assign under 'with cr.no_grad():' to change a parameter's values)"
                                            if self._node is None else ""))
+        if STATE.tangents and hasattr(self, "_tangent"):
+            raise TypeError(f"item assignment on a tensor that carries a tangent (inside cr.jvp, shape "
+                            f"{self.shape}) would bypass forward mode; use 'y = cr.index_put(x, idx, values)'")
         self.data[plain_index(idx)] = _data(value)
         ag.mark_edited(self)         # the version counter: graphs that saved this tensor refuse it
 

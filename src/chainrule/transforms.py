@@ -4,9 +4,19 @@
   with a graph, to differentiate again);
 * :func:`grad`, :func:`value_and_grad` -- of a function; they compose (``grad(grad(f))``): inside
   another transform they return tensors with a graph, at the outermost level arrays;
-* :func:`vjp` (reverse mode), :func:`jvp` (forward mode, by the double-VJP trick: the VJP
-  u ↦ Jᵀu is linear in u, so its own VJP with the tangent v is Jv -- one rule table serves both),
-  :func:`hvp` (reverse over reverse: ∇(∇f · v)), :func:`jacobian`, :func:`hessian`.
+* :func:`vjp` (reverse mode), :func:`jvp` (forward mode: the tangent rules of the one rule table,
+  carried alongside the forward pass by :mod:`chainrule.forward`), :func:`hvp` (reverse over
+  reverse by default, ``mode="fwd"`` forward over reverse), :func:`jacobian`, :func:`hessian`.
+
+Why tangent rules and not the double-VJP trick (the VJP u ↦ Jᵀu is linear in u, so its own VJP with
+the tangent v is Jv; kept as :func:`jvp_by_double_vjp`, the reference the tests compare against):
+measured by ``benchmarks/jvp.py`` in one run (interleaved, a loaded machine), a jvp by tangent rules
+costs 2.0-2.6 forward passes (hand-written NumPy forward mode: 1.8-3.8 of its own forward), the
+double-VJP 4.6-10.5 -- it records the backward pass as a graph and runs a second backward over it.
+Forward over reverse (``hvp(mode="fwd")``) with the tangent rules costs about what reverse over
+reverse does (2.3-2.4 against 2.4-2.5 gradients on the MLPs of ``benchmarks/hvp.py``, within the
+rounds' spread; with the double-VJP jvp it was 4.9-6.2), so ``cr.hvp`` keeps reverse over reverse as
+its default: not slower, and it needs no tangent rules from a user's primitives.
 
 Nothing here touches any tensor's ``.grad``.
 """
@@ -14,14 +24,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .autograd import enable_grad, run_backward
-from .ops.functional import run_backward_graph
+from . import forward as _fwd
+from .autograd import STATE, enable_grad, no_grad, run_backward
+from .ops import rules as R
+from .ops.functional import TENSORS, _Graph, run_backward_graph
 from .sparse import RowSparseGrad
-from .tensor import Tensor
+from .tensor import Tensor, apply
 
 __all__ = ["gradients", "grad", "value_and_grad", "vjp", "jvp", "hvp", "jacobian", "hessian"]
 
 _DEPTH = [0]      # how many transforms are evaluating their function right now (grad of grad: 2)
+_REV = [0]        # how many of them are reverse mode (their function's values are differentiated)
 
 
 def _seed_of(output, grad_output, create_graph):
@@ -44,7 +57,7 @@ def _seed_of(output, grad_output, create_graph):
     return Tensor._wrap(g) if create_graph else g
 
 
-def gradients(output, inputs, grad_output=None, retain_graph=None, create_graph=False):
+def gradients(output, inputs, grad_output=None, retain_graph=None, create_graph=False, *, _record=True):
     """∂output/∂input for each tensor in ``inputs`` (leaves or intermediate tensors).
 
     Returns a list of arrays (one array for a single input), zeros where an input does not influence
@@ -67,6 +80,8 @@ def gradients(output, inputs, grad_output=None, retain_graph=None, create_graph=
     keys = [t._node if t._node is not None else t for t in inputs]
     if output._node is None:
         got = {output: seed}
+    elif create_graph and not _record:
+        got = _backward_on_tensors(output._node, seed, capture=dict.fromkeys(keys))
     elif create_graph:
         got = run_backward_graph(output._node, seed, capture=dict.fromkeys(keys))
     else:
@@ -91,20 +106,40 @@ def gradients(output, inputs, grad_output=None, retain_graph=None, create_graph=
     return res[0] if single else res
 
 
+def _backward_on_tensors(node, seed, capture):
+    """The backward pass with its rules run on tensors but no graph recorded: inside ``jvp`` only
+    (forward over reverse), where the gradient's ops must carry tangents but nothing differentiates
+    it by reverse mode."""
+    with R.use_namespace(TENSORS), no_grad():
+        return run_backward(node, seed, True, capture, graph=_Graph)
+
+
 def _leaf(a):
     arr = a.data if isinstance(a, Tensor) else np.asarray(a)
     if arr.dtype.kind not in "fc":
         arr = arr.astype(np.float64)
-    return Tensor._wrap(arr, requires_grad=True)
+    t = Tensor._wrap(arr, requires_grad=True)
+    tg = getattr(a, "_tangent", None) if type(a) is Tensor else None
+    if tg is not None:                # inside jvp: the new leaf is the same value, with the same tangents
+        t._tangent = dict(tg)
+    return t
 
 
-def _call(f, args, kwargs):
+def _call(f, args, kwargs, reverse=True):
     _DEPTH[0] += 1
+    _REV[0] += reverse
     try:
         with enable_grad():
             return f(*args, **kwargs)
     finally:
         _DEPTH[0] -= 1
+        _REV[0] -= reverse
+
+
+def _keep_graph():
+    """Whether a gradient computed now must record a graph: some enclosing reverse transform (or a
+    forward-mode level whose tangents are differentiated) will differentiate it."""
+    return _REV[0] > 0 or any(_fwd._DIFF.get(lv) for lv in STATE.tangents)
 
 
 def _grad_impl(f, argnums, with_value):
@@ -123,7 +158,7 @@ def _grad_impl(f, argnums, with_value):
             raise TypeError(f"grad: the function must return a scalar tensor, got "
                             f"{type(out).__name__}{' of shape ' + str(out.shape) if isinstance(out, Tensor) else ''}")
         if out.requires_grad:
-            gs = gradients(out, leaves, create_graph=nested)
+            gs = gradients(out, leaves, create_graph=nested, _record=_keep_graph())
         else:
             gs = [np.zeros_like(t.data) for t in leaves]
             if nested:
@@ -178,15 +213,92 @@ def vjp(f, *primals):
 
 
 def jvp(f, primals, tangents):
-    """Forward mode: ``(f(*primals), J·tangents)`` as arrays, J the Jacobian of f at ``primals``.
+    """Forward mode: ``(f(*primals), J·tangents)`` as arrays, J the Jacobian of f at ``primals``
+    (tuples of arrays when f returns a tuple of tensors).
 
-    Computed by the double-VJP trick from the one rule table: with a dummy cotangent u, the VJP
-    u ↦ Jᵀu is a linear function of u recorded as a graph (create_graph); the VJP of
-    ⟨Jᵀu, tangents⟩ with respect to u is J·tangents.  Costs about one forward and two backward passes.
+    Computed with the tangent rules of the rule table (:mod:`chainrule.forward`): while f runs, every
+    op also computes its output's tangent ż = Σᵢ ∂z/∂xᵢ · ẋᵢ from its inputs' tangents -- one pass,
+    no graph.  Measured (``benchmarks/jvp.py``): 2.0-2.6 forward passes, against 4.6-10.5 for the
+    double-VJP trick (:func:`jvp_by_double_vjp`) it replaced.  An op without a tangent rule (a
+    user's primitive) falls back to the double-VJP trick for that op alone.  Composes with the other
+    transforms: ``jvp(grad(f), ...)`` is a Hessian-vector product (forward over reverse),
+    ``jvp`` of a ``jvp`` a second directional derivative, ``grad`` of a ``jvp`` differentiates the
+    tangent.  Inside another transform, or when a primal or tangent is a tensor that requires grad,
+    the results are tensors (the tangent with a graph: ``backward`` through it works).
 
     >>> import chainrule as cr, numpy as np
     >>> y, dy = cr.jvp(lambda x: x * x, (np.array([1.0, 3.0]),), (np.array([1.0, 0.0]),))
     >>> dy
+    array([2., 0.])
+    """
+    primals, _ = _as_list(primals)
+    tangents, _ = _as_list(tangents)
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    nested = _DEPTH[0] > 0
+    diff = _keep_graph() or (STATE.grad_enabled and any(
+        isinstance(a, Tensor) and a.requires_grad for a in (*primals, *tangents)))
+    xs, vs = [], []
+    for p, v in zip(primals, tangents):
+        x = _primal(p)
+        vd = v if isinstance(v, Tensor) and diff else np.asarray(v.data if isinstance(v, Tensor) else v)
+        if vd.shape != x.shape:
+            raise ValueError(f"jvp: a tangent of shape {vd.shape} for a primal of shape {x.shape}")
+        if vd.dtype != x.dtype:
+            vd = vd.astype(x.dtype) if type(vd) is np.ndarray else apply(R.CAST, (vd,), {"dtype": x.dtype})
+        xs.append(x)
+        vs.append(vd)
+    level = _fwd.open_level(diff)
+    try:
+        for x, v in zip(xs, vs):
+            _fwd.set_tangent(x, level, v)
+        y = _call(f, xs, {}, reverse=False)
+    finally:
+        _fwd.close_level(level)
+    many = isinstance(y, (tuple, list))
+    ys = list(y) if many else [y]
+    for yi in ys:
+        if not isinstance(yi, Tensor):
+            raise TypeError(f"jvp: the function must return a tensor (or a tuple of tensors), got "
+                            f"{type(yi).__name__}")
+    outs, douts = [], []
+    for yi in ys:
+        dy = _fwd.tangent_of(yi, level)
+        if dy is None:
+            dy = np.zeros_like(yi.data)
+        if nested or diff:
+            outs.append(yi)
+            douts.append(dy if type(dy) is Tensor else Tensor._wrap(dy))
+            continue
+        if type(dy) is Tensor:
+            dy = dy.data
+        if dy.base is not None or not dy.flags.writeable or any(dy is v for v in vs):
+            dy = np.array(dy)             # never hand out a view of the caller's tangent or a broadcast
+        outs.append(yi.data)
+        douts.append(dy)
+    return (tuple(outs), tuple(douts)) if many else (outs[0], douts[0])
+
+
+def _primal(p):
+    """The leaf jvp runs f on: ``p`` itself when it carries a graph or outer tangents (through an
+    identity op, so the new level's tangent is not written onto the caller's tensor), else a new
+    tensor of the same values (floats)."""
+    if isinstance(p, Tensor) and (p.requires_grad or getattr(p, "_tangent", None) is not None):
+        return apply(R.RESHAPE, (p,), {"shape": p.shape})
+    arr = p.data if isinstance(p, Tensor) else np.asarray(p)
+    if arr.dtype.kind not in "fc":
+        arr = arr.astype(np.float64)
+    return Tensor._wrap(arr)
+
+
+def jvp_by_double_vjp(f, primals, tangents):
+    """:func:`jvp` by the double-VJP trick, the reference the tangent rules are checked against (and
+    what ``cr.jvp`` was before them): with a dummy cotangent u, the VJP u ↦ Jᵀu is a linear function
+    of u recorded as a graph (create_graph); the VJP of ⟨Jᵀu, tangents⟩ with respect to u is
+    J·tangents.  About one forward and two backward passes, the second on a recorded graph.
+
+    >>> import chainrule as cr, numpy as np
+    >>> cr.transforms.jvp_by_double_vjp(lambda x: x * x, (np.array([1.0, 3.0]),), (np.array([1.0, 0.0]),))[1]
     array([2., 0.])
     """
     primals, _ = _as_list(primals)
@@ -214,19 +326,33 @@ def jvp(f, primals, tangents):
     return y.data, gradients(s, u)
 
 
-def hvp(f, x, v):
-    """Hessian-vector product ∇²f(x)·v of a scalar function, as an array (reverse over reverse:
-    the gradient g(x) is computed with create_graph, then ∇(g·v); about the cost of 2-3 gradients).
-    ``x`` and ``v`` may also be tuples (one per argument of f); the result is then a tuple.
+def hvp(f, x, v, mode="rev"):
+    """Hessian-vector product ∇²f(x)·v of a scalar function, as an array.  ``x`` and ``v`` may also be
+    tuples (one per argument of f); the result is then a tuple.
+
+    ``mode="rev"`` (the default): reverse over reverse -- the gradient g(x) recorded with
+    create_graph, then ∇⟨g, v⟩.  ``mode="fwd"``: forward over reverse -- ``jvp(grad(f), x, v)``, the
+    backward pass run on tensors carrying tangents (no second graph recorded, no second backward).
+    Measured (``benchmarks/hvp.py``, both in one run): see the README's second-order section; the
+    default is the one that was not slower on the MLPs there.
 
     >>> import chainrule as cr, numpy as np
     >>> cr.hvp(lambda x: (x ** 3).sum(), np.array([1.0, 2.0]), np.array([1.0, 1.0]))   # 6x ⊙ v
+    array([ 6., 12.])
+    >>> cr.hvp(lambda x: (x ** 3).sum(), np.array([1.0, 2.0]), np.array([1.0, 1.0]), mode="fwd")
     array([ 6., 12.])
     """
     xs, multi = _as_list(x)
     vs, _ = _as_list(v)
     if len(xs) != len(vs):
         raise ValueError(f"hvp: {len(xs)} arguments but {len(vs)} vectors")
+    if mode == "fwd":
+        gf = _grad_impl(f, tuple(range(len(xs))), False)
+        res = jvp(lambda *a: gf(*a), tuple(xs), tuple(vs))[1]
+        return tuple(res) if multi else res[0]
+    if mode != "rev":
+        raise ValueError(f"hvp: mode must be 'rev' (reverse over reverse) or 'fwd' (forward over reverse), "
+                         f"got {mode!r}")
     leaves = [_leaf(a) for a in xs]
     out = _call(f, leaves, {})
     if not isinstance(out, Tensor) or out.data.size != 1:

@@ -7,7 +7,7 @@ import pytest
 
 import chainrule as cr
 from chainrule.ops import rules as R
-from chainrule.ops.fused import bce_with_logits
+from chainrule.ops.fused import bce_with_logits, composition
 from chainrule.tensor import apply
 
 RNG = np.random.default_rng(7)
@@ -68,6 +68,8 @@ CASES = {
     "concat": (lambda x, y: cr.concat([x, y], axis=1), lambda: (T((2, 2)), T((2, 3)))),
     "stack": (lambda x, y: cr.stack([x, y], axis=1), lambda: (T((2, 3)), T((2, 3)))),
     "sum_squares": (lambda x, y: cr.sum_squares([x, y], scale=[0.5, 2.0]), lambda: (T((2, 3)), T((3,)))),
+    "composition": (lambda c, W, b, V: composition(c, W, b, V),
+                    lambda: (T((3, 4)), T((4, 2)), T((2,)), T((4, 4, 2)))),
     "bce_with_logits": (lambda z: bce_with_logits(z, np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]), np.array([0.5, 1.0, 2.0])),
                         lambda: (T((2, 3)),)),
 }

@@ -96,3 +96,42 @@ def test_no_grad_and_constants():
     assert g.requires_grad
     g.sum().backward()
     np.testing.assert_array_equal(x.grad, [[3, 3], [0, 0]])
+
+
+def test_flat_gather_joins_the_rows_and_backprops_like_reshape():
+    rng = np.random.default_rng(1)
+    x = cr.tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    idx = np.array([[0, 2], [3, 1]])
+    g = rng.standard_normal((2, 6))
+    got = []
+    for flat in (True, False):
+        x.grad = None
+        t = NodeTable(4)
+        t.write(0, x)
+        c = t.gather(idx, distinct=True, flat=flat)
+        if not flat:
+            c = cr.reshape(c, (2, 6))
+        assert c.shape == (2, 6)
+        (c * g).sum().backward()
+        got.append((c.data, x.grad))
+    np.testing.assert_array_equal(got[0][0], np.concatenate([x.data[[0, 2]].reshape(1, 6), x.data[[3, 1]].reshape(1, 6)]))
+    for a, b in zip(*got):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="flat=True needs an index array"):
+        t.gather(np.array(0), flat=True)
+
+
+def test_rows_written_out_of_order_are_still_checked():
+    """Writes need not go in row order: a gather of rows written later than a gap is checked row by row."""
+    t = NodeTable(5)
+    t.write(3, np.ones((2, 2)))
+    t.write(0, np.zeros((1, 2)))
+    np.testing.assert_array_equal(t.gather(np.array([0, 3, 4])).data, [[0, 0], [1, 1], [1, 1]])
+    with pytest.raises(IndexError, match="row 1 has not been written"):
+        t.gather(np.array([4, 1]))
+    with pytest.raises(ValueError, match="overlap"):
+        t.write(2, np.ones((2, 2)))
+    with pytest.raises(IndexError, match="out of range"):
+        t.gather(np.array([-1]))
+    t.write(1, np.ones((2, 2)))
+    assert t.gather(np.array([4, 1, 2])).shape == (3, 2)

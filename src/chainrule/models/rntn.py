@@ -20,16 +20,18 @@ Execution batched by level
 :func:`forward_batched` computes a minibatch of trees level by level: the height of a node is
 the length of its longest path down to a leaf, so all children of a node of height h have
 height < h. The *node table* holds the vectors of every node of the batch sorted by height:
-one ``take`` gives every leaf, then for h = 1..H one gather of the children of all height-h
-nodes from the table (an (n_h, 2) index → (n_h, 2d)), one matmul with Wᵀ, the
-tensor term of every node of the level in one ``bilinear`` op (one GEMM U = c · V, V viewed as
-(2d, 2d·d), then Σ_j c_j U[n, j, k]; see :func:`chainrule.bilinear`), one tanh, and one write
-of the level's rows into the table. The table is a :class:`~chainrule.ops.table.NodeTable`: one
+one ``take`` gives every leaf, then for h = 1..H three ops: one gather of the children of all
+height-h nodes from the table (an (n_h, 2) index → (n_h, 2d) rows [a; b]), one
+:func:`~chainrule.ops.fused.composition` p = tanh(c Wᵀ + b + cᵀ V c) of every node of the level
+(a fused op whose rule is the matmul, add, ``bilinear`` and tanh rules in reverse order; the tensor
+term is one GEMM U = c · V, V viewed as (2d, 2d·d), then Σ_j c_j U[n, j, k], see
+:func:`chainrule.bilinear`), and one write of the level's rows into the table (it was eight ops a
+level before the fusion). The table is a :class:`~chainrule.ops.table.NodeTable`: one
 buffer written level by level, and in backward one gradient buffer each level's gather adds
 into, so the cost is linear in the number of nodes whatever the depth (appending with ``concat``
 copied the whole table at every level: quadratic in the depth). Then a
 single classifier matmul over all nodes and a single fused ``softmax_cross_entropy``.
-Backpropagation through structure is the engine's reverse pass over these ~8 ops per level;
+Backpropagation through structure is the engine's reverse pass over these 3 ops per level;
 nothing in this module computes a gradient by hand.
 
 :func:`forward_per_node` is the reference: one node at a time in post-order (an explicit loop,
@@ -67,7 +69,7 @@ import numpy as np
 from .. import nn
 from ..autograd import no_grad
 from ..ops import functional as F
-from ..ops.fused import sum_squares
+from ..ops.fused import composition, sum_squares
 from ..ops.table import NodeTable
 from ..train import ShardedEvaluation
 
@@ -333,7 +335,6 @@ def forward_batched(params, batch, leaf_tanh=True):
     """
     L, W, b, Ws, bs = params["L"], params["W"], params["b"], params["Ws"], params["bs"]
     V = params.get("V")
-    d = W.shape[0]
     x = F.take(L, batch.leaf_words, sparse=True)                 # every leaf: one gather
     if leaf_tanh:
         x = F.tanh(x)
@@ -341,12 +342,8 @@ def forward_batched(params, batch, leaf_tanh=True):
     table = NodeTable(batch.num_nodes)                            # rows in height order
     table.write(0, x)
     for h, ch in enumerate(batch.children, start=1):
-        n = ch.shape[0]
-        c = F.reshape(table.gather(ch, distinct=True), (n, 2 * d))   # [a; b] of every node of the level
-        z = F.matmul(c, WT) + b
-        if V is not None:
-            z = z + F.bilinear(c, V)                              # (cᵀ V^[k] c)_k for every node: one op
-        table.write(batch.bounds[h], F.tanh(z))                   # the level's rows of the table
+        c = table.gather(ch, distinct=True, flat=True)            # [a; b] of every node of the level (n, 2d)
+        table.write(batch.bounds[h], composition(c, WT, b, V))    # tanh(c Wᵀ + b + cᵀ V c): one op
     table = table.read()
     logits = F.matmul(table, F.transpose(Ws)) + bs                # every node's classifier: one matmul
     return table, logits

@@ -146,8 +146,7 @@ def forward_batched(params, batch):
     h_tab.write(0, o * F.tanh(c0))
     UT = F.transpose(U)                                               # (2H, 5H), once per batch
     for lev, ch in enumerate(batch.children, start=1):
-        n = ch.shape[0]
-        s = F.reshape(h_tab.gather(ch, distinct=True), (n, 2 * H))    # [h_l; h_r] for the level
+        s = h_tab.gather(ch, distinct=True, flat=True)                # [h_l; h_r] for the level (n, 2H)
         cc = c_tab.gather(ch, distinct=True)                          # (n, 2, H)
         z = F.matmul(s, UT) + b                                       # (n, 5H): all five gates
         g = F.sigmoid(F.getitem(z, (slice(None), slice(0, 4 * H))))   # i, f_l, f_r, o

@@ -584,6 +584,9 @@ def _swapped(ndim, a, b):
 def _attached(value, node):
     t = Tensor._wrap(value, requires_grad=True)
     t._node = node
+    tg = getattr(node, "tangent", None)            # forward over reverse: the value's tangents
+    if tg is not None:
+        t._tangent = tg
     return t
 
 
@@ -666,7 +669,7 @@ GRAPH_MODE[0] = run_backward_graph
 # ================================================================================================
 # A user's own primitive
 # ================================================================================================
-def primitive(name, forward, backward, derive=None):
+def primitive(name, forward, backward, derive=None, jvp=None):
     """Add a primitive op -- a forward on NumPy arrays and its backward rule -- and return the function
     that applies it to tensors (PyTorch's ``autograd.Function``, HIPS autograd's ``defvjp``).
 
@@ -681,6 +684,9 @@ def primitive(name, forward, backward, derive=None):
             the output, anything else a constant.
         derive: ``{name: fn(**other_saved)}`` for saved values computed from the inputs (see
             :func:`chainrule.ops.rules.defop`).
+        jvp: the tangent rule for forward mode (:func:`chainrule.jvp`), ``jvp(d, *saved) -> ż`` with
+            ``d`` the inputs' tangents (None where zero) and the backward's saved values; without
+            one, forward mode uses the double-VJP trick for this op (first order only).
 
     Returns:
         ``f(*tensors, **params)`` recording the op.
@@ -704,7 +710,7 @@ def primitive(name, forward, backward, derive=None):
     array([-0.      , -0.841471])
     >>> _ = cr.ops.RULES.pop("my_sin")           # (the table is global: tidy up after the example)
     """
-    op = R.defop(name, forward, backward, derive=derive)
+    op = R.defop(name, forward, backward, derive=derive, jvp=jvp)
 
     def f(*args, **params):
         return apply(op, args, params or None)

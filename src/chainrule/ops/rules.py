@@ -1,4 +1,5 @@
-"""The rule table: every primitive op as a forward function on ndarrays next to its backward rule.
+"""The rule table: every primitive op as a forward function on ndarrays next to its backward rule
+(and its tangent rule, for forward mode).
 
 Read it like a table of derivatives.  For an op ``z = f(x, y, ...)`` and the incoming gradient
 ``g = ∂L/∂z`` (same shape as z), the backward rule returns the vector-Jacobian products
@@ -23,6 +24,11 @@ Conventions every rule follows:
   back to each input's shape.
 * Points of non-differentiability get a documented subgradient: relu'(0) = 0, |x|'(0) = 0,
   leaky_relu'(0) = slope, and ties in max/min/maximum/minimum share the gradient equally.
+* Forward mode: each row also carries the tangent rule (``jvp=``, the third formula after the
+  second ``|`` in the docstring), ``ż = Σᵢ ∂z/∂xᵢ · ẋᵢ`` from the inputs' tangents ``d`` (None where
+  zero) and the same saved values, written on ``xp`` like the backward so it is differentiable too;
+  ``jvp=LINEAR`` for ops linear in their inputs (ż is the op applied to the tangents).  The same
+  subgradients apply.  :mod:`chainrule.forward` carries the tangents alongside the forward pass.
 
 This module knows nothing of tensors or graphs: below it is only :mod:`chainrule.sparse`.
 """
@@ -38,7 +44,7 @@ import numpy as np
 
 from ..sparse import RowSparseGrad
 
-__all__ = ["Op", "RULES", "defop", "xp", "NUMPY", "use_namespace"]
+__all__ = ["Op", "RULES", "defop", "xp", "NUMPY", "use_namespace", "LINEAR"]
 
 
 class Op:
@@ -48,11 +54,14 @@ class Op:
     (that input), ``"ans"`` (the output), ``("*", i)`` (the tuple of inputs i, i+1, ...), a function
     (a derived value: recomputed from the other saved values under ``create_graph``) or None (a
     constant).  ``differentiable``: whether the rule may run on tensors (higher order)."""
-    __slots__ = ("name", "forward", "backward", "plan", "names", "differentiable", "into", "__dict__")
+    __slots__ = ("name", "forward", "backward", "plan", "names", "differentiable", "into", "jvp", "__dict__")
 
-    def __init__(self, name, forward, backward, doc, plan=(), names=(), differentiable=True):
+    def __init__(self, name, forward, backward, doc, plan=(), names=(), differentiable=True, jvp=None):
         self.name, self.forward, self.backward, self.__doc__ = name, forward, backward, doc
         self.plan, self.names, self.differentiable = plan, names, differentiable
+        # the tangent rule (forward mode): ``jvp(d, *saved) -> ż`` with ``d`` the inputs' tangents
+        # (None where zero) and the same saved values as the backward; or LINEAR: ż = op(ẋ₁, ..., params)
+        self.jvp = jvp
         # optional in-place form of a one-input backward whose x̄ is mostly zeros (getitem):
         # ``into(buf, g, *saved)`` adds x̄ into the gradient buffer the engine owns and returns True,
         # or returns False to take the ordinary rule.  It keeps n consumers x[i] of one x linear.
@@ -63,6 +72,7 @@ class Op:
 
 
 RULES: dict[str, Op] = {}
+LINEAR = "linear"      # jvp=LINEAR: the op is linear in its tensor inputs (ż = op(ẋ₁, ..., params))
 
 
 def _plan(name, forward, backward, derive):
@@ -86,7 +96,7 @@ def _plan(name, forward, backward, derive):
     return tuple(plan), tuple(bnames)
 
 
-def defop(name, forward, backward, derive=None, replace=False):
+def defop(name, forward, backward, derive=None, replace=False, jvp=None):
     """Register a primitive and return its :class:`Op`.
 
     ``forward(*arrays, **params) -> (out, saved)`` runs on ndarrays; ``backward(g, needs, *saved)``
@@ -94,6 +104,16 @@ def defop(name, forward, backward, derive=None, replace=False):
     documentation is the forward function's docstring (both formulas).  ``derive``: for saved values
     computed from the inputs, ``{name: fn}`` with ``fn(**other_saved)`` recomputing the value with
     ``xp`` functions (used only under ``create_graph``).
+
+    ``jvp``: the tangent rule (forward mode, :func:`chainrule.jvp`).  ``jvp(d, *saved) -> ż`` takes
+    ``d``, the tuple of the inputs' tangents ẋᵢ (None for an input whose tangent is zero; at least one
+    is not None), and the same saved values as the backward (same names, same meaning), and returns
+    the output's tangent ż = Σᵢ ∂z/∂xᵢ · ẋᵢ -- written with operators and ``xp`` like the backward, so
+    it is differentiable too.  It may return ż in a broadcast-compatible shape (``ẋ`` alone for
+    ``x + y``): the engine broadcasts it to the output's shape and casts it to the output's dtype.
+    ``jvp=LINEAR`` says the op is linear in its tensor inputs, so ż is the op applied to the tangents
+    with the same parameters (reshape, getitem, concat, ...).  Without a tangent rule, forward mode
+    falls back to the double-VJP trick for this op (first order only: see :mod:`chainrule.forward`).
 
     Registering a name that exists raises (``replace=True`` to replace it on purpose).
 
@@ -106,14 +126,14 @@ def defop(name, forward, backward, derive=None, replace=False):
                          f"choose another name (or pass replace=True to replace it on purpose)")
     params = list(inspect.signature(backward).parameters)
     if len(params) >= 2 and params[1] in ("n", "needs"):
-        op = Op(name, forward, backward, forward.__doc__, *_plan(name, forward, backward, derive or {}))
+        op = Op(name, forward, backward, forward.__doc__, *_plan(name, forward, backward, derive or {}), jvp=jvp)
     else:                                           # old style: backward(g, saved, needs)
         def fwd(*a, **k):
             out, saved = forward(*a, **k)
             return out, (saved,)
         old = backward
         op = Op(name, fwd, lambda g, n, s: old(g, s, n), forward.__doc__, (None,), ("saved",),
-                differentiable=False)
+                differentiable=False, jvp=jvp)
     RULES[name] = op
     return op
 
@@ -209,39 +229,49 @@ def _expand(g, axis, ndim, keepdims):
 
 
 # ------------------------------------------------------------------ arithmetic
+# Each row: forward, backward (vjp) and tangent (jvp).  In a tangent rule d = (ẋ, ẏ, ...), None
+# where an input's tangent is zero; _plus adds two terms of which either may be absent.
+def _plus(a, b):
+    return b if a is None else a if b is None else a + b
+
+
 def _add(x, y):
-    """z = x + y   |   x̄ = g,  ȳ = g"""
+    """z = x + y   |   x̄ = g,  ȳ = g   |   ż = ẋ + ẏ"""
     return x + y, ()
-ADD = defop("add", _add, lambda g, n: (g, g))
+ADD = defop("add", _add, lambda g, n: (g, g), jvp=lambda d: _plus(d[0], d[1]))
 
 
 def _sub(x, y):
-    """z = x − y   |   x̄ = g,  ȳ = −g"""
+    """z = x − y   |   x̄ = g,  ȳ = −g   |   ż = ẋ − ẏ"""
     return x - y, ()
-SUB = defop("sub", _sub, lambda g, n: (g, -g if n[1] else None))
+SUB = defop("sub", _sub, lambda g, n: (g, -g if n[1] else None),
+            jvp=lambda d: d[0] if d[1] is None else -d[1] if d[0] is None else d[0] - d[1])
 
 
 def _mul(x, y):
-    """z = x ⊙ y   |   x̄ = g ⊙ y,  ȳ = g ⊙ x"""
+    """z = x ⊙ y   |   x̄ = g ⊙ y,  ȳ = g ⊙ x   |   ż = ẋ ⊙ y + x ⊙ ẏ"""
     return x * y, (x, y)
-MUL = defop("mul", _mul, lambda g, n, x, y: (g * y if n[0] else None, g * x if n[1] else None))
+MUL = defop("mul", _mul, lambda g, n, x, y: (g * y if n[0] else None, g * x if n[1] else None),
+            jvp=lambda d, x, y: _plus(None if d[0] is None else d[0] * y, None if d[1] is None else x * d[1]))
 
 
 def _div(x, y):
-    """z = x / y   |   x̄ = g / y,  ȳ = −g ⊙ z / y"""
+    """z = x / y   |   x̄ = g / y,  ȳ = −g ⊙ z / y   |   ż = (ẋ − z ⊙ ẏ) / y"""
     z = x / y
     return z, (y, z)
-DIV = defop("div", _div, lambda g, n, y, ans: (g / y if n[0] else None, -g * ans / y if n[1] else None))
+DIV = defop("div", _div, lambda g, n, y, ans: (g / y if n[0] else None, -g * ans / y if n[1] else None),
+            jvp=lambda d, y, ans: _plus(d[0], None if d[1] is None else -(ans * d[1])) / y)
 
 
 def _neg(x):
-    """z = −x   |   x̄ = −g"""
+    """z = −x   |   x̄ = −g   |   ż = −ẋ"""
     return -x, ()
-NEG = defop("neg", _neg, lambda g, n: (-g,))
+NEG = defop("neg", _neg, lambda g, n: (-g,), jvp=lambda d: -d[0])
 
 
 def _pow(x, y):
-    """z = x ** y (y a tensor or a constant)   |   x̄ = g ⊙ y ⊙ x^(y−1),  ȳ = g ⊙ z ⊙ log x"""
+    """z = x ** y (y a tensor or a constant)   |   x̄ = g ⊙ y ⊙ x^(y−1),  ȳ = g ⊙ z ⊙ log x   |
+    ż = ẋ ⊙ y ⊙ x^(y−1) + ẏ ⊙ z ⊙ log x   (log x taken as 0 where x ≤ 0, as in the backward)"""
     z = x ** y
     return z, (x, y, z)
 
@@ -253,85 +283,100 @@ def _pow_vjp(g, n, x, y, ans):
         pos = xp.const(x) > 0
         gy = g * ans * xp.where(pos, xp.log(xp.where(pos, x, 1)), 0)
     return gx, gy
-POW = defop("pow", _pow, _pow_vjp)
+
+
+def _pow_jvp(d, x, y, ans):
+    dx = None if d[0] is None else d[0] * y * x ** (y - 1)
+    dy = None
+    if d[1] is not None:
+        pos = xp.const(x) > 0
+        dy = d[1] * ans * xp.where(pos, xp.log(xp.where(pos, x, 1)), 0)
+    return _plus(dx, dy)
+POW = defop("pow", _pow, _pow_vjp, jvp=_pow_jvp)
 
 
 # ------------------------------------------------------------------ elementwise functions
 def _exp(x):
-    """z = exp(x)   |   x̄ = g ⊙ z"""
+    """z = exp(x)   |   x̄ = g ⊙ z   |   ż = ẋ ⊙ z"""
     z = np.exp(x)
     return z, (z,)
-EXP = defop("exp", _exp, lambda g, n, ans: (g * ans,))
+EXP = defop("exp", _exp, lambda g, n, ans: (g * ans,), jvp=lambda d, ans: d[0] * ans)
 
 
 def _log(x):
-    """z = log(x)   |   x̄ = g / x"""
+    """z = log(x)   |   x̄ = g / x   |   ż = ẋ / x"""
     return np.log(x), (x,)
-LOG = defop("log", _log, lambda g, n, x: (g / x,))
+LOG = defop("log", _log, lambda g, n, x: (g / x,), jvp=lambda d, x: d[0] / x)
 
 
 def _sin(x):
-    """z = sin(x)   |   x̄ = g ⊙ cos(x)"""
+    """z = sin(x)   |   x̄ = g ⊙ cos(x)   |   ż = ẋ ⊙ cos(x)"""
     return np.sin(x), (x,)
-SIN = defop("sin", _sin, lambda g, n, x: (g * xp.cos(x),))
+SIN = defop("sin", _sin, lambda g, n, x: (g * xp.cos(x),), jvp=lambda d, x: d[0] * xp.cos(x))
 
 
 def _cos(x):
-    """z = cos(x)   |   x̄ = −g ⊙ sin(x)"""
+    """z = cos(x)   |   x̄ = −g ⊙ sin(x)   |   ż = −ẋ ⊙ sin(x)"""
     return np.cos(x), (x,)
-COS = defop("cos", _cos, lambda g, n, x: (-g * xp.sin(x),))
+COS = defop("cos", _cos, lambda g, n, x: (-g * xp.sin(x),), jvp=lambda d, x: -d[0] * xp.sin(x))
 
 
 def _sqrt(x):
-    """z = √x   |   x̄ = g / (2 z)"""
+    """z = √x   |   x̄ = g / (2 z)   |   ż = ẋ / (2 z)"""
     z = np.sqrt(x)
     return z, (z,)
-SQRT = defop("sqrt", _sqrt, lambda g, n, ans: (g / (2 * ans),))
+SQRT = defop("sqrt", _sqrt, lambda g, n, ans: (g / (2 * ans),), jvp=lambda d, ans: d[0] / (2 * ans))
 
 
 def _abs(x):
-    """z = |x|   |   x̄ = g ⊙ sign(x)   (subgradient 0 at x = 0)"""
+    """z = |x|   |   x̄ = g ⊙ sign(x)   |   ż = ẋ ⊙ sign(x)   (subgradient 0 at x = 0)"""
     return np.abs(x), (x,)
-ABS = defop("abs", _abs, lambda g, n, x: (g * xp.sign(xp.const(x)),))
+ABS = defop("abs", _abs, lambda g, n, x: (g * xp.sign(xp.const(x)),),
+            jvp=lambda d, x: d[0] * xp.sign(xp.const(x)))
 
 
 def _tanh(x):
-    """z = tanh(x)   |   x̄ = g ⊙ (1 − z²)"""
+    """z = tanh(x)   |   x̄ = g ⊙ (1 − z²)   |   ż = ẋ ⊙ (1 − z²)"""
     z = np.tanh(x)
     return z, (z,)
-TANH = defop("tanh", _tanh, lambda g, n, ans: (g * (1 - ans * ans),))
+TANH = defop("tanh", _tanh, lambda g, n, ans: (g * (1 - ans * ans),), jvp=lambda d, ans: d[0] * (1 - ans * ans))
 
 
 def _sigmoid(x):
-    """z = σ(x) = 1/(1+e^(−x)) (overflow-safe)   |   x̄ = g ⊙ z ⊙ (1 − z)"""
+    """z = σ(x) = 1/(1+e^(−x)) (overflow-safe)   |   x̄ = g ⊙ z ⊙ (1 − z)   |   ż = ẋ ⊙ z ⊙ (1 − z)"""
     z = stable_sigmoid(x)
     return z, (z,)
-SIGMOID = defop("sigmoid", _sigmoid, lambda g, n, ans: (g * ans * (1 - ans),))
+SIGMOID = defop("sigmoid", _sigmoid, lambda g, n, ans: (g * ans * (1 - ans),),
+                jvp=lambda d, ans: d[0] * ans * (1 - ans))
 
 
 def _relu(x):
-    """z = max(x, 0)   |   x̄ = g ⊙ [x > 0]   (subgradient 0 at x = 0)"""
+    """z = max(x, 0)   |   x̄ = g ⊙ [x > 0]   |   ż = ẋ ⊙ [x > 0]   (subgradient 0 at x = 0)"""
     z = np.maximum(x, 0)
     return z, (z,)
-RELU = defop("relu", _relu, lambda g, n, ans: (g * (xp.const(ans) > 0),))
+RELU = defop("relu", _relu, lambda g, n, ans: (g * (xp.const(ans) > 0),),
+             jvp=lambda d, ans: d[0] * (xp.const(ans) > 0))
 
 
 def _leaky_relu(x, slope):
     """z = x if x > 0 else a·x (a a constant, or an array of slopes: rrelu)   |
-    x̄ = g if x > 0 else a·g   (at x = 0 the left slope a is used)"""
+    x̄ = g if x > 0 else a·g   |   ż = ẋ if x > 0 else a·ẋ   (at x = 0 the left slope a is used)"""
     return np.where(x > 0, x, slope * x), (x, slope)
 LEAKY_RELU = defop("leaky_relu", _leaky_relu,
-                   lambda g, n, x, slope: (xp.where(xp.const(x) > 0, g, slope * g),))
+                   lambda g, n, x, slope: (xp.where(xp.const(x) > 0, g, slope * g),),
+                   jvp=lambda d, x, slope: xp.where(xp.const(x) > 0, d[0], slope * d[0]))
 
 
 def _softplus(x):
-    """z = log(1 + eˣ) (computed as logaddexp(0, x))   |   x̄ = g ⊙ σ(x)"""
+    """z = log(1 + eˣ) (computed as logaddexp(0, x))   |   x̄ = g ⊙ σ(x)   |   ż = ẋ ⊙ σ(x)"""
     return np.logaddexp(0, x).astype(x.dtype, copy=False), (x,)
-SOFTPLUS = defop("softplus", _softplus, lambda g, n, x: (g * xp.sigmoid(x),))
+SOFTPLUS = defop("softplus", _softplus, lambda g, n, x: (g * xp.sigmoid(x),),
+                 jvp=lambda d, x: d[0] * xp.sigmoid(x))
 
 
 def _maximum(x, y):
-    """z = max(x, y) elementwise   |   x̄ = g ⊙ ([x > y] + ½[x = y]),  ȳ = g ⊙ ([y > x] + ½[x = y])"""
+    """z = max(x, y) elementwise   |   x̄ = g ⊙ ([x > y] + ½[x = y]),  ȳ = g ⊙ ([y > x] + ½[x = y])   |
+    ż = ẋ ⊙ ([x > y] + ½[x = y]) + ẏ ⊙ ([y > x] + ½[x = y])"""
     return np.maximum(x, y), (x, y)
 
 
@@ -339,11 +384,18 @@ def _maximum_vjp(g, n, x, y):
     x, y = xp.const(x), xp.const(y)
     wx = (x > y) + 0.5 * (x == y)
     return (g * wx if n[0] else None, g * (1 - wx) if n[1] else None)
-MAXIMUM = defop("maximum", _maximum, _maximum_vjp)
+
+
+def _maximum_jvp(d, x, y):
+    x, y = xp.const(x), xp.const(y)
+    wx = (x > y) + 0.5 * (x == y)
+    return _plus(None if d[0] is None else d[0] * wx, None if d[1] is None else d[1] * (1 - wx))
+MAXIMUM = defop("maximum", _maximum, _maximum_vjp, jvp=_maximum_jvp)
 
 
 def _minimum(x, y):
-    """z = min(x, y) elementwise   |   x̄ = g ⊙ ([x < y] + ½[x = y]),  ȳ = g ⊙ ([y < x] + ½[x = y])"""
+    """z = min(x, y) elementwise   |   x̄ = g ⊙ ([x < y] + ½[x = y]),  ȳ = g ⊙ ([y < x] + ½[x = y])   |
+    ż = ẋ ⊙ ([x < y] + ½[x = y]) + ẏ ⊙ ([y < x] + ½[x = y])"""
     return np.minimum(x, y), (x, y)
 
 
@@ -351,41 +403,51 @@ def _minimum_vjp(g, n, x, y):
     x, y = xp.const(x), xp.const(y)
     wx = (x < y) + 0.5 * (x == y)
     return (g * wx if n[0] else None, g * (1 - wx) if n[1] else None)
-MINIMUM = defop("minimum", _minimum, _minimum_vjp)
+
+
+def _minimum_jvp(d, x, y):
+    x, y = xp.const(x), xp.const(y)
+    wx = (x < y) + 0.5 * (x == y)
+    return _plus(None if d[0] is None else d[0] * wx, None if d[1] is None else d[1] * (1 - wx))
+MINIMUM = defop("minimum", _minimum, _minimum_vjp, jvp=_minimum_jvp)
 
 
 def _clip(x, lo, hi):
-    """z = min(max(x, lo), hi)   |   x̄ = g ⊙ [lo ≤ x ≤ hi]  (the gradient passes at the bounds)"""
+    """z = min(max(x, lo), hi)   |   x̄ = g ⊙ [lo ≤ x ≤ hi]   |   ż = ẋ ⊙ [lo ≤ x ≤ hi]
+    (the gradient passes at the bounds)"""
     return np.clip(x, lo, hi), (x, lo, hi)
 
 
-def _clip_vjp(g, n, x, lo, hi):
+def _clip_mask(x, lo, hi):
     x = xp.const(x)
     m = np.ones(x.shape, dtype=bool)
     if lo is not None:
         m &= x >= lo
     if hi is not None:
         m &= x <= hi
-    return (g * m,)
-CLIP = defop("clip", _clip, _clip_vjp)
+    return m
+CLIP = defop("clip", _clip, lambda g, n, x, lo, hi: (g * _clip_mask(x, lo, hi),),
+             jvp=lambda d, x, lo, hi: d[0] * _clip_mask(x, lo, hi))
 
 
 def _where(c, x, y):
-    """z = x where c else y   |   x̄ = g ⊙ [c],  ȳ = g ⊙ [¬c]   (c: a boolean constant)"""
+    """z = x where c else y   |   x̄ = g ⊙ [c],  ȳ = g ⊙ [¬c]   |   ż = ẋ where c else ẏ
+    (c: a boolean constant)"""
     return np.where(c, x, y), (c,)
 WHERE = defop("where", _where, lambda g, n, c: (None, xp.where(c, g, 0) if n[1] else None,
-                                                xp.where(c, 0, g) if n[2] else None))
+                                                xp.where(c, 0, g) if n[2] else None),
+              jvp=lambda d, c: xp.where(c, 0 if d[1] is None else d[1], 0 if d[2] is None else d[2]))
 
 
 # ------------------------------------------------------------------ reductions
 def _sum(x, axis=None, keepdims=False):
-    """z = Σ_axis x   |   x̄ = g broadcast back over the summed axes"""
+    """z = Σ_axis x   |   x̄ = g broadcast back over the summed axes   |   ż = Σ_axis ẋ"""
     return np.sum(x, axis=axis, keepdims=keepdims), (x.shape, axis, keepdims)
 
 
 def _sum_vjp(g, n, shape, axis, keepdims):
     return (xp.broadcast_to(_expand(g, axis, len(shape), keepdims), shape),)
-SUM = defop("sum", _sum, _sum_vjp)
+SUM = defop("sum", _sum, _sum_vjp, jvp=LINEAR)
 
 
 def _extreme(fn):
@@ -401,18 +463,25 @@ def _extreme_vjp(g, n, x, zk, axis, keepdims):
     return (_expand(g, axis, x.ndim, keepdims) * (mask / count),)
 
 
+def _extreme_jvp(d, x, zk, axis, keepdims):
+    mask = xp.const(x) == xp.const(zk)
+    count = mask.sum(axis=_axes(axis, x.ndim), keepdims=True)
+    return xp.sum(d[0] * (mask / count), axis=_axes(axis, x.ndim), keepdims=keepdims)
+
+
 _max = _extreme(np.max)
-_max.__doc__ = """z = max_axis x   |   x̄ = g ⊙ [x = z] / #{x = z}
+_max.__doc__ = """z = max_axis x   |   x̄ = g ⊙ [x = z] / #{x = z}   |   ż = Σ_axis ẋ ⊙ [x = z] / #{x = z}
 (subgradient: the gradient goes to the maximum; k tied maxima each receive g/k)"""
-MAX = defop("max", _max, _extreme_vjp)
+MAX = defop("max", _max, _extreme_vjp, jvp=_extreme_jvp)
 _min = _extreme(np.min)
-_min.__doc__ = """z = min_axis x   |   x̄ = g ⊙ [x = z] / #{x = z}
+_min.__doc__ = """z = min_axis x   |   x̄ = g ⊙ [x = z] / #{x = z}   |   ż = Σ_axis ẋ ⊙ [x = z] / #{x = z}
 (subgradient: the gradient goes to the minimum; k tied minima each receive g/k)"""
-MIN = defop("min", _min, _extreme_vjp)
+MIN = defop("min", _min, _extreme_vjp, jvp=_extreme_jvp)
 
 
 def _logsumexp(x, axis=-1, keepdims=False):
-    """z = log Σ_axis exp(x) (shifted by the max: stable for |x| ~ 1e4)   |   x̄ = g ⊙ exp(x − z)"""
+    """z = log Σ_axis exp(x) (shifted by the max: stable for |x| ~ 1e4)   |   x̄ = g ⊙ exp(x − z)   |
+    ż = Σ_axis ẋ ⊙ exp(x − z)"""
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     z = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
@@ -422,7 +491,8 @@ def _logsumexp(x, axis=-1, keepdims=False):
 def _logsumexp_vjp(g, n, x, zk, axis, keepdims):
     return (_expand(g, axis, x.ndim, keepdims) * xp.exp(x - zk),)
 LOGSUMEXP = defop("logsumexp", _logsumexp, _logsumexp_vjp,
-                  derive={"zk": lambda x, axis, keepdims, **_: _lse_keep(x, axis)})
+                  derive={"zk": lambda x, axis, keepdims, **_: _lse_keep(x, axis)},
+                  jvp=lambda d, x, zk, axis, keepdims: xp.sum(d[0] * xp.exp(x - zk), axis=axis, keepdims=keepdims))
 
 
 def _lse_keep(x, axis):
@@ -434,8 +504,8 @@ def _lse_keep(x, axis):
 
 # ------------------------------------------------------------------ vector activations
 def _softmax(x, axis=-1):
-    """y = exp(x) / Σ exp(x) along axis   |   x̄ = y ⊙ (g − Σ_axis g ⊙ y)
-    (the Jacobian diag(y) − y yᵀ applied to g without forming it)"""
+    """y = exp(x) / Σ exp(x) along axis   |   x̄ = y ⊙ (g − Σ_axis g ⊙ y)   |   ẏ = y ⊙ (ẋ − Σ_axis ẋ ⊙ y)
+    (the Jacobian diag(y) − y yᵀ applied to g or ẋ without forming it: it is symmetric)"""
     y = softmax_array(x, axis)
     return y, (y, axis)
 
@@ -443,20 +513,21 @@ def _softmax(x, axis=-1):
 def _softmax_vjp(g, n, ans, axis):
     gy = g * ans
     return (gy - ans * xp.sum(gy, axis=axis, keepdims=True),)
-SOFTMAX = defop("softmax", _softmax, _softmax_vjp)
+SOFTMAX = defop("softmax", _softmax, _softmax_vjp, jvp=lambda d, ans, axis: _softmax_vjp(d[0], None, ans, axis)[0])
 
 
 def _log_softmax(x, axis=-1):
-    """y = x − logsumexp(x) along axis   |   x̄ = g − exp(y) ⊙ Σ_axis g"""
+    """y = x − logsumexp(x) along axis   |   x̄ = g − exp(y) ⊙ Σ_axis g   |   ẏ = ẋ − Σ_axis exp(y) ⊙ ẋ"""
     y = log_softmax_array(x, axis)
     return y, (y, axis)
 LOG_SOFTMAX = defop("log_softmax", _log_softmax,
-                    lambda g, n, ans, axis: (g - xp.exp(ans) * xp.sum(g, axis=axis, keepdims=True),))
+                    lambda g, n, ans, axis: (g - xp.exp(ans) * xp.sum(g, axis=axis, keepdims=True),),
+                    jvp=lambda d, ans, axis: d[0] - xp.sum(xp.exp(ans) * d[0], axis=axis, keepdims=True))
 
 
 def _smax(a, axis=-1, keepdims=False):
     """Soft maximum (seed 001): o = Σ_i s_i a_i with s = softmax(a) along axis   |
-    ā_i = g ⊙ s_i (1 + a_i − o)"""
+    ā_i = g ⊙ s_i (1 + a_i − o)   |   ȯ = Σ_i ȧ_i ⊙ s_i (1 + a_i − o)"""
     s = softmax_array(a, axis)
     o = np.sum(s * a, axis=axis, keepdims=True)
     return (o if keepdims else np.squeeze(o, axis=axis)), (a, s, o, axis, keepdims)
@@ -466,13 +537,15 @@ def _smax_vjp(g, n, a, s, ok, axis, keepdims):
     return (_expand(g, axis, a.ndim, keepdims) * s * (1 + a - ok),)
 SMAX = defop("smax", _smax, _smax_vjp, derive={
     "s": lambda a, axis, **_: xp.softmax(a, axis),
-    "ok": lambda a, axis, **_: xp.sum(xp.softmax(a, axis) * a, axis=axis, keepdims=True)})
+    "ok": lambda a, axis, **_: xp.sum(xp.softmax(a, axis) * a, axis=axis, keepdims=True)},
+    jvp=lambda d, a, s, ok, axis, keepdims: xp.sum(d[0] * s * (1 + a - ok), axis=axis, keepdims=keepdims))
 
 
 def _softmax_cross_entropy(z, target, weight):
     """Mean cross-entropy from logits, fused: L = Σ_n w_n (logsumexp(z_n) − Σ_k t_nk z_nk)
     with t the class indices (one-hot) or soft target rows, and w_n = 1/N by default   |
-    z̄ = g · w_n ((Σ_k t_nk) softmax(z_n) − t_n)   (= softmax(z_n) − t_n when the rows sum to 1)"""
+    z̄ = g · w_n ((Σ_k t_nk) softmax(z_n) − t_n)   (= softmax(z_n) − t_n when the rows sum to 1)   |
+    L̇ = Σ_n w_n Σ_k ((Σ_k t_nk) softmax(z_n) − t_n)_k ż_nk"""
     logp = log_softmax_array(z, -1)
     if target.dtype.kind in "iu":
         nll = (-logp[np.arange(logp.shape[0]), target] if logp.ndim == 2
@@ -483,7 +556,8 @@ def _softmax_cross_entropy(z, target, weight):
     return np.asarray(loss, dtype=z.dtype), (z, logp, target, weight)
 
 
-def _softmax_cross_entropy_vjp(g, n, z, logp, target, weight):
+def _sce_residual(logp, target):
+    """(Σ_k t_k) softmax(z) − t per row: ∂L_n/∂z_n up to the weight."""
     p = xp.exp(logp)
     if target.dtype.kind in "iu":            # the one-hot t of the class indices (a constant)
         t = np.zeros(p.shape, dtype=p.dtype)
@@ -494,19 +568,28 @@ def _softmax_cross_entropy_vjp(g, n, z, logp, target, weight):
     else:
         t = target
         p = p * np.sum(target, axis=-1, keepdims=True)
+    return p - t
+
+
+def _softmax_cross_entropy_vjp(g, n, z, logp, target, weight):
     gw = g * weight
     if np.ndim(weight):
         gw = xp.expand_dims(gw, -1)
-    return ((p - t) * gw, None, None)
+    return (_sce_residual(logp, target) * gw, None, None)
+
+
+def _softmax_cross_entropy_jvp(d, z, logp, target, weight):
+    return xp.sum(xp.sum(_sce_residual(logp, target) * d[0], axis=-1) * weight)
 SOFTMAX_CROSS_ENTROPY = defop("softmax_cross_entropy", _softmax_cross_entropy,
                               _softmax_cross_entropy_vjp,
-                              derive={"logp": lambda z, **_: xp.log_softmax(z, -1)})
+                              derive={"logp": lambda z, **_: xp.log_softmax(z, -1)},
+                              jvp=_softmax_cross_entropy_jvp)
 
 
 # ------------------------------------------------------------------ linear algebra
 def _matmul(a, b):
-    """z = a @ b (vectors, matrices, batched with broadcasting)   |   ā = g @ bᵀ,  b̄ = aᵀ @ g
-    (1-D operands are promoted to a row/column and the promoted axis removed again)"""
+    """z = a @ b (vectors, matrices, batched with broadcasting)   |   ā = g @ bᵀ,  b̄ = aᵀ @ g   |
+    ż = ȧ @ b + a @ ḃ   (1-D operands are promoted to a row/column and the promoted axis removed again)"""
     return a @ b, (a, b)
 
 
@@ -532,12 +615,14 @@ def _matmul_vjp(g, n, a, b):
         if b.ndim == 1:
             gb = gb[..., 0]
     return ga, gb
-MATMUL = defop("matmul", _matmul, _matmul_vjp)
+MATMUL = defop("matmul", _matmul, _matmul_vjp,
+               jvp=lambda d, a, b: _plus(None if d[0] is None else d[0] @ b, None if d[1] is None else a @ d[1]))
 
 
 def _bilinear(x, V):
     """z[..., k] = Σ_ij x_i V[i, j, k] x_j (x (..., m), V (m, m, k); the RNTN's tensor term xᵀV^[k]x)   |
-    x̄ = Σ_k g_k (V^[k] + V^[k]ᵀ) x,   V̄[i, j, k] = Σ_batch x_i x_j g_k
+    x̄ = Σ_k g_k (V^[k] + V^[k]ᵀ) x,   V̄[i, j, k] = Σ_batch x_i x_j g_k   |
+    ż_k = ẋᵀ V^[k] x + xᵀ V^[k] ẋ + xᵀ V̇^[k] x
     Computed as U = x V (one GEMM, U[n, j, k] = Σ_i x_i V[i, j, k]) then z = Σ_j x_j U[n, j, k]; the
     backward reuses U: x̄ = U g + (x ⊗ g) Vᵀ, V̄ = xᵀ (x ⊗ g)."""
     if V.ndim != 3 or V.shape[0] != V.shape[1] or x.ndim < 1 or x.shape[-1] != V.shape[0]:
@@ -549,18 +634,35 @@ def _bilinear(x, V):
     return z.reshape(x.shape[:-1] + (k,)), (x, V, U)
 
 
-def _bilinear_vjp(g, n, x, V, U):
-    m, k = V.shape[1], V.shape[2]
-    x2 = xp.reshape(x, (-1, m))
-    g2 = xp.reshape(g, (-1, k))
-    xg = xp.reshape(xp.einsum("nj,nk->njk", x2, g2), (-1, m * k))          # (x ⊗ g) per row
+def _bilinear_vjp(g, n, x, V, U):      # methods and indexing, not xp.reshape/expand_dims: the same
+    m, k = V.shape[1], V.shape[2]      # on tensors, ~5 µs less a call (one per RNTN tree level)
+    x2 = x.reshape(-1, m)
+    g2 = g.reshape(-1, k)
+    xg = xp.einsum("nj,nk->njk", x2, g2).reshape(-1, m * k)             # (x ⊗ g) per row
     gx = gV = None
     if n[0]:
-        gx = xp.reshape((U @ xp.expand_dims(g2, 2))[:, :, 0] + xg @ xp.reshape(V, (m, m * k)).T, x.shape)
+        gx = ((U @ g2[:, :, None])[:, :, 0] + xg @ V.reshape(m, m * k).T).reshape(x.shape)
     if n[1]:
-        gV = xp.reshape(x2.T @ xg, V.shape)
+        gV = (x2.T @ xg).reshape(V.shape)
     return gx, gV
-BILINEAR = defop("bilinear", _bilinear, _bilinear_vjp, derive={
+
+
+def _bilinear_jvp(d, x, V, U):
+    """ż = Σ_j ẋ_j U[j, k] + Σ_j x_j (ẋ V + x V̇)[j, k]  (U = x V, as in the forward)."""
+    m, k = V.shape[1], V.shape[2]
+    x2 = xp.reshape(x, (-1, m))
+    xrow = xp.expand_dims(x2, 1)                                             # (n, 1, m)
+    inner = None                                                             # ẋ V + x V̇, (n, m·k)
+    if d[0] is not None:
+        dx2 = xp.reshape(d[0], (-1, m))
+        inner = dx2 @ xp.reshape(V, (m, m * k))
+    if d[1] is not None:
+        inner = _plus(inner, x2 @ xp.reshape(d[1], (m, m * k)))
+    z = (xrow @ xp.reshape(inner, (-1, m, k)))[:, 0, :]
+    if d[0] is not None:
+        z = z + (xp.expand_dims(dx2, 1) @ U)[:, 0, :]
+    return xp.reshape(z, x.shape[:-1] + (k,))
+BILINEAR = defop("bilinear", _bilinear, _bilinear_vjp, jvp=_bilinear_jvp, derive={
     "U": lambda x, V, **_: xp.reshape(xp.reshape(x, (-1, V.shape[0])) @ xp.reshape(V, (V.shape[0], -1)),
                                       (-1, V.shape[0], V.shape[2]))})
 
@@ -608,7 +710,8 @@ def _einsum(subscripts, *ops):
     """z = einsum(subscripts, x₁, …, xₖ)   |
     x̄ᵢ = einsum(out, x₁..x̂ᵢ..xₖ → subsᵢ)(g, others): contract g with every other operand onto
     operand i's indices; indices of operand i found nowhere else are broadcast back, and repeated
-    indices (diagonals) are scattered onto the diagonal."""
+    indices (diagonals) are scattered onto the diagonal   |   ż = Σᵢ einsum(subscripts, x₁, …, ẋᵢ, …, xₖ)
+    (the product rule: einsum is linear in each operand)"""
     ins, out = parse_einsum(subscripts, [o.shape for o in ops])
     spec = ",".join(ins) + "->" + out
     return np.einsum(spec, *ops, optimize=einsum_path(spec, ops)), (ins, out, ops)
@@ -668,32 +771,41 @@ def _diag_out(sub):
         out.append(c.upper() if c in seen else c)
         seen.add(c)
     return "".join(out)
-EINSUM = defop("einsum", _einsum, _einsum_vjp)
+def _einsum_jvp(d, ins, out, ops):
+    spec = ",".join(ins) + "->" + out
+    z = None
+    for i, di in enumerate(d[1:]):
+        if di is not None:
+            args = ops[:i] + (di,) + ops[i + 1:]
+            z = _plus(z, xp.einsum(spec, *args, optimize=einsum_path(spec, args) if xp.name == "numpy" else False))
+    return z
+EINSUM = defop("einsum", _einsum, _einsum_vjp, jvp=_einsum_jvp)
 
 
 # ------------------------------------------------------------------ shape ops
 def _reshape(x, shape):
-    """z = reshape(x, shape)   |   x̄ = reshape(g, x.shape)"""
+    """z = reshape(x, shape)   |   x̄ = reshape(g, x.shape)   |   ż = reshape(ẋ, shape)"""
     return np.reshape(x, shape), (x.shape,)
-RESHAPE = defop("reshape", _reshape, lambda g, n, xshape: (xp.reshape(g, xshape),))
+RESHAPE = defop("reshape", _reshape, lambda g, n, xshape: (xp.reshape(g, xshape),), jvp=LINEAR)
 
 
 def _transpose(x, axes=None):
-    """z = transpose(x, axes) (axes=None reverses them)   |   x̄ = transpose(g, axes⁻¹)"""
+    """z = transpose(x, axes) (axes=None reverses them)   |   x̄ = transpose(g, axes⁻¹)   |   ż = transpose(ẋ, axes)"""
     return np.transpose(x, axes), (None if axes is None else tuple(np.argsort(axes)),)
-TRANSPOSE = defop("transpose", _transpose, lambda g, n, inv: (xp.transpose(g, inv),))
+TRANSPOSE = defop("transpose", _transpose, lambda g, n, inv: (xp.transpose(g, inv),), jvp=LINEAR)
 
 
 def _broadcast_to(x, shape):
-    """z = x broadcast to ``shape``   |   x̄ = g summed over the broadcast axes (the engine's unbroadcast)"""
+    """z = x broadcast to ``shape``   |   x̄ = g summed over the broadcast axes (the engine's unbroadcast)   |
+    ż = ẋ broadcast to ``shape``"""
     return np.broadcast_to(x, shape), ()
-BROADCAST_TO = defop("broadcast_to", _broadcast_to, lambda g, n: (g,))
+BROADCAST_TO = defop("broadcast_to", _broadcast_to, lambda g, n: (g,), jvp=LINEAR)
 
 
 def _cast(x, dtype):
-    """z = x converted to ``dtype``   |   x̄ = g converted back to x's dtype"""
+    """z = x converted to ``dtype``   |   x̄ = g converted back to x's dtype   |   ż = ẋ converted to ``dtype``"""
     return x.astype(dtype), (x.dtype,)
-CAST = defop("cast", _cast, lambda g, n, xdtype: (xp.cast(g, xdtype),))
+CAST = defop("cast", _cast, lambda g, n, xdtype: (xp.cast(g, xdtype),), jvp=LINEAR)
 
 
 def _is_basic(idx):
@@ -704,9 +816,10 @@ def _is_basic(idx):
 
 def _getitem(x, idx):
     """z = x[idx] (basic slicing or integer-array indexing)   |
-    x̄ = zeros_like(x) with x̄[idx] += g (a scatter-add: repeated indices accumulate)"""
+    x̄ = zeros_like(x) with x̄[idx] += g (a scatter-add: repeated indices accumulate)   |   ż = ẋ[idx]"""
     return x[idx], (x.shape, x.dtype, idx)
-GETITEM = defop("getitem", _getitem, lambda g, n, xshape, xdtype, idx: (xp.scatter(g, idx, xshape, xdtype),))
+GETITEM = defop("getitem", _getitem, lambda g, n, xshape, xdtype, idx: (xp.scatter(g, idx, xshape, xdtype),),
+                jvp=LINEAR)
 
 
 def _getitem_into(buf, g, xshape, xdtype, idx):
@@ -720,20 +833,23 @@ GETITEM.into = _getitem_into
 
 
 def _scatter(g, idx, shape, dtype=None):
-    """z = zeros(shape) with z[idx] += g (the transpose of getitem)   |   ḡ = gz[idx]"""
+    """z = zeros(shape) with z[idx] += g (the transpose of getitem)   |   ḡ = gz[idx]   |
+    ż = zeros(shape) with ż[idx] += ġ"""
     return _scatter_array(g, idx, shape, dtype), (idx,)
-SCATTER = defop("scatter", _scatter, lambda g, n, idx: (g[idx],))
+SCATTER = defop("scatter", _scatter, lambda g, n, idx: (g[idx],), jvp=LINEAR)
 
 
 def _take(x, idx, sparse=False):
     """z = x[idx] along axis 0 (embedding lookup; idx an integer array of any shape)   |
-    x̄[idx[k]] += g[k] -- dense, or row-sparse (indices + rows) when sparse=True"""
+    x̄[idx[k]] += g[k] -- dense, or row-sparse (indices + rows) when sparse=True   |   ż = ẋ[idx]"""
     return x[idx], (x.shape, idx, sparse)
-TAKE = defop("take", _take, lambda g, n, xshape, idx, sparse: (xp.row_grad(idx, g, xshape, sparse),))
+TAKE = defop("take", _take, lambda g, n, xshape, idx, sparse: (xp.row_grad(idx, g, xshape, sparse),),
+             jvp=LINEAR)
 
 
 def _concat(*xs, axis=0):
-    """z = concatenate(x₁, …, xₖ) along axis   |   x̄ᵢ = the i-th block of g along axis"""
+    """z = concatenate(x₁, …, xₖ) along axis   |   x̄ᵢ = the i-th block of g along axis   |
+    ż = concatenate(ẋ₁, …, ẋₖ) along axis"""
     ends = list(itertools.accumulate(x.shape[axis] for x in xs))
     return np.concatenate(xs, axis=axis), (ends, axis % xs[0].ndim)
 
@@ -741,11 +857,12 @@ def _concat(*xs, axis=0):
 def _concat_vjp(g, n, ends, axis):
     lead = (slice(None),) * axis
     return tuple(g[lead + (slice(a, b),)] if nd else None for a, b, nd in zip([0] + ends[:-1], ends, n))
-CONCAT = defop("concat", _concat, _concat_vjp)
+CONCAT = defop("concat", _concat, _concat_vjp, jvp=LINEAR)
 
 
 def _stack(*xs, axis=0):
-    """z = stack(x₁, …, xₖ) along a new axis   |   x̄ᵢ = g at index i of that axis (a view: linear in k)"""
+    """z = stack(x₁, …, xₖ) along a new axis   |   x̄ᵢ = g at index i of that axis (a view: linear in k)   |
+    ż = stack(ẋ₁, …, ẋₖ)"""
     z = np.stack(xs, axis=axis)
     return z, (len(xs), axis % z.ndim)
 
@@ -753,4 +870,4 @@ def _stack(*xs, axis=0):
 def _stack_vjp(g, n, k, axis):
     lead = (slice(None),) * axis
     return tuple(g[lead + (i,)] if n[i] else None for i in range(k))
-STACK = defop("stack", _stack, _stack_vjp)
+STACK = defop("stack", _stack, _stack_vjp, jvp=LINEAR)

@@ -51,7 +51,8 @@ def _token(dtype):
 
 def _write(x, prev, table, start):
     """T[start:start+n] = x (a token records the write; ``prev`` is the previous write's token)   |
-    x̄ = G[start:start+n] (those rows of G are then zeroed), the previous token gets ∅"""
+    x̄ = G[start:start+n] (those rows of G are then zeroed), the previous token gets ∅   |
+    Ṫ[start:start+n] = ẋ (forward mode: a tangent table beside T; the token carries the order)"""
     stop = start + x.shape[0]
     table._buf[start:stop] = x
     return _token(table._buf.dtype), (table, start, stop)
@@ -65,35 +66,51 @@ def _write_vjp(g, s, n):
         gx = G[start:stop].copy()
         G[start:stop] = 0
     return gx, (_token(g.dtype) if n[1] else None)
-TABLE_WRITE = defop("table_write", _write, _write_vjp)
 
 
-def _gather(token, table, idx, distinct):
-    """z = T[idx] (rows written earlier; idx an integer array of any shape)   |
-    G[idx] += g (repeated rows summed unless ``distinct``), the latest token gets ∅"""
-    return table._buf[idx], (table, idx, distinct)
+def _write_jvp(d, s):
+    table, start, stop = s
+    if d[0] is not None:
+        table._tangent_buffer()[start:stop] = d[0]
+    return _token(table._buf.dtype)
+TABLE_WRITE = defop("table_write", _write, _write_vjp, jvp=_write_jvp)
+
+
+def _gather(token, table, idx, distinct, flat):
+    """z = T[idx] (rows written earlier; idx an integer array of any shape; ``flat``: the rows of each
+    idx[..., :] joined end to end, z of shape idx.shape[:-1] + (k·row,))   |
+    G[idx] += g (repeated rows summed unless ``distinct``), the latest token gets ∅   |   ż = Ṫ[idx]"""
+    z = table._buf[idx]
+    if flat:
+        z = z.reshape(idx.shape[:-1] + (-1,))
+    return z, (table, idx, distinct, flat)
 
 
 def _gather_vjp(g, s, n):
-    table, idx, distinct = s
+    table, idx, distinct = s[:3]
     G = table._grad_buffer()
+    g = g.reshape(idx.shape + G.shape[1:])
     if distinct:
         G[idx] += g
     else:
         RowSparseGrad(idx, g, G.shape).add_to(G)
     return (_token(g.dtype),)
-TABLE_GATHER = defop("table_gather", _gather, _gather_vjp)
+def _gather_jvp(d, s):
+    table, idx, _, flat = s
+    z = table._tangent_buffer()[idx]
+    return z.reshape(idx.shape[:-1] + (-1,)) if flat else z
+TABLE_GATHER = defop("table_gather", _gather, _gather_vjp, jvp=_gather_jvp)
 
 
 def _read(token, table):
-    """z = T (the whole table)   |   G += g, the latest token gets ∅"""
+    """z = T (the whole table)   |   G += g, the latest token gets ∅   |   ż = Ṫ"""
     return table._buf, table
 
 
 def _read_vjp(g, table, n):
     table._grad_buffer()[...] += g
     return (_token(g.dtype),)
-TABLE_READ = defop("table_read", _read, _read_vjp)
+TABLE_READ = defop("table_read", _read, _read_vjp, jvp=lambda d, table: table._tangent_buffer())
 
 
 class NodeTable:
@@ -121,6 +138,8 @@ class NodeTable:
         self._buf = None
         self._grad = None
         self._written = np.zeros(self.rows, dtype=bool)
+        self._filled = 0         # rows 0.._filled-1 are written (a level loop writes in row order)
+        self._top = 0            # no row at or after _top is written
         self._token = None       # the latest write's token Tensor (None: no write needs a gradient)
         self._writes = 0
         self._sealed = False
@@ -133,6 +152,12 @@ class NodeTable:
         if self._grad is None:
             self._grad = np.zeros(self._buf.shape, dtype=self._buf.dtype)
         return self._grad
+
+    def _tangent_buffer(self):
+        """Ṫ, the rows' tangents under cr.jvp (zero for rows written without one)."""
+        if getattr(self, "_tbuf", None) is None:
+            self._tbuf = np.zeros(self._buf.shape, dtype=self._buf.dtype)
+        return self._tbuf
 
     def write(self, start, x):
         """Write the rows of ``x`` (a Tensor or array, first axis = rows) at ``start``."""
@@ -151,24 +176,32 @@ class NodeTable:
             raise ValueError(f"NodeTable.write: rows of shape {data.shape[1:]} for a table of rows "
                              f"{self._buf.shape[1:]}")
         done = self._written[start:start + n]
-        if done.any():
+        if start < self._top and done.any():          # O(1) for writes in row order
             raise ValueError(f"NodeTable.write: rows {start}..{start + n} overlap rows already written")
         done[...] = True
+        self._top = max(self._top, start + n)
+        if start <= self._filled:
+            self._filled = max(self._filled, start + n)
+            if self._filled < self._top:              # writes out of row order: extend over the rest
+                gap = np.flatnonzero(~self._written[self._filled:])
+                self._filled = self.rows if not gap.size else self._filled + int(gap[0])
         tok = apply(TABLE_WRITE, (x, self._token), {"table": self, "start": start})
-        if tok.requires_grad:
+        if tok.requires_grad or getattr(tok, "_tangent", None) is not None:   # (a tangent: cr.jvp)
             self._token = tok
         self._writes += 1
 
-    def gather(self, idx, distinct=False):
+    def gather(self, idx, distinct=False, flat=False):
         """Rows ``idx`` (an integer array of any shape; rows already written) as a Tensor of shape
         ``idx.shape + row_shape``.  ``distinct=True`` promises that no row appears twice in ``idx``
-        (the children of one tree level), so backward adds with one fancy-indexed ``+=``."""
+        (the children of one tree level), so backward adds with one fancy-indexed ``+=``.
+        ``flat=True``: the rows of each ``idx[..., :]`` joined end to end (shape
+        ``idx.shape[:-1] + (k·row_size,)``: the ``[a; b]`` of every node from its children's rows)."""
         idx = np.asarray(idx)
         if idx.dtype.kind not in "iu":
             raise TypeError(f"NodeTable.gather: indices must be integers, got dtype {idx.dtype}")
         if self._buf is None:
             raise IndexError("NodeTable.gather: nothing has been written yet")
-        if idx.size:
+        if idx.size and not (idx.min() >= 0 and idx.max() < self._filled):    # the common case: 2 reductions
             lo = int(idx.min())
             try:
                 ok = self._written[idx]
@@ -180,7 +213,10 @@ class NodeTable:
             if not ok.all():
                 raise IndexError(f"NodeTable.gather: row {int(idx.reshape(-1)[np.argmin(ok.reshape(-1))])} "
                                  f"has not been written yet")
-        return apply(TABLE_GATHER, (self._token,), {"table": self, "idx": idx, "distinct": bool(distinct)})
+        if flat and idx.ndim == 0:
+            raise ValueError("NodeTable.gather: flat=True needs an index array of at least one axis")
+        return apply(TABLE_GATHER, (self._token,), {"table": self, "idx": idx, "distinct": bool(distinct),
+                                                    "flat": bool(flat)})
 
     def read(self):
         """The whole table as a Tensor (every row must have been written); seals the table."""

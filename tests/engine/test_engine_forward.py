@@ -1,0 +1,212 @@
+"""Forward mode from the tangent rules (``jvp=`` in each row of the rule table): every rule's tangent
+agrees with central finite differences AND with the double-VJP trick (float64, random inputs with
+broadcasting, every input's tangent and each input's alone), the tangent rules are differentiable
+(grad of a jvp, jvp of a jvp), forward over reverse equals reverse over reverse, a rule without a
+tangent rule makes ``test_every_rule_has_a_tangent_rule`` fail, and a user's primitive without one
+falls back to the double-VJP for that op."""
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.ops import rules as R
+from chainrule.transforms import jvp_by_double_vjp
+
+from test_engine_higher_order import CASES
+
+RNG = np.random.default_rng(11)
+
+
+def _tangents(xs):
+    return [RNG.standard_normal(x.shape) for x in xs]
+
+
+def _fd(f, xs, vs, eps=1e-6):
+    with cr.no_grad():
+        fp = f(*[cr.tensor(x + eps * v) for x, v in zip(xs, vs)]).data
+        fm = f(*[cr.tensor(x - eps * v) for x, v in zip(xs, vs)]).data
+    return (fp - fm) / (2 * eps)
+
+
+def test_every_rule_has_a_tangent_rule():
+    """A new primitive in the library's table must come with its tangent rule (jvp= in its defop row)
+    and with a case in CASES (test_engine_higher_order), which the tests below run."""
+    missing = sorted(k for k, op in R.RULES.items()
+                     if op.jvp is None and op.forward.__module__.startswith("chainrule."))
+    assert not missing, f"rules without a tangent rule (jvp=): {missing}"
+    table_ops = {"table_write", "table_gather", "table_read"}          # tested below (first order only)
+    untested = sorted(k for k, op in R.RULES.items() if op.forward.__module__.startswith("chainrule.")
+                      and k not in CASES and k not in table_ops)
+    assert not untested, f"rules without a case in CASES: {untested}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_tangent_rule_matches_finite_differences_and_double_vjp(name):
+    f, make = CASES[name]
+    xs = [x.data for x in make()]
+    vs = _tangents(xs)
+    y, dy = cr.jvp(f, tuple(xs), tuple(vs))
+    assert isinstance(dy, np.ndarray) and dy.shape == np.shape(y) and dy.dtype == np.float64
+    np.testing.assert_allclose(y, f(*[cr.tensor(x) for x in xs]).data)
+    np.testing.assert_allclose(dy, _fd(f, xs, vs), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dy, jvp_by_double_vjp(f, tuple(xs), tuple(vs))[1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(k for k, (f, make) in CASES.items() if len(make()) > 1))
+def test_tangent_rule_with_one_input_moving(name):
+    """The other inputs' tangents are zero (None inside the rule): each input's term alone."""
+    f, make = CASES[name]
+    xs = [x.data for x in make()]
+    for i in range(len(xs)):
+        g = (lambda i: lambda xi: f(*[xi if j == i else cr.tensor(x) for j, x in enumerate(xs)]))(i)
+        v = RNG.standard_normal(xs[i].shape)
+        dy = cr.jvp(g, (xs[i],), (v,))[1]
+        np.testing.assert_allclose(dy, jvp_by_double_vjp(g, (xs[i],), (v,))[1], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(dy, _fd(g, [xs[i]], [v]), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_tangent_rule_is_differentiable(name):
+    """grad of ⟨jvp(f)(x), w⟩ against finite differences: the tangent rules run on tensors then."""
+    f, make = CASES[name]
+    xs = make()
+    vs = _tangents(xs)
+    assert cr.gradcheck(lambda *a: cr.jvp(f, a, tuple(vs))[1], *xs, atol=1e-6, rtol=1e-4)
+
+
+def test_jvp_of_jvp_is_the_second_directional_derivative():
+    f = lambda x: cr.softmax(cr.tanh(x * x) @ W, axis=-1)                  # noqa: E731
+    W = RNG.standard_normal((4, 3))
+    x, v, w = (RNG.standard_normal((2, 4)) for _ in range(3))
+    got = cr.jvp(lambda x: cr.jvp(f, (x,), (v,))[1], (x,), (w,))[1]
+    eps = 1e-5
+    want = (cr.jvp(f, (x + eps * w,), (v,))[1] - cr.jvp(f, (x - eps * w,), (v,))[1]) / (2 * eps)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+    # the same direction twice: d²/dt² f(x + t v), no confusion between the two levels
+    got = cr.jvp(lambda x: cr.jvp(f, (x,), (v,))[1], (x,), (v,))[1]
+    with cr.no_grad():
+        fd2 = (f(cr.tensor(x + eps * v)).data - 2 * f(cr.tensor(x)).data + f(cr.tensor(x - eps * v)).data) / eps ** 2
+    np.testing.assert_allclose(got, fd2, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["fwd", "rev"])
+def test_hvp_modes_agree_with_each_other_and_finite_differences(mode):
+    X, W1 = RNG.standard_normal((5, 4)), RNG.standard_normal((4, 6))
+    W2, y = RNG.standard_normal((6, 3)), np.array([0, 2, 1, 1, 0])
+    f = lambda W1, W2: cr.softmax_cross_entropy(cr.sigmoid(cr.tensor(X) @ W1) @ W2, y)   # noqa: E731
+    v1, v2 = RNG.standard_normal(W1.shape), RNG.standard_normal(W2.shape)
+    h1, h2 = cr.hvp(f, (W1, W2), (v1, v2), mode=mode)
+    g = cr.grad(f, argnums=(0, 1))
+    eps = 1e-5
+    p, m = g(W1 + eps * v1, W2 + eps * v2), g(W1 - eps * v1, W2 - eps * v2)
+    np.testing.assert_allclose(h1, (p[0] - m[0]) / (2 * eps), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(h2, (p[1] - m[1]) / (2 * eps), rtol=1e-6, atol=1e-8)
+    other = cr.hvp(f, (W1, W2), (v1, v2), mode="rev" if mode == "fwd" else "fwd")
+    np.testing.assert_allclose(h1, other[0], rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="mode must be"):
+        cr.hvp(f, (W1, W2), (v1, v2), mode="both")
+
+
+def test_jvp_of_a_node_table_matches_finite_differences():
+    """The table ops (first order only in reverse mode) carry tangents in a tangent table."""
+    def f(leaves):
+        t = cr.NodeTable(4)
+        t.write(0, leaves)
+        c = t.gather(np.array([[0, 1], [1, 2]]), distinct=False)
+        t.write(3, cr.tanh(c.sum(axis=1)[:1]) * 2.0)
+        flat = t.gather(np.array([[3, 0], [1, 3]]), flat=True)          # (2, 4): rows joined end to end
+        return t.read() * t.gather(np.array([3, 0, 3, 1])) + flat.reshape(4, 2)
+    x, v = RNG.standard_normal((3, 2)), RNG.standard_normal((3, 2))
+    y, dy = cr.jvp(f, (x,), (v,))
+    np.testing.assert_allclose(dy, _fd(f, [x], [v]), rtol=1e-6, atol=1e-9)
+    assert np.abs(dy[3]).max() > 0                     # the tangent went through the gathered rows
+
+
+def test_user_primitive_without_tangent_rule_falls_back_to_double_vjp(user_ops):
+    from chainrule.ops.rules import xp
+    user_ops.append("cube_no_jvp")
+    cube = cr.primitive("cube_no_jvp", lambda x: (x ** 3, (x,)), lambda g, n, x: (3 * g * x * x,))
+    x, v = RNG.standard_normal((2, 3)), RNG.standard_normal((2, 3))
+    f = lambda x: cr.sin(cube(x * 2.0))                                  # noqa: E731
+    np.testing.assert_allclose(cr.jvp(f, (x,), (v,))[1], _fd(f, [x], [v]), rtol=1e-6, atol=1e-9)
+    with pytest.raises(RuntimeError, match="op 'cube_no_jvp' has no tangent rule"):
+        cr.jvp(lambda x: cr.jvp(f, (x,), (v,))[1], (x,), (v,))
+    user_ops.append("cube_jvp")
+    cube2 = cr.primitive("cube_jvp", lambda x: (x ** 3, (x,)), lambda g, n, x: (3 * g * x * x,),
+                         jvp=lambda d, x: 3 * d[0] * x * xp.exp(0 * x) * x)
+    f2 = lambda x: cr.sin(cube2(x * 2.0))                                # noqa: E731
+    got = cr.jvp(lambda x: cr.jvp(f2, (x,), (v,))[1], (x,), (v,))[1]     # differentiable: jvp of jvp
+    eps = 1e-5
+    want = (cr.jvp(f2, (x + eps * v,), (v,))[1] - cr.jvp(f2, (x - eps * v,), (v,))[1]) / (2 * eps)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+
+
+def test_old_style_primitive_without_tangent_rule_raises_naming_the_op(user_ops):
+    user_ops.append("old_sq")
+    f = cr.primitive("old_sq", lambda x: (x * x, x), lambda g, s, n: (2 * g * s,))
+    with pytest.raises(RuntimeError, match="op 'old_sq' has no tangent rule"):
+        cr.jvp(lambda x: f(x), (np.ones(3),), (np.ones(3),))
+
+
+def test_jvp_api_shapes_tuples_and_errors():
+    x, v = np.arange(3.0), np.ones(3)
+    (a, b), (da, db) = cr.jvp(lambda x: (x * 2.0, (x * x).sum()), (x,), (v,))
+    np.testing.assert_allclose(da, 2 * v)
+    np.testing.assert_allclose(db, 2 * x.sum())
+    y, dy = cr.jvp(lambda x: x + np.zeros((2, 3)), (x,), (v,))          # the tangent broadcast to z
+    assert dy.shape == (2, 3) and dy.flags.writeable
+    y, dy = cr.jvp(lambda x: x.reshape(3), (x,), (v,))                  # never a view of the caller's v
+    dy[0] = 5.0
+    assert v[0] == 1.0
+    y, dy = cr.jvp(lambda x: cr.tensor(np.ones(2)) * 3.0, (x,), (v,))   # independent of x: zeros
+    np.testing.assert_array_equal(dy, np.zeros(2))
+    with pytest.raises(ValueError, match="a tangent of shape"):
+        cr.jvp(lambda x: x, (x,), (np.ones(4),))
+    with pytest.raises(ValueError, match="1 primals but 2 tangents"):
+        cr.jvp(lambda x: x, (x,), (v, v))
+    x32 = np.arange(3, dtype=np.float32)
+    assert cr.jvp(lambda x: cr.tanh(x), (x32,), (v,))[1].dtype == np.float32
+    from chainrule.autograd import STATE
+    assert STATE.tangents == ()                                          # levels closed, also after errors
+
+
+def test_jvp_with_primals_that_require_grad_gives_tensors_to_backprop():
+    x = cr.tensor(RNG.standard_normal(4), requires_grad=True, dtype="float64")
+    v = RNG.standard_normal(4)
+    y, dy = cr.jvp(lambda x: cr.sin(x) * x, (x,), (v,))
+    assert isinstance(dy, cr.Tensor)
+    dy.sum().backward()                     # d/dx Σ (cos x · x + sin x) v = Σ (2 cos x − x sin x) v
+    np.testing.assert_allclose(x.grad, (2 * np.cos(x.data) - x.data * np.sin(x.data)) * v, rtol=1e-12)
+
+
+@pytest.fixture
+def user_ops():
+    names = []
+    yield names
+    for n in names:
+        R.RULES.pop(n, None)
+
+
+def test_in_place_on_a_tensor_with_a_tangent_makes_a_new_tensor_and_item_assignment_raises():
+    x, v = np.array([1.0, 2.0]), np.array([1.0, -1.0])
+
+    def f(x):
+        x *= 3.0                         # z = z * 3: a new tensor, the caller's array is untouched
+        return x * x
+    np.testing.assert_allclose(cr.jvp(f, (x,), (v,))[1], 18 * x * v)
+    np.testing.assert_array_equal(x, [1.0, 2.0])
+
+    def g(x):
+        x[0] = 5.0
+        return x
+    with pytest.raises(TypeError, match="carries a tangent.*index_put"):
+        cr.jvp(g, (x,), (v,))
+
+
+def test_composition_without_V_tangent():
+    from chainrule.ops.fused import composition
+    c, W, b = RNG.standard_normal((3, 4)), RNG.standard_normal((4, 2)), RNG.standard_normal(2)
+    vs = [RNG.standard_normal(a.shape) for a in (c, W, b)]
+    f = lambda c, W, b: composition(c, W, b)                             # noqa: E731
+    dy = cr.jvp(f, (c, W, b), tuple(vs))[1]
+    np.testing.assert_allclose(dy, _fd(f, [c, W, b], vs), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(dy, jvp_by_double_vjp(f, (c, W, b), tuple(vs))[1], rtol=1e-10, atol=1e-12)
