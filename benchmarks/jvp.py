@@ -2,8 +2,13 @@
 forward pass, against the double-VJP trick it replaced, against hand-written NumPy forward mode, and
 against ``torch.func.jvp`` and ``jax.jvp`` (jit) when installed.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/jvp.py               # ~1 minute
+    OPENBLAS_NUM_THREADS=1 python benchmarks/jvp.py               # ~4 minutes, then benchmarks/hvp.py's table
     OPENBLAS_NUM_THREADS=1 python benchmarks/jvp.py --rounds 9    # steadier
+    OPENBLAS_NUM_THREADS=1 python benchmarks/jvp.py --no-hvp      # forward mode only
+
+The Hessian-vector products (forward over reverse with these tangent rules against reverse over
+reverse) are measured by ``benchmarks/hvp.py``, which this script runs at the end with the same
+number of rounds, so one command gives every number the README's second-order section quotes.
 
 Workloads (the tangent is taken with respect to every primal, with random tangents):
 
@@ -203,6 +208,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--budget", type=float, default=0.15, help="seconds per measurement")
+    ap.add_argument("--no-hvp", action="store_true", help="skip benchmarks/hvp.py's table at the end")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -267,6 +273,10 @@ def main(argv=None):
               f" {ratio('2vjp', 'fwd'):9.2f} {ratio('2vjp', 'jvp'):9.2f} {ratio('np jvp', 'np fwd'):14.2f}"
               f" {ratio('jvp', 'np jvp'):11.2f} {tr} {jr}", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    if not args.no_hvp:
+        import hvp                                    # benchmarks/hvp.py (this script's directory)
+        print()
+        hvp.main(["--rounds", str(args.rounds)])
 
 
 if __name__ == "__main__":

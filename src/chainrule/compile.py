@@ -41,6 +41,8 @@ step pure apart from those calls.
 """
 from __future__ import annotations
 
+import heapq
+import re
 import warnings
 
 import numpy as np
@@ -48,6 +50,7 @@ import numpy as np
 from . import autograd as ag
 from .autograd import Node, RowSparseGrad, STATE, unbroadcast
 from .sparse import ACC, IADD, NEW, SCATTER, accumulate, add_grad, deposit, fresh
+from .ops import rules as _R
 from .tensor import Tensor
 
 __all__ = ["compile", "Compiled", "CaptureError"]
@@ -99,7 +102,7 @@ def _fetch(args, path):
 class _Plan:
     """What one capture recorded: the nodes in construction order, how to get each input, the
     backward call and the optimizer calls around it, and how to build the return value."""
-    __slots__ = ("ops", "order", "root", "seed", "events", "ret", "leaves", "key", "fast")
+    __slots__ = ("ops", "order", "root", "seed", "events", "ret", "leaves", "key", "fast", "unbuffered")
 
 
 def _resolve(x, arrays_by_id, bases, slot_of):
@@ -207,7 +210,7 @@ def _build(root, seed, events, ret, args):
     plan.order = list(range(len(nodes) - 1, -1, -1))        # backward: decreasing sequence number
     plan.leaves = leaves
     plan.ret = _ret_recipe(ret, index, slot_of)
-    plan.fast = None
+    plan.fast = plan.unbuffered = None
     return plan
 
 
@@ -424,6 +427,648 @@ def _ret_expr(r, name):
     return f"{name(r[1], 'Y')}(({items},))"
 
 
+# ------------------------------------------------------------------------------------ the recording namespace
+class _Untraceable(Exception):
+    """A rule did something a recorded array cannot stand for (a Python number or branch taken on the
+    data, ``np.asarray``, an unknown kind of object): that rule is replayed as one opaque call."""
+
+
+class _Abort(Exception):
+    """Something outside the rules cannot be recorded: the plan is replayed without buffers."""
+
+
+_STATIC = {np.ndim, np.shape, np.size, np.result_type}
+_REDUCE = {np.sum: np.add, np.max: np.maximum, np.amax: np.maximum, np.min: np.minimum, np.amin: np.minimum,
+           np.prod: np.multiply}
+_INTO = {np.concatenate, np.stack, np.einsum, np.dot}          # functions with an ``out=`` argument
+_METHOD_AS = {"sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod}
+
+
+_REC_NS = None           # the recording namespace (made on first use: after _scatter is defined)
+_NAME_ANY = re.compile(r"\b[A-Z][0-9]+\b")       # a name of the plan's namespace
+_NAME_BX = re.compile(r"\b[Bx][0-9]+\b")         # a buffer's or a per-replay array's name
+
+
+def _same_bits(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+class _Rec:
+    """A recorded array: its value in the recording run (``v``, computed for real, so shapes, dtypes and
+    the engine's decisions are those of the eager step) and the name it has in the written plan.  NumPy
+    calls on it (operators, ufuncs, the array functions, the methods rules use) compute ``v`` and write
+    one line of the plan; ``persistent``: the name is a buffer (or a view of one) the plan owns, written
+    in place by every replay; ``fresh``: an array the plan made (the engine may add into it)."""
+    __slots__ = ("v", "name", "tr", "persistent", "fresh", "__weakref__")
+    __array_priority__ = 1e9
+    __hash__ = object.__hash__
+
+    def __init__(self, tr, v, name, persistent=False, fresh=False):
+        self.tr, self.v, self.name, self.persistent, self.fresh = tr, v, name, persistent, fresh
+        tr.alive.append(self)
+        tr.by_id[id(v)] = self
+        if type(v) is np.ndarray:                  # which buffer's memory this name uses (liveness)
+            r = v
+            while r.base is not None:
+                r = r.base
+            owner = tr.owner.get(id(r))
+            if owner is not None:
+                tr.alias[name] = owner
+
+    def __array__(self, *a, **k):
+        raise _Untraceable("np.asarray of a recorded array")
+
+    def __array_ufunc__(self, uf, method, *inputs, **kw):
+        return self.tr.ufunc(uf, method, inputs, kw)
+
+    def __array_function__(self, func, types, args, kw):
+        return self.tr.function(func, args, kw)
+
+    shape = property(lambda s: s.v.shape)
+    ndim = property(lambda s: s.v.ndim)
+    dtype = property(lambda s: s.v.dtype)
+    size = property(lambda s: s.v.size)
+    itemsize = property(lambda s: s.v.itemsize)
+    strides = property(lambda s: s.v.strides)
+    T = property(lambda s: s.tr.method(s, "transpose", (), {}))
+    base = property(lambda s: None if s.fresh else s)
+
+    def __len__(self):
+        return len(self.v)
+
+    def _no(self, *a, **k):
+        raise _Untraceable("a Python value of recorded data")
+    __float__ = __int__ = __bool__ = __index__ = __complex__ = item = tolist = __iter__ = _no
+
+    def __getitem__(self, idx):
+        return self.tr.method(self, "__getitem__", (idx,), {})
+
+    def __setitem__(self, idx, val):
+        self.tr.setitem(self, idx, val)
+
+    def __getattr__(self, k):
+        if k.startswith("__"):
+            raise AttributeError(k)
+        if k in _METHOD_AS:
+            f = _METHOD_AS[k]
+            return lambda *a, **kw: self.tr.function(f, (self, *a), kw)
+        if k in ("reshape", "transpose", "swapaxes", "squeeze", "ravel", "copy", "astype", "view", "fill",
+                 "flatten", "dot", "clip", "mean", "argmax", "argmin", "nonzero", "any", "all", "cumsum", "repeat"):
+            return lambda *a, **kw: self.tr.method(self, k, a, kw)
+        raise _Untraceable(f"attribute {k!r} of a recorded array")
+
+    def __repr__(self):
+        return f"<recorded {self.name} {self.v.shape} {self.v.dtype}>"
+
+
+def _binop(uf, reflected=False):
+    if reflected:
+        return lambda s, o: s.tr.ufunc(uf, "__call__", (o, s), {})
+    return lambda s, o: s.tr.ufunc(uf, "__call__", (s, o), {})
+
+
+def _inplace(uf):
+    return lambda s, o: s.tr.ufunc(uf, "__call__", (s, o), {"out": (s,)})
+
+
+for _n, _u in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide),
+               ("floordiv", np.floor_divide), ("mod", np.remainder), ("pow", np.power), ("matmul", np.matmul),
+               ("and", np.bitwise_and), ("or", np.bitwise_or), ("xor", np.bitwise_xor)):
+    setattr(_Rec, f"__{_n}__", _binop(_u))
+    setattr(_Rec, f"__r{_n}__", _binop(_u, True))
+    setattr(_Rec, f"__i{_n}__", _inplace(_u))
+for _n, _u in (("lt", np.less), ("le", np.less_equal), ("gt", np.greater), ("ge", np.greater_equal),
+               ("eq", np.equal), ("ne", np.not_equal)):
+    setattr(_Rec, f"__{_n}__", _binop(_u))
+for _n, _u in (("neg", np.negative), ("pos", np.positive), ("abs", np.absolute), ("invert", np.invert)):
+    setattr(_Rec, f"__{_n}__", (lambda u: lambda s: s.tr.ufunc(u, "__call__", (s,), {}))(_u))
+
+
+class _Tracer:
+    """Writes the plan as code while the recorded arrays compute: one line per NumPy call, fresh
+    results in buffers allocated once (``out=``), views of buffers made once."""
+
+    def __init__(self):
+        self.lines, self.ns = [], {"np": np}
+        self.alive, self.by_id = [], {}
+        self.k = 0
+        self.owner, self.alias = {}, {}     # id(buffer array) -> its name; name -> the buffer it uses
+        self.allocs, self.assign = [], None  # buffers in allocation order; arrays to use instead (reuse)
+        self.pinned, self.no_reuse = set(), None
+
+    # -- names
+    def const(self, obj, prefix="C"):
+        k = f"{prefix}{len(self.ns)}"
+        self.ns[k] = obj
+        return k
+
+    def fresh_name(self, prefix="x"):
+        self.k += 1
+        return f"{prefix}{self.k}"
+
+    def local(self, v, expr, fresh=False):
+        name = self.fresh_name()
+        self.lines.append(f"{name} = {expr}")
+        return _Rec(self, v, name, fresh=fresh)
+
+    def buffer(self, v, fresh=True):
+        name = self.const(v, "B")
+        if fresh:
+            self.owner[id(v)] = name
+        return _Rec(self, v, name, persistent=True, fresh=fresh)
+
+    def alloc(self, like, shape=None, dtype=None):
+        """A new buffer's array: of ``like``'s shape, dtype and layout (or ``shape``/``dtype``) -- or, on
+        the second recording, the array the memory plan gives this allocation (a dead buffer's)."""
+        k = len(self.allocs)
+        a = self.assign.get(k) if self.assign is not None else None
+        if a is None:
+            a = np.empty_like(like) if like is not None else np.empty(shape, dtype)
+        elif (like is not None and (a.shape, a.dtype, a.strides) != (like.shape, like.dtype, like.strides)) or \
+                (like is None and (a.shape, a.dtype) != (tuple(shape), np.dtype(dtype))):
+            raise _Abort("the memory plan does not fit the second recording")
+        self.allocs.append(a)
+        return a
+
+    def zeros(self, shape, dtype):
+        a = self.alloc(None, shape, dtype)
+        a.fill(0)
+        rec = self.buffer(a)
+        self.lines.append(f"{rec.name}.fill(0)")
+        return rec
+
+    def expr(self, x):
+        if type(x) is _Rec or type(x) is _Var or type(x) is _Name:
+            return str(x.name) if type(x) is not _Name else x
+        if x is None or type(x) in (bool, int, str) or x is Ellipsis:
+            return repr(x)
+        if type(x) is float:
+            return repr(x) if np.isfinite(x) else self.const(x)
+        if type(x) is tuple:
+            return "(" + "".join(self.expr(e) + ", " for e in x) + ")"
+        if type(x) is list:
+            return "[" + ", ".join(self.expr(e) for e in x) + "]"
+        if type(x) is slice:
+            return f"slice({self.expr(x.start)}, {self.expr(x.stop)}, {self.expr(x.step)})"
+        if type(x) is dict:
+            return "{" + ", ".join(f"{k!r}: {self.expr(v)}" for k, v in x.items()) + "}"
+        return self.const(x)          # constants: an array here depends on constants only (see _Rec)
+
+    def call_expr(self, fn, args, kw):
+        a = [self.expr(x) for x in args] + [f"{k}={self.expr(v)}" for k, v in kw.items()]
+        return f"{fn}({', '.join(a)})"
+
+    # -- values
+    @staticmethod
+    def val(x):
+        if type(x) is _Rec or type(x) is _Var:
+            return x.v
+        if type(x) in (tuple, list):
+            return type(x)(_Tracer.val(e) for e in x)
+        if type(x) is dict:
+            return {k: _Tracer.val(v) for k, v in x.items()}
+        return x
+
+    def result(self, v, expr, opaque=False, depth=0):
+        """The recorded value of a call made per replay (no buffer): an array, a NumPy scalar, or a
+        tuple of them; of an opaque rule call (``opaque``), any other value too, as a :class:`_Var`."""
+        if isinstance(v, (np.ndarray, np.generic)):
+            same = self.by_id.get(id(v))
+            if same is not None and same.v is v:
+                return same
+            return self.local(v, expr, fresh=type(v) is np.ndarray and v.base is None)
+        if type(v) is tuple and (not opaque or _has_array(v) or depth < 2):     # (out, saved), outs
+            name = self.fresh_name("r")
+            self.lines.append(f"{name} = {expr}")
+            return tuple(self.result(e, f"{name}[{i}]", opaque, depth + 1) for i, e in enumerate(v))
+        if v is None:
+            return None
+        if opaque:
+            if type(v) is RowSparseGrad:
+                raise _Abort("a row-sparse gradient")
+            if _has_array(v):
+                self.no_reuse = f"an opaque call gives a {type(v).__name__} holding arrays"
+            return _Var(v, self, expr)
+        if isinstance(v, (bool, int, str, np.dtype, slice)):
+            return v
+        raise _Untraceable(f"a {type(v).__name__} computed from recorded data")
+
+    def _fn_name(self, f):
+        nm = getattr(f, "__name__", None)
+        if nm and getattr(np, nm, None) is f:
+            return f"np.{nm}"
+        return self.const(f, "F")
+
+    def into_buffer(self, call, v, write):
+        """``v`` computed without ``out=``; ``write(buf)`` computes it into ``buf``.  If the two agree bit for
+        bit, the plan writes into a buffer allocated once; else the call is made per replay."""
+        if isinstance(v, np.ndarray):
+            buf = self.alloc(v)
+        elif isinstance(v, np.generic):
+            buf = self.alloc(None, (), v.dtype)
+        else:
+            return None
+        try:
+            r = write(buf)
+        except Exception:     # noqa: BLE001 -- this call cannot write into a buffer: made per replay
+            return None
+        if r is not buf or not _same_bits(v, buf):
+            return None
+        rec = self.buffer(buf)
+        self.lines.append(call(rec.name))
+        return rec
+
+    # -- NumPy entry points
+    def ufunc(self, uf, method, inputs, kw):
+        if method not in ("__call__", "reduce", "at") or uf.nout != 1:
+            raise _Untraceable(f"{uf.__name__}.{method}")
+        out = kw.get("out")
+        if out is not None:
+            out = out if type(out) is tuple else (out,)
+            if len(out) != 1 or type(out[0]) is not _Rec:
+                raise _Untraceable(f"{uf.__name__} writing into an array that is not recorded")
+        vals, kv = self.val(inputs), self.val(kw)
+        fn = self._fn_name(uf) + ("" if method == "__call__" else f".{method}")
+        if method == "at":
+            if type(inputs[0]) is not _Rec:
+                raise _Untraceable(f"{uf.__name__}.at into an array that is not recorded")
+            uf.at(*vals, **kv)
+            self.lines.append(self.call_expr(fn, inputs, kw))
+            return None
+        f = getattr(uf, method) if method != "__call__" else uf
+        if out is not None:                              # in place into a recorded array
+            kv["out"] = out[0].v
+            kw = dict(kw, out=out[0])
+            f(*vals, **kv)
+            self.lines.append(self.call_expr(fn, inputs, kw))
+            return out[0]
+        v = f(*vals, **kv)
+        rec = self.into_buffer(lambda b: self.call_expr(fn, inputs, dict(kw, out=_Name(b))), v,
+                               lambda buf: f(*vals, **kv, out=buf))
+        return rec if rec is not None else self.result(v, self.call_expr(fn, inputs, kw))
+
+    def function(self, func, args, kw):
+        vals, kv = self.val(args), self.val(kw)
+        v = func(*vals, **kv)
+        if func in _STATIC:
+            return v
+        if kw.get("out") is not None:
+            raise _Untraceable(f"np.{func.__name__}(out=...)")
+        red = _REDUCE.get(func)
+        if red is not None and kw.get("initial") is None and kw.get("where") is None:
+            axis = kv.get("axis", vals[1] if len(vals) > 1 else None)
+            keep = kv.get("keepdims", False)
+            dt = kv.get("dtype")
+            x = args[0]
+            kwr = {"axis": axis, "keepdims": keep}
+            if dt is not None:
+                kwr["dtype"] = dt
+            rec = self.into_buffer(lambda b: self.call_expr(f"np.{red.__name__}.reduce", (x,), dict(kwr, out=_Name(b))),
+                                   v, lambda buf: red.reduce(self.val(x), **kwr, out=buf))
+            if rec is not None:
+                return rec
+        elif func in _INTO:
+            rec = self.into_buffer(lambda b: self.call_expr(self._fn_name(func), args, dict(kw, out=_Name(b))), v,
+                                   lambda buf: func(*vals, **kv, out=buf))
+            if rec is not None:
+                return rec
+        return self._maybe_view(v, args, self.call_expr(self._fn_name(func), args, kw))
+
+    def method(self, rec, name, args, kw):
+        vals, kv = self.val(args), self.val(kw)
+        v = getattr(rec.v, name)(*vals, **kv)
+        if v is rec.v:
+            return rec
+        if name == "fill":
+            self.lines.append(f"{rec.name}.fill({self.expr(args[0])})")
+            return None
+        if name in ("copy", "astype", "flatten") and isinstance(v, np.ndarray):
+            out = self.into_buffer(lambda b: f"np.copyto({b}, {rec.name}, casting='unsafe')", v,
+                                   lambda buf: (np.copyto(buf, rec.v, casting="unsafe"), buf)[1])
+            if out is not None:
+                return out
+        if name == "__getitem__":
+            expr = f"{rec.name}[{self.expr(args[0])}]"
+        else:
+            expr = f"{rec.name}.{name}({', '.join([self.expr(a) for a in args] + [f'{k}={self.expr(x)}' for k, x in kw.items()])})"
+        return self._maybe_view(v, (rec, *args), expr)
+
+    def _maybe_view(self, v, args, expr):
+        """A view of arrays the plan owns is made once; anything else per replay."""
+        if isinstance(v, np.ndarray) and v.base is not None:
+            recs = [a for a in _flat(args) if type(a) is _Rec]
+            if recs and all(r.persistent for r in recs) and any(np.shares_memory(v, r.v) for r in recs):
+                return self.buffer(v, fresh=False)
+        return self.result(v, expr)
+
+    def setitem(self, rec, idx, val):
+        rec.v[self.val(idx)] = self.val(val)
+        self.lines.append(f"{rec.name}[{self.expr(idx)}] = {self.expr(val)}")
+
+
+class _Name(str):
+    """A name already in the plan (a buffer), written as it is."""
+
+
+def _flat(x):
+    if type(x) in (tuple, list):
+        for e in x:
+            yield from _flat(e)
+    elif type(x) is dict:
+        for e in x.values():
+            yield from _flat(e)
+    else:
+        yield x
+
+
+class _Var:
+    """Any other value an opaque rule call returns (a shape, an axis, a count...), named in the plan:
+    a rule given one is called opaquely too (its Python code might branch on it)."""
+    __slots__ = ("v", "name")
+
+    def __init__(self, v, tr, expr):
+        self.v, self.name = v, tr.fresh_name("y")
+        tr.lines.append(f"{self.name} = {expr}")
+
+
+def _root(a):
+    while a.base is not None:
+        a = a.base
+    return a
+
+
+def _has_array(x):
+    return any(isinstance(e, (np.ndarray, np.generic)) for e in _flat(x))
+
+
+def _agree(a, b):
+    """Whether a recorded result ``a`` is bit for bit the eager result ``b`` (same structure)."""
+    if type(a) is _Rec:
+        return isinstance(b, (np.ndarray, np.generic)) and _same_bits(a.v, b)
+    if isinstance(a, (np.ndarray, np.generic)) or isinstance(b, (np.ndarray, np.generic)):
+        return isinstance(a, (np.ndarray, np.generic)) and isinstance(b, (np.ndarray, np.generic)) and _same_bits(a, b)
+    if type(a) in (tuple, list):
+        return type(b) is type(a) and len(a) == len(b) and all(_agree(x, y) for x, y in zip(a, b))
+    if type(a) is RowSparseGrad or type(b) is RowSparseGrad:
+        return False
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:      # noqa: BLE001
+        return False
+
+
+def _call_rule(tr, fn, args, kw=None):
+    """``fn(*args, **kw)`` (a rule of the table) on recorded arrays, each NumPy call a line of the plan;
+    checked bit for bit against ``fn`` on the values.  If the rule cannot be recorded or disagrees (it
+    branches on the type of its arguments, say) it becomes one opaque call, made per replay."""
+    kw = kw or {}
+    mark = len(tr.lines)
+    ref = fn(*tr.val(args), **tr.val(kw))
+    why = "it is given a value of an opaque call"
+    if not any(type(a) is _Var for a in _flat((args, kw))):
+        try:
+            out = fn(*args, **kw)
+            if _agree(out, ref):
+                return out
+            why = "its recorded result differs from the eager one"
+        except _Abort:
+            raise
+        except Exception as e:    # noqa: BLE001 -- _Untraceable, or a rule NumPy's protocols cannot carry
+            why = f"{type(e).__name__}: {e}"
+        del tr.lines[mark:]
+    tr.opaque.append((getattr(fn, "__name__", "?"), why))
+    return tr.result(ref, tr.call_expr(tr.const(fn, "F"), args, kw), opaque=True)
+
+
+def _scatter(g, idx, shape, dtype=None):
+    """The recording namespace's ``scatter`` (the transpose of indexing): zeros in a buffer the plan
+    owns, re-zeroed by every replay, then the rows written in -- the rule table's own otherwise."""
+    if type(g) is not _Rec:
+        return _R.NUMPY.scatter(g, idx, shape, dtype)
+    out = g.tr.zeros(shape, np.result_type(dtype or g.dtype, g.dtype))
+    if _R._is_basic(idx):
+        out[idx] = g
+    else:
+        np.add.at(out, idx, g)
+    return out
+
+
+def _record(plan, args):
+    """See :func:`_record_plan`: the rules run on the recording namespace (NumPy's, with a scatter
+    that writes into a buffer)."""
+    global _REC_NS
+    if _REC_NS is None:
+        from types import SimpleNamespace
+        _REC_NS = SimpleNamespace(**{**vars(_R.NUMPY), "name": "recording", "scatter": _scatter})
+    with _R.use_namespace(_REC_NS):
+        run, tr = _record_plan(plan, args)
+        assign = _memory_plan(tr) if tr.no_reuse is None else None
+        if assign:                      # record again, each buffer in the array the plan gives it
+            try:
+                run2, tr2 = _record_plan(plan, args, assign)
+            except _Abort:
+                return run
+            if tr2.lines == tr.lines:
+                run2.reused = len(assign) - len({id(a) for a in assign.values()})
+                return run2
+        return run
+
+
+def _memory_plan(tr):
+    """Buffer reuse: each buffer lives from the first line of the plan that writes it to the last line
+    that uses it (itself, a view of it, or a per-replay name aliasing it); a buffer whose life has
+    ended gives its array to a later one of the same shape, dtype and strides.  Buffers handed out
+    (``.grad``) are never given away.  Returns {allocation index: array} for the second recording."""
+    first, last = {}, {}
+    for L, ln in enumerate(tr.lines):
+        for nm in _NAME_BX.findall(ln):
+            b = tr.alias.get(nm)
+            if b is not None:
+                first.setdefault(b, L)
+                last[b] = L
+    for b in tr.pinned:
+        last[b] = len(tr.lines) + 1
+    dying, free, assign = [], {}, {}
+    allocs = sorted((first[tr.owner[id(a)]], k, a) for k, a in enumerate(tr.allocs)
+                    if tr.owner.get(id(a)) in first)
+    for f, k, a in allocs:
+        while dying and dying[0][0] < f:                 # dead before this buffer is first written
+            _, _, key, arr = heapq.heappop(dying)
+            free.setdefault(key, []).append(arr)
+        key = (a.shape, a.dtype.str, a.strides)
+        pool = free.get(key)
+        arr = pool.pop() if pool else a
+        assign[k] = arr
+        heapq.heappush(dying, (last[tr.owner[id(a)]], k, key, arr))
+    return assign
+
+
+def _record_plan(plan, args, assign=None):
+    """The plan written as straight-line code on buffers: every rule of the step (forward, then backward
+    in the engine's order with the engine's accumulation) evaluated on recorded arrays.  Returns
+    ``run(args)``; raises :class:`_Abort` when something outside the rules cannot be recorded."""
+    tr = _Tracer()
+    tr.opaque, tr.assign = [], assign
+    ns = tr.ns
+    ns.update({"_value": _value, "_deposit": deposit, "_wrap": Tensor._wrap})
+    ops = plan.ops
+    vals, saved, inputs = [None] * len(ops), [None] * len(ops), {}
+
+    def inp(r):
+        kind = r[0]
+        if kind == "slot":
+            return vals[r[1]]
+        if kind == "const":
+            return r[1]
+        if kind == "seq":
+            return r[1](inp(x) for x in r[2])
+        key = ("leaf", id(r[1])) if kind == "leaf" else r
+        rec = inputs.get(key)
+        if rec is None:
+            if kind == "leaf":
+                rec = tr.local(r[1].data, f"{tr.const(r[1], 'T')}.data")
+            else:
+                rec = tr.local(_value(r, args, None), f"_value({tr.const(r, 'R')}, args, None)")
+            inputs[key] = rec
+        return rec
+
+    for i, (op, ins, kws, _, _, _, _) in enumerate(ops):
+        xs = [inp(r) for r in ins]
+        kw = {k: inp(r) for k, r in kws.items()}
+        res = _call_rule(tr, op.forward, xs, kw)
+        if type(res) is not tuple or len(res) != 2:
+            raise _Abort(f"{op.name}'s forward did not give (out, saved)")
+        out, saved[i] = res
+        if type(out) is not _Rec:
+            raise _Abort(f"{op.name}'s forward gave a {type(out).__name__}")
+        if type(out.v) is not np.ndarray:                      # as apply: a NumPy scalar -> 0-d array
+            out = tr.local(np.asarray(out.v), f"np.asarray({out.name})")
+        vals[i] = out
+    result = "None"
+    for ev in plan.events:
+        if ev[0] == "zero_grad":
+            tr.lines.append(f"{tr.const(ev[1], 'O')}.zero_grad(**{tr.const(ev[2], 'K')})")
+        elif ev[0] == "step":
+            tr.lines.append(f"{tr.const(ev[1], 'O')}.step()")
+        else:
+            _record_backward(plan, tr, vals, saved)
+            result = _ret_code(plan.ret, tr, vals)
+    tr.lines.append(f"return {result}")
+    src = "def run(args):\n" + "".join(f"    {ln}\n" for ln in tr.lines)
+    used = set(_NAME_ANY.findall(src))
+    for k in [k for k in ns if k[0] in "BC" and k not in used]:     # failed recordings' buffers
+        del ns[k]
+    exec(compile_source(src), ns)             # noqa: S102 -- code written above from the plan
+    run = ns["run"]
+    run.source, run.opaque, run.reused = src, tr.opaque, 0
+    arrays = {id(r): r for r in (_root(ns[k]) for k in ns if k[0] == "B")}
+    run.buffers, run.nbytes = len(arrays), sum(a.nbytes for a in arrays.values())
+    return run, tr
+
+
+def _ret_code(r, tr, vals):
+    if r[0] == "none":
+        return "None"
+    if r[0] == "tensor":                # a copy: the buffer is written again by the next replay
+        return f"_wrap(np.array({vals[r[1]].name}))"
+    if r[0] == "leaf":
+        return tr.const(r[1], "T")
+    items = ", ".join(_ret_code(x, tr, vals) for x in r[2])
+    return f"{tr.const(r[1], 'Y')}(({items},))"
+
+
+def _record_into(tr, op, buf, g, saved):
+    """``op.into(buf, g, *saved)`` recorded (it adds into ``buf`` in place); False (nothing changed) if
+    the op declines or cannot be recorded."""
+    mark, before = len(tr.lines), buf.v.copy()
+    try:
+        if op.into(buf, g, *saved):
+            return True
+    except _Abort:
+        raise
+    except Exception:        # noqa: BLE001 -- not recordable: the ordinary rule instead
+        pass
+    buf.v[...] = before
+    del tr.lines[mark:]
+    return False
+
+
+def _record_backward(plan, tr, vals, saved):
+    """:func:`_backward` on recorded arrays: the same rules in the same order, and the same
+    accumulation -- :func:`chainrule.sparse.add_grad` decides on the recorded values exactly as in
+    the eager pass, and the plan writes what it did (a first gradient kept, ``+=`` into an owned
+    buffer, a sum into a new buffer).  A leaf's owned gradient buffer is handed out as its ``.grad``
+    (see the module docstring)."""
+    ops = plan.ops
+    root = plan.root
+    seed = plan.seed if plan.seed is not None else np.ones(ops[root][5], dtype=ops[root][6])
+    seed = np.array(seed)
+    seed.setflags(write=False)
+    recs = {root: _Rec(tr, seed, tr.const(seed, "S"), persistent=True)}    # key -> its gradient (recorded)
+    grads, owned, leaves = {root: seed}, set(), []                          # the same, as add_grad sees it
+    mark = len(tr.lines)
+    for i in plan.order:
+        g = recs.pop(i, None)
+        if g is None:
+            continue
+        grads.pop(i)
+        op, _, _, needs, parents, _, _ = ops[i]
+        p0 = parents[0][1] if parents and parents[0] is not None else None
+        if op.into is not None and p0 is not None and p0 in owned and _record_into(tr, op, recs[p0], g, saved[i]):
+            outs = ()                               # as run_backward: added into x's own gradient buffer
+        else:
+            outs = _call_rule(tr, op.backward, (g, needs, *saved[i]))
+        saved[i] = None
+        if type(outs) is not tuple:
+            raise _Abort(f"{op.name}'s backward did not give a tuple")
+        vouts = tuple(o.v if type(o) is _Rec else o for o in outs)
+        for p, gi in zip(parents, outs):
+            if p is None or gi is None:
+                continue
+            if type(gi) is not _Rec:
+                raise _Abort(f"{op.name}'s backward gave a {type(gi).__name__}")
+            key = p[1]
+            shape, dtype = (ops[key][5], ops[key][6]) if p[0] == "node" else (key.data.shape, key.data.dtype)
+            if gi.shape != shape:
+                gi = _call_rule(tr, unbroadcast, (gi, shape))
+            if gi.dtype != dtype:
+                gi = gi.astype(dtype)
+            prev = recs.get(key)
+            if key in grads:                        # as run_backward: see sparse.add_grad
+                how = add_grad(grads, owned, key, gi.v)
+            else:
+                how, grads[key] = NEW, gi.v
+                if p[0] == "leaf" and fresh(gi.v, g.v, vouts):
+                    owned.add(key)
+            if how is NEW:
+                recs[key] = gi
+                if p[0] == "leaf":
+                    leaves.append(key)
+            elif how is IADD:                       # add_grad added into prev's value: write the same
+                tr.lines.append(f"np.add({prev.name}, {gi.name}, out={prev.name})")
+            elif how is ACC and type(grads[key]) is np.ndarray:
+                s = grads[key]
+                buf = tr.alloc(s)
+                np.add(prev.v, gi.v, out=buf)
+                if not _same_bits(buf, s):
+                    raise _Abort("a gradient sum differs written into a buffer")
+                grads[key] = buf
+                recs[key] = tr.buffer(buf)
+                tr.lines.append(f"np.add({prev.name}, {gi.name}, out={recs[key].name})")
+            else:
+                raise _Abort("a row-sparse gradient sum")
+    guard = []
+    for t in leaves:
+        g, mine = recs.pop(t), t in owned
+        T = tr.const(t, "T")
+        if mine and g.persistent:          # handed out: if still the .grad (no zero_grad), keep its values
+            tr.pinned.add(tr.alias.get(g.name, g.name))
+            guard.append(f"if {T}.grad is {g.name}: {T}.grad = {g.name}.copy()")
+        tr.lines.append(f"_deposit({T}, {g.name}, {mine})")
+    tr.lines[mark:mark] = guard
+
+
 # ------------------------------------------------------------------------------------ capture
 class _Capture:
     """Patches Tensor.backward and the optimizers' step/zero_grad for one eager run of the step."""
@@ -486,6 +1131,19 @@ class Compiled:
         self.__name__ = f"compiled_{getattr(fn, '__name__', 'step')}"
         self.__doc__ = getattr(fn, "__doc__", None)
 
+    def plans(self):
+        """One dict per captured signature: ``buffered`` (the plan runs on buffers; else why not),
+        ``opaque`` (the rules replayed as one opaque call each, with the reason), ``buffers`` and
+        ``bytes`` (the distinct arrays the plan owns, after reuse), ``lines`` (of generated code)."""
+        out = []
+        for plan in self._plans.values():
+            run = plan.fast
+            out.append({"buffered": plan.unbuffered is None if run is not None else None,
+                        "why_not": plan.unbuffered, "opaque": list(getattr(run, "opaque", ())),
+                        "buffers": getattr(run, "buffers", 0), "bytes": getattr(run, "nbytes", 0),
+                        "lines": run.source.count("\n") if run is not None else 0})
+        return out
+
     def _fallback(self, reason):
         if self.fallback_reason is None:
             self.fallback_reason = reason
@@ -505,8 +1163,14 @@ class Compiled:
             self.stats["replays"] += 1
             if plan.fast is not None:
                 return plan.fast(args)
+            try:                                      # the first replay records the plan on buffers
+                plan.fast = _record(plan, args)
+            except Exception as e:                    # noqa: BLE001 -- e.g. a row-sparse gradient
+                plan.unbuffered = f"{type(e).__name__}: {e}"
+            else:
+                return plan.fast(args)
             log = []
-            out = _replay(plan, args, log)            # the first replay interprets and logs,
+            out = _replay(plan, args, log)            # else it interprets and logs,
             plan.fast = _codegen(plan, log)           # later ones run the plan as written code
             return out
         return self._capture(sig, args)

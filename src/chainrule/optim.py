@@ -82,6 +82,8 @@ class Optimizer:
     which updates the arrays ``w`` (the parameter) and ``st`` in place given the dense gradient
     ``g``, the group's hyperparameters ``h`` and the parameter's step count ``t`` (1 at its first
     update) -- for a row-sparse gradient, ``w``, ``g`` and ``st`` are the gathered touched rows.
+    A ``_rule`` that takes ``scratch`` (two arrays of w's shape and dtype, or None: allocate) computes
+    its temporaries there with ``out=`` -- the same operations in the same order, so the same bits.
     """
     _aliases = {}
 
@@ -146,6 +148,7 @@ class Optimizer:
                 raise ValueError(f"{name}: parameter {i} (shape {p.shape}) appears twice in the parameter list"
                                  f"{'s' if self.param_groups else ''}")
             seen.add(id(p))
+        object.__setattr__(self, "_ups", None)
         self.param_groups.append({"params": ps, **h})
         self.params.extend(ps)
         self.state.extend(dict() for _ in ps)
@@ -188,13 +191,55 @@ class Optimizer:
             from .autograd import enable_grad
             with enable_grad():
                 loss = closure()
-        self.step_count += 1
-        i = 0
+        d = self.__dict__
+        d["step_count"] += 1
+        ups = d["_ups"]
+        if ups is None:
+            ups = self._updaters()
+        for u in ups:
+            u()
+        return loss
+
+    def _updaters(self):
+        """One update function per parameter (built once, rebuilt when the groups or the state are
+        replaced): for a dense gradient of the parameter's shape, once its state exists, the rule runs
+        straight away on the parameter's scratch buffers (no per-step allocation, no checks beyond
+        three); anything else takes :meth:`_update`.  A compiled step (``cr.compile``) calls
+        ``step()`` too: the update is this same code."""
+        import inspect
+        takes_scratch = "scratch" in inspect.signature(self._rule).parameters
+        ups, i = [], 0
         for h in self.param_groups:
             for p in h["params"]:
-                self._update(i, p, h)
+                ups.append(self._updater(i, p, h, takes_scratch))
                 i += 1
-        return loss
+        object.__setattr__(self, "_ups", ups)
+        return ups
+
+    def _updater(self, i, p, h, takes_scratch):
+        fast = self._lean_updater(i, p, h)
+        if fast is not None:
+            return fast
+        opt, update, rule, nd = self, self._update, self._rule, np.ndarray
+        steps = self.param_steps
+        sc = [None, None]                       # the parameter array the scratch was made for, scratch
+
+        def upd():
+            g = p.grad
+            if g is None:
+                return
+            w = p.data
+            st = opt.state[i]
+            if type(g) is not nd or g.shape != w.shape or g.dtype is not w.dtype or not (st or steps[i]) \
+                    or steps is not opt.param_steps:
+                return update(i, p, h)
+            t = steps[i] = steps[i] + 1
+            if not takes_scratch:
+                return rule(w, g, st, False, h, t)
+            if sc[0] is not w:
+                sc[:] = [w, (np.empty_like(w), np.empty_like(w))]
+            rule(w, g, st, False, h, t, sc[1])
+        return upd
 
     def _update(self, i, p, h):
         g = p.grad
@@ -221,10 +266,14 @@ class Optimizer:
                                  f"gradient has shape {g.shape}")
             self._rule(p.data, g, st, new, h, t)
 
+    def _lean_updater(self, i, p, h):
+        """Optionally a subclass's update function for its simplest case (None: the general one)."""
+        return None
+
     def _new_state(self, p, h):
         return {}
 
-    def _rule(self, w, g, st, new, h, t):  # pragma: no cover - abstract
+    def _rule(self, w, g, st, new, h, t, scratch=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -------------------------------------------------------------- state
@@ -304,6 +353,7 @@ class Optimizer:
         # old state dicts (one global step count): every parameter with state took every step
         self.param_steps = [s if s is not None else (self.step_count if st else 0)
                             for s, st in zip(new_steps, new_state)]
+        object.__setattr__(self, "_ups", None)
         self._after_load()
 
     def _param_group_index(self):
@@ -319,6 +369,13 @@ class Optimizer:
         hp = ", ".join(f"{k}={self.param_groups[0][k]!r}" for k in self._hyper)
         ng = f", {len(self.param_groups)} groups" if len(self.param_groups) > 1 else ""
         return f"{type(self).__name__}({len(self.params)} parameters{ng}, {hp})"
+
+
+def _scratch(scratch, w):
+    """The two temporaries of an update: the parameter's scratch buffers, or new arrays."""
+    if scratch is not None:
+        return scratch
+    return np.empty_like(w), np.empty_like(w)
 
 
 def _nonneg(h, where, *names):
@@ -359,7 +416,7 @@ class SGD(Optimizer):
     def _update(self, i, p, h):
         if h["momentum"] or h["weight_decay"]:
             return super()._update(i, p, h)
-        # plain SGD: the lean path (the MLP benchmark compares this with hand-written NumPy)
+        # plain SGD, a first or row-sparse update: the lean path
         g = p.grad
         if g is None:
             return
@@ -370,12 +427,35 @@ class SGD(Optimizer):
         else:
             p.data -= h["lr"] * g
 
+    def _lean_updater(self, i, p, h):
+        """Plain SGD (μ = λ = 0 when the step runs), a dense gradient: w -= η g, η g in a scratch
+        buffer -- the same two operations as :meth:`_rule`, with nothing else on the path (the
+        small-MLP benchmark's update is six of these)."""
+        opt, update, nd, mul = self, self._update, np.ndarray, np.multiply
+        steps = self.param_steps
+        sc = [None, None]
+
+        def upd():
+            g = p.grad
+            if g is None:
+                return
+            w = p.data
+            if type(g) is not nd or g.shape != w.shape or g.dtype is not w.dtype or h["momentum"] \
+                    or h["weight_decay"] or steps is not opt.param_steps:
+                return update(i, p, h)
+            steps[i] += 1
+            if sc[0] is not w:
+                sc[0], sc[1] = w, np.empty_like(w)
+            w -= mul(g, h["lr"], out=sc[1])
+        return upd
+
     def _new_state(self, p, h):
         return {"momentum": np.zeros_like(p.data)} if h["momentum"] else {}
 
-    def _rule(self, w, g, st, new, h, t):
+    def _rule(self, w, g, st, new, h, t, scratch=None):
+        s0, s1 = _scratch(scratch, w)
         if h["weight_decay"]:
-            g = g + h["weight_decay"] * w
+            g = np.add(g, np.multiply(w, h["weight_decay"], out=s0), out=s0)       # g + λw
         mu = h["momentum"]
         if mu:
             b = st["momentum"]
@@ -383,9 +463,9 @@ class SGD(Optimizer):
                 b[...] = g
             else:
                 b *= mu
-                b += g if h["dampening"] == 0 else (1.0 - h["dampening"]) * g
-            g = g + mu * b if h["nesterov"] else b
-        w -= h["lr"] * g
+                b += g if h["dampening"] == 0 else np.multiply(g, 1.0 - h["dampening"], out=s1)
+            g = np.add(g, np.multiply(b, mu, out=s1), out=s1) if h["nesterov"] else b
+        w -= np.multiply(g, h["lr"], out=s1)
 
 
 class AdaGrad(Optimizer):
@@ -420,14 +500,16 @@ class AdaGrad(Optimizer):
     def _new_state(self, p, h):
         return {"sum": np.full_like(p.data, h["initial_accumulator"])}
 
-    def _rule(self, w, g, st, new, h, t):
+    def _rule(self, w, g, st, new, h, t, scratch=None):
+        s0, s1 = _scratch(scratch, w)
         if h["weight_decay"]:
-            g = g + h["weight_decay"] * w
+            g = np.add(g, np.multiply(w, h["weight_decay"], out=s0), out=s0)
         G = st["sum"]
-        G += g * g
-        d = np.sqrt(G)
+        G += np.multiply(g, g, out=s1)
+        d = np.sqrt(G, out=s1)
         d += h["eps"]
-        w -= h["lr"] * (g / d)
+        u = np.divide(g, d, out=s1)
+        w -= np.multiply(u, h["lr"], out=s1)
 
     def reset_state(self):
         """Forget the squared-gradient history: every accumulator G back to initial_accumulator."""
@@ -531,22 +613,23 @@ class Adam(Optimizer):
     def _new_state(self, p, h):
         return {"m": np.zeros_like(p.data), "v": np.zeros_like(p.data)}
 
-    def _rule(self, w, g, st, new, h, t):
+    def _rule(self, w, g, st, new, h, t, scratch=None):
         lr, wd, b1, b2 = h["lr"], h["weight_decay"], h["beta1"], h["beta2"]
+        s0, s1 = _scratch(scratch, w)
         if wd:
             if self._decoupled:
                 w *= 1.0 - lr * wd
             else:
-                g = g + wd * w
+                g = np.add(g, np.multiply(w, wd, out=s0), out=s0)
         m, v = st["m"], st["v"]
         m *= b1
-        m += (1.0 - b1) * g
+        m += np.multiply(g, 1.0 - b1, out=s1)
         v *= b2
-        v += (1.0 - b2) * (g * g)
-        d = np.sqrt(v)
+        v += np.multiply(np.multiply(g, g, out=s1), 1.0 - b2, out=s1)
+        d = np.sqrt(v, out=s1)
         d /= math.sqrt(1.0 - b2 ** t)
         d += h["eps"]
-        u = m / d
+        u = np.divide(m, d, out=s1)
         u *= lr / (1.0 - b1 ** t)
         w -= u
 

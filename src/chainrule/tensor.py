@@ -3,15 +3,21 @@
 Every operation goes through :func:`apply`, which runs a primitive's forward function on the
 arrays and -- when gradients are enabled and some input requires them -- records a
 :class:`~chainrule.autograd.Node` with what the op's backward rule needs.
+
+Tensor's operators and op methods (``x + y``, ``x @ W``, ``x.sum()``, ``x.T``) are not written here:
+they are the functions of :mod:`chainrule.ops.functional`, which installs them from its table
+``TENSOR_METHODS`` (``Tensor.__add__ is functional.add``).  This module keeps the bookkeeping:
+data, grad, backward, hooks, in-place rules, conversions.
 """
 from __future__ import annotations
+
+import operator
 
 import numpy as np
 
 from . import autograd as ag
 from . import debug
 from .autograd import STATE, Node
-from .ops import rules as R
 
 __all__ = ["Tensor", "tensor", "apply", "set_default_dtype", "get_default_dtype"]
 
@@ -157,10 +163,6 @@ class Tensor:
         if self._node is not None:
             self._node.name = value
 
-    @property
-    def T(self):
-        return apply(R.TRANSPOSE, (self,))
-
     def __len__(self):
         return len(self.data)
 
@@ -283,48 +285,13 @@ class Tensor:
         lst.append(fn)
         return _HookHandle(lst, fn)
 
-    # ---------------------------------------------------------------- operators
-    def __add__(self, o):
-        return apply(R.ADD, (self, o))
-
-    def __radd__(self, o):
-        return apply(R.ADD, (o, self))
-
-    def __sub__(self, o):
-        return apply(R.SUB, (self, o))
-
-    def __rsub__(self, o):
-        return apply(R.SUB, (o, self))
-
-    def __mul__(self, o):
-        return apply(R.MUL, (self, o))
-
-    def __rmul__(self, o):
-        return apply(R.MUL, (o, self))
-
-    def __truediv__(self, o):
-        return apply(R.DIV, (self, o))
-
-    def __rtruediv__(self, o):
-        return apply(R.DIV, (o, self))
-
-    def __neg__(self):
-        return apply(R.NEG, (self,))
+    # ---------------------------------------------------------------- operators and methods
+    # ``x + y``, ``x @ W``, ``x.sum(1)``, ``x.exp()``, ``x[i]``, ``x.T`` ...: each operator and op method
+    # IS a function of chainrule.ops.functional (``Tensor.__add__ is functional.add``), installed from
+    # its table TENSOR_METHODS -- one definition, one docstring (``help(Tensor.sum)``).
 
     def __pos__(self):
         return self
-
-    def __pow__(self, o):
-        return apply(R.POW, (self, o))
-
-    def __rpow__(self, o):
-        return apply(R.POW, (o, self))
-
-    def __matmul__(self, o):
-        return apply(R.MATMUL, (self, o))
-
-    def __rmatmul__(self, o):
-        return apply(R.MATMUL, (o, self))
 
     # ---------------------------------------------------------------- in place
     # The rule (docs/coming-from-pytorch.md): a tensor that requires grad is never changed in
@@ -334,15 +301,17 @@ class Tensor:
     # the old value) and ``z[i] = v`` raises (use ``cr.index_put``).  A tensor that does not require
     # grad is an array: ``+=`` and ``[i] =`` write into its data (views and aliases see the change).
     def _inplace(self, o, op, ufunc, sym):
+        """``self (op)= o``: ``op`` the operator (``operator.add``: ``self + o`` for a computed tensor),
+        ``ufunc`` the NumPy function that writes into the data of a plain one."""
         if self.requires_grad and STATE.grad_enabled:
             if self._node is None:
                 raise RuntimeError(
                     f"in-place '{sym}=' on a leaf tensor that requires grad (shape {self.shape}): it would bypass "
                     f"the graph (PyTorch refuses too).  Write 'x = x {sym} ...' for a new tensor, or change the "
                     f"values under 'with cr.no_grad():' (e.g. a hand-written update step)")
-            return apply(op, (self, o))
+            return op(self, o)
         if self._node is not None or (STATE.tangents and hasattr(self, "_tangent")):   # (cr.jvp: keep ż)
-            return apply(op, (self, o))
+            return op(self, o)
         try:
             ufunc(self.data, _data(o), out=self.data)
         except TypeError as e:
@@ -351,19 +320,19 @@ class Tensor:
         return self
 
     def __iadd__(self, o):
-        return self._inplace(o, R.ADD, np.add, "+")
+        return self._inplace(o, operator.add, np.add, "+")
 
     def __isub__(self, o):
-        return self._inplace(o, R.SUB, np.subtract, "-")
+        return self._inplace(o, operator.sub, np.subtract, "-")
 
     def __imul__(self, o):
-        return self._inplace(o, R.MUL, np.multiply, "*")
+        return self._inplace(o, operator.mul, np.multiply, "*")
 
     def __itruediv__(self, o):
-        return self._inplace(o, R.DIV, np.true_divide, "/")
+        return self._inplace(o, operator.truediv, np.true_divide, "/")
 
     def __ipow__(self, o):
-        return self._inplace(o, R.POW, np.power, "**")
+        return self._inplace(o, operator.pow, np.power, "**")
 
     def __setitem__(self, idx, value):
         if self.requires_grad and (STATE.grad_enabled or self._node is not None):
@@ -378,12 +347,6 @@ class Tensor:
         self.data[plain_index(idx)] = _data(value)
         ag.mark_edited(self)         # the version counter: graphs that saved this tensor refuse it
 
-    def __abs__(self):
-        return apply(R.ABS, (self,))
-
-    def __getitem__(self, idx):
-        return apply(R.GETITEM, (self,), {"idx": plain_index(idx)})
-
     # comparisons give plain boolean tensors (no gradient)
     def __lt__(self, o):
         return Tensor._wrap(self.data < _data(o))
@@ -397,116 +360,12 @@ class Tensor:
     def __ge__(self, o):
         return Tensor._wrap(self.data >= _data(o))
 
-    # ---------------------------------------------------------------- methods
-    def sum(self, axis=None, keepdims=False, **kw):
-        if kw:
-            return F().sum(self, axis, keepdims, **kw)
-        return apply(R.SUM, (self,), {"axis": axis, "keepdims": keepdims})
-
-    def mean(self, axis=None, keepdims=False, **kw):
-        return F().mean(self, axis, keepdims, **kw)
-
-    def max(self, axis=None, keepdims=False, **kw):
-        """NumPy's ``max`` (values); ``dim=`` or ``return_indices=True`` give ``(values, indices)``
-        as PyTorch (see :func:`chainrule.max`)."""
-        if kw:
-            return F().max(self, axis, keepdims, **kw)
-        return apply(R.MAX, (self,), {"axis": axis, "keepdims": keepdims})
-
-    def min(self, axis=None, keepdims=False, **kw):
-        if kw:
-            return F().min(self, axis, keepdims, **kw)
-        return apply(R.MIN, (self,), {"axis": axis, "keepdims": keepdims})
-
-    def argmax(self, axis=None, keepdims=False, **kw):
-        return F().argmax(self, axis, keepdims, **kw)
-
-    def argmin(self, axis=None, keepdims=False, **kw):
-        return F().argmin(self, axis, keepdims, **kw)
-
-    def reshape(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return apply(R.RESHAPE, (self,), {"shape": shape})
-
-    view = reshape
-
-    def transpose(self, *axes):
-        """``transpose()``: axes reversed.  ``transpose(a, b)`` (two ints): swap axes a and b, as
-        PyTorch (for a matrix, ``transpose(0, 1)`` is the transpose, not NumPy's identity
-        permutation).  ``transpose((…))`` (one tuple) or three or more ints: a full permutation,
-        as NumPy (see also :meth:`permute`, :meth:`swapaxes`)."""
-        if len(axes) == 2 and all(isinstance(a, (int, np.integer)) for a in axes):
-            return F().swapaxes(self, int(axes[0]), int(axes[1]))
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return apply(R.TRANSPOSE, (self,), {"axes": axes or None})
-
-    def permute(self, *axes):
-        """A permutation of the axes (``permute(2, 0, 1)`` or ``permute((2, 0, 1))``)."""
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        if len(axes) != self.ndim:
-            raise ValueError(f"permute: {len(axes)} axes given for a tensor with {self.ndim} axes (shape {self.shape})")
-        return apply(R.TRANSPOSE, (self,), {"axes": axes})
-
-    def swapaxes(self, axis1, axis2):
-        return F().swapaxes(self, axis1, axis2)
-
     def t(self):
         """Transpose of a matrix (a 0-D or 1-D tensor is returned as is), as PyTorch's ``t()``."""
         if self.ndim > 2:
             raise ValueError(f"t: expects a tensor with at most 2 axes, got shape {self.shape}; use "
                              f"transpose(a, b) or permute(...)")
-        return self if self.ndim < 2 else apply(R.TRANSPOSE, (self,))
-
-    def unsqueeze(self, axis=None, **kw):
-        return F().unsqueeze(self, axis, **kw)
-
-    def squeeze(self, axis=None, **kw):
-        return F().squeeze(self, axis, **kw)
-
-    def flatten(self, start_axis=0, end_axis=-1, **kw):
-        return F().flatten(self, start_axis, end_axis, **kw)
-
-    def expand(self, *shape):
-        return F().expand(self, *shape)
-
-    def broadcast_to(self, shape):
-        return F().broadcast_to(self, shape)
-
-    def clone(self):
-        return F().clone(self)
-
-    def index_put(self, idx, values):
-        return F().index_put(self, idx, values)
-
-    def exp(self):
-        return apply(R.EXP, (self,))
-
-    def log(self):
-        return apply(R.LOG, (self,))
-
-    def sqrt(self):
-        return apply(R.SQRT, (self,))
-
-    def abs(self):
-        return apply(R.ABS, (self,))
-
-    def tanh(self):
-        return apply(R.TANH, (self,))
-
-    def sigmoid(self):
-        return apply(R.SIGMOID, (self,))
-
-    def relu(self):
-        return apply(R.RELU, (self,))
-
-    def softmax(self, axis=-1, **kw):
-        return F().softmax(self, axis, **kw)
-
-    def log_softmax(self, axis=-1, **kw):
-        return F().log_softmax(self, axis, **kw)
+        return self if self.ndim < 2 else self.T
 
 
 # run_backward with create_graph=True: installed by chainrule.ops.functional, which has the tensor
@@ -523,12 +382,6 @@ class _HookHandle:
     def remove(self):
         if self._fn in self._lst:
             self._lst.remove(self._fn)
-
-
-def F():
-    """The functional ops module (imported lazily: it imports this one)."""
-    from .ops import functional
-    return functional
 
 
 def plain_index(idx):

@@ -11,12 +11,12 @@
 Why tangent rules and not the double-VJP trick (the VJP u ↦ Jᵀu is linear in u, so its own VJP with
 the tangent v is Jv; kept as :func:`jvp_by_double_vjp`, the reference the tests compare against):
 measured by ``benchmarks/jvp.py`` in one run (interleaved, a loaded machine), a jvp by tangent rules
-costs 2.0-2.6 forward passes (hand-written NumPy forward mode: 1.8-3.8 of its own forward), the
-double-VJP 4.6-10.5 -- it records the backward pass as a graph and runs a second backward over it.
+costs 1.7-3.3 forward passes (hand-written NumPy forward mode: 1.8-3.5 of its own forward), the
+double-VJP 4.7-18 -- it records the backward pass as a graph and runs a second backward over it.
 Forward over reverse (``hvp(mode="fwd")``) with the tangent rules costs about what reverse over
-reverse does (2.3-2.4 against 2.4-2.5 gradients on the MLPs of ``benchmarks/hvp.py``, within the
-rounds' spread; with the double-VJP jvp it was 4.9-6.2), so ``cr.hvp`` keeps reverse over reverse as
-its default: not slower, and it needs no tangent rules from a user's primitives.
+reverse does (2.3 against 2.3-2.5 gradients on the MLPs of ``benchmarks/hvp.py``, within the rounds'
+spread; with the double-VJP jvp it was 4.7-5.4): both do about the same matrix products,
+so ``cr.hvp`` keeps reverse over reverse as its default; ``mode="fwd"`` keeps no second graph.
 
 Nothing here touches any tensor's ``.grad``.
 """
@@ -218,7 +218,7 @@ def jvp(f, primals, tangents):
 
     Computed with the tangent rules of the rule table (:mod:`chainrule.forward`): while f runs, every
     op also computes its output's tangent ż = Σᵢ ∂z/∂xᵢ · ẋᵢ from its inputs' tangents -- one pass,
-    no graph.  Measured (``benchmarks/jvp.py``): 2.0-2.6 forward passes, against 4.6-10.5 for the
+    no graph.  Measured (``benchmarks/jvp.py``): 1.7-3.3 forward passes, against 4.7-18 for the
     double-VJP trick (:func:`jvp_by_double_vjp`) it replaced.  An op without a tangent rule (a
     user's primitive) falls back to the double-VJP trick for that op alone.  Composes with the other
     transforms: ``jvp(grad(f), ...)`` is a Hessian-vector product (forward over reverse),

@@ -159,6 +159,10 @@ CHECKS = {
     "x.unsqueeze(0)": lambda ns, r: (r.shape == (1, 2, 3)) or pytest.fail(),
     "x.view(-1)": lambda ns, r: (r.shape == (6,)) or pytest.fail(),
     "x.transpose(0, 1)": lambda ns, r: np.testing.assert_array_equal(r.data, ns["x"].data.T),
+    "cr.transpose(x, 0, 1)": lambda ns, r: (np.array_equal(r.data, ns["x"].transpose(0, 1).data)
+                                            and cr.Tensor.transpose is cr.transpose and cr.Tensor.sum is cr.sum
+                                            and cr.Tensor.__add__ is cr.add
+                                            and "Args:" in cr.Tensor.sum.__doc__) or pytest.fail(),
     "x.permute(1, 0)": lambda ns, r: np.testing.assert_array_equal(r.data, ns["x"].t().data),
     "x.sum(axis=1, keepdims=True)": lambda ns, r: np.testing.assert_array_equal(
         r.data, ns["x"].sum(dim=1, keepdim=True).data),
@@ -172,6 +176,10 @@ CHECKS = {
     "x = x + 1": _plus_one,
     "with cr.no_grad(): w -= 0.1 * w.grad": _no_grad_step,
     "cr.grad(lambda t: (t * t).sum())(x)": lambda ns, r: np.testing.assert_allclose(r, 2 * ns["x"].data),
+    "cr.jvp(cr.tanh, (x.data,), (np.ones((2, 3)),))": lambda ns, r: np.testing.assert_allclose(
+        r[1], 1 - np.tanh(ns["x"].data) ** 2, rtol=1e-6),
+    "cr.hvp(lambda t: (t ** 3).sum(), x.data, np.ones((2, 3)))": lambda ns, r: np.testing.assert_allclose(
+        r, 6 * ns["x"].data, rtol=1e-6),
     "nn.Linear(3, 2)": lambda ns, r: (r.weight.shape == (3, 2)) or pytest.fail(),
     "model(np.ones((2, 3)))": _float32_model,
     "nn.Flatten()": lambda ns, r: (r(np.ones((2, 3, 4))).shape == (2, 12)) or pytest.fail(),

@@ -9,6 +9,7 @@ import pytest
 
 import chainrule as cr
 from chainrule.ops import rules as R
+from chainrule.ops.fused import bce_with_logits
 from chainrule.transforms import jvp_by_double_vjp
 
 from test_engine_higher_order import CASES
@@ -210,3 +211,47 @@ def test_composition_without_V_tangent():
     dy = cr.jvp(f, (c, W, b), tuple(vs))[1]
     np.testing.assert_allclose(dy, _fd(f, [c, W, b], vs), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(dy, jvp_by_double_vjp(f, (c, W, b), tuple(vs))[1], rtol=1e-10, atol=1e-12)
+
+
+def _hvp_both_vs_fd(f, ps, eps=1e-5):
+    vs = tuple(RNG.standard_normal(p.shape) for p in ps)
+    fwd = cr.hvp(f, tuple(ps), vs, mode="fwd")
+    rev = cr.hvp(f, tuple(ps), vs, mode="rev")
+    g = cr.grad(f, argnums=tuple(range(len(ps))))
+    p_, m_ = g(*[p + eps * v for p, v in zip(ps, vs)]), g(*[p - eps * v for p, v in zip(ps, vs)])
+    for a, b, gp, gm in zip(fwd, rev, p_, m_):
+        fd = (gp - gm) / (2 * eps)
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+    assert max(np.abs(a).max() for a in fwd) > 1e-3
+
+
+def test_hvp_forward_over_reverse_on_an_lstm_written_with_ops():
+    """c = f ⊙ c + i ⊙ g over 4 steps (slices of one gate matmul), softmax cross-entropy on the last h."""
+    D, H = 3, 4
+    x, y = RNG.standard_normal((2, 4, D)), np.array([1, 0])
+
+    def loss(Wx, Wh, b, Wo):
+        h = c = cr.tensor(np.zeros((2, H)))
+        for t in range(x.shape[1]):
+            z = cr.tensor(x[:, t]) @ Wx + h @ Wh + b
+            i, f, g, o = cr.sigmoid(z[:, :H]), cr.sigmoid(z[:, H:2 * H]), cr.tanh(z[:, 2 * H:3 * H]), cr.sigmoid(z[:, 3 * H:])
+            c = f * c + i * g
+            h = o * cr.tanh(c)
+        return cr.softmax_cross_entropy(h @ Wo, y)
+    ps = [RNG.standard_normal((D, 4 * H)) * 0.5, RNG.standard_normal((H, 4 * H)) * 0.5,
+          RNG.standard_normal(4 * H) * 0.1, RNG.standard_normal((H, 2))]
+    _hvp_both_vs_fd(loss, ps)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_hvp_forward_over_reverse_on_a_window_model_with_an_embedding(sparse):
+    idx = np.array([[0, 3, 5], [2, 2, 7]])
+    d = np.array([1.0, 0.0])
+
+    def loss(L, W, U):
+        e = cr.take(L, idx, sparse=sparse).reshape(2, -1)
+        z = cr.tanh(e @ W) @ U
+        return bce_with_logits(z[:, 0], d, 0.5) + cr.sum_squares([W, U], scale=0.1)
+    ps = [RNG.standard_normal((8, 2)), RNG.standard_normal((6, 5)) * 0.5, RNG.standard_normal((5, 1))]
+    _hvp_both_vs_fd(loss, ps)

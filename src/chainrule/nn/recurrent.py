@@ -191,12 +191,15 @@ class LSTMCell(Module):
         """[W_ih; W_hh] of shape (D + H, 4H): one concat per sequence, then one matmul per step."""
         return F.concat([self.weight_ih, self.weight_hh], axis=0)
 
-    def step(self, x, h, c, W=None, mask=None):
+    def step(self, x, h, c, W=None, mask=None, xw=None):
         """One step with an optional (N, 1) boolean ``mask`` (False: keep h, c).  ``h``/``c`` None
-        mean a zero state.  ``W``: :meth:`fused_weight` computed once for the sequence.
+        mean a zero state.  ``W``: :meth:`fused_weight` computed once for the sequence.  ``xw``:
+        x W_ih already computed (the sequence layer projects all steps of a constant input at once).
         Returns (h', c', h'_raw): the (masked) new state and the unmasked new hidden vector."""
         H = self.hidden_size
-        if h is None:
+        if xw is not None:
+            z = xw if h is None else xw + h @ self.weight_hh
+        elif h is None:
             z = x @ self.weight_ih
         elif isinstance(x, Tensor) and x.requires_grad:
             # [x, h] @ [W_ih; W_hh]: one matmul forward, one for x̄ and h̄ together backward
@@ -346,8 +349,12 @@ class _Recurrent(Module):
         self.rng = np.random.default_rng(g.integers(2 ** 63))   # dropout between layers
 
     # ------------------------------------------------------------------ one direction
-    def run_direction(self, cell, xs, masks, h0=None, c0=None, reverse=False, outputs=True):
+    def run_direction(self, cell, xs, masks, h0=None, c0=None, reverse=False, outputs=True, x3=None):
         """Run ``cell`` over the per-step inputs ``xs`` (list of (N, D)) with per-step masks.
+
+        ``x3``: the constant input as one (N, T, D) array, when it is one: an LSTM then computes the
+        input projection x_t W_ih of all steps as one matmul, (N·T, D) @ (D, 4H) -- and its backward
+        W̄_ih = Xᵀ Ā as one matmul over all steps, instead of T small ones and T sums.
 
         Returns (outs, h_T, c_T): ``outs`` the list of per-step outputs in time order (zero at masked
         steps; None when ``outputs=False``), and the final state -- for the reverse direction, the
@@ -356,13 +363,20 @@ class _Recurrent(Module):
         x0 = xs[0]
         W = cell.fused_weight() if isinstance(x0, Tensor) and x0.requires_grad and (T > 1 or h0 is not None) \
             else None
+        XW = None
+        if x3 is not None and T > 1 and isinstance(cell, LSTMCell) and x3.shape[1] == T:
+            N, _, D = x3.shape
+            XW = F.reshape(x3.reshape(N * T, D) @ cell.weight_ih, (N, T, -1))
         h, c = h0, c0
         outs = [None] * T if outputs else None
         order = range(T - 1, -1, -1) if reverse else range(T)
         zero = None
         for t in order:
             m = masks[t]
-            h, c, raw = cell.step(xs[t], h, c, W=W, mask=m)
+            if XW is None:
+                h, c, raw = cell.step(xs[t], h, c, W=W, mask=m)
+            else:
+                h, c, raw = cell.step(xs[t], h, c, W=W, mask=m, xw=XW[:, t])
             if outputs:
                 if m is None:
                     outs[t] = h
@@ -386,6 +400,7 @@ class _Recurrent(Module):
         h0s, c0s = self._initial(state, N)
         finals = []
         nd = self.num_directions
+        x3 = _data(x) if not isinstance(x, (list, tuple)) and not (isinstance(x, Tensor) and x.requires_grad) else None
         for layer in range(self.num_layers):
             last = layer == self.num_layers - 1
             want = outputs or not last
@@ -393,7 +408,7 @@ class _Recurrent(Module):
             for d in range(nd):
                 k = layer * nd + d
                 outs, hT, cT = self.run_direction(self.cells[k], xs, masks, h0s[k], c0s[k], reverse=d == 1,
-                                                  outputs=want)
+                                                  outputs=want, x3=x3 if layer == 0 else None)
                 dir_outs.append(outs)
                 finals.append((hT, cT))
             if want:

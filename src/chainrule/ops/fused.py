@@ -18,7 +18,7 @@ import numpy as np
 
 from ..tensor import Tensor, apply
 from . import rules as _R
-from .rules import defop
+from .rules import defop, xp
 
 __all__ = ["sum_squares", "bce_with_logits", "composition"]
 
@@ -48,9 +48,16 @@ SUM_SQUARES = defop("sum_squares", _sum_squares, _sum_squares_vjp, jvp=_sum_squa
 
 
 def sum_squares(xs, scale=1.0):
-    """``Σ_i scale_i/2 · ‖x_i‖²`` over a list of tensors, as one op (an L2 penalty: its gradient is
-    ``scale_i · x_i``); ``scale`` one number for all or one per tensor.  A scalar of the tensors'
-    dtype; 0 for an empty list.
+    """An L2 penalty over a list of tensors, as one op.
+
+    z = Σ_i c_i/2 ‖x_i‖²   |   x̄_i = c_i g x_i
+
+    Args:
+        xs: a tensor or a list of tensors.
+        scale: the c_i: one number for all tensors, or one per tensor.
+
+    Returns:
+        Tensor: a scalar of the tensors' dtype (0 for an empty list).
 
     >>> import chainrule as cr
     >>> W = cr.tensor([[1.0, 2.0]], requires_grad=True, dtype="float64")
@@ -76,20 +83,38 @@ def _bce_with_logits(z, d, weight):
 
 
 def _bce_with_logits_vjp(g, n, z, d, e, weight):
-    if type(z) is np.ndarray:                  # fast path: σ(z) from the saved e^(−|z|), in place
-        sig = np.where(z >= 0, 1.0, e)
-        sig /= 1.0 + e
-        sig -= d
-        sig *= g * weight
-        return (sig.astype(z.dtype, copy=False), None, None)
-    return ((_R.xp.sigmoid(z) - d) * (g * weight), None, None)      # create_graph: on tensors
+    sig = xp.where(xp.const(z) >= 0, 1.0, e)        # σ(z) from the saved e = e^(−|z|), no overflow:
+    sig /= 1 + e                                   # 1/(1 + e) for z ≥ 0, e/(1 + e) for z < 0
+    sig -= d                                       # (in place on the fast path: sig is fresh; on
+    sig *= g * weight                              #  tensors, under create_graph, new tensors)
+    return (sig, None, None)
+
+
 BCE_WITH_LOGITS = defop("bce_with_logits", _bce_with_logits, _bce_with_logits_vjp,
-                        jvp=lambda dots, z, d, e, weight: _R.xp.sum((_R.xp.sigmoid(z) - d) * weight * dots[0]))
+                        derive={"e": lambda z, **_: xp.exp(z * -xp.sign(xp.const(z)))},      # e^(−|z|)
+                        jvp=lambda dots, z, d, e, weight: xp.sum((xp.sigmoid(z) - d) * weight * dots[0]))
 
 
 def bce_with_logits(z, d, weight):
-    """Σ weight ⊙ BCE(σ(z), d) from logits ``z`` (one op); ``d`` a constant of z's shape, ``weight``
-    a scalar (1/size for the mean) or an array broadcasting to z."""
+    """Binary cross-entropy from logits, reduced with weights, as one op (overflow-free).
+
+    L = Σ w ⊙ (max(z, 0) − z ⊙ d + log(1 + e^(−|z|))) = Σ w ⊙ BCE(σ(z), d)   |   z̄ = g w ⊙ (σ(z) − d)
+
+    Args:
+        z: the logits (a tensor).
+        d: the targets in [0, 1] (a constant of z's shape).
+        weight: a scalar (1/size for the mean) or an array broadcasting to z.
+
+    Returns:
+        Tensor: a scalar.
+
+    >>> import chainrule as cr
+    >>> from chainrule.ops.fused import bce_with_logits
+    >>> z = cr.tensor([0.0, 0.0], requires_grad=True)
+    >>> L = bce_with_logits(z, [1.0, 0.0], 0.5); L.backward()
+    >>> print(round(L.item(), 4), z.grad.tolist())   # log 2; (σ(z) − d)/2
+    0.6931 [-0.25, 0.25]
+    """
     zd = z.data if isinstance(z, Tensor) else np.asarray(z)
     dd = np.asarray(d.data if isinstance(d, Tensor) else d, dtype=zd.dtype)
     if dd.shape != zd.shape:
@@ -141,6 +166,8 @@ def composition(c, W, b, V=None):
     op (seed 000's p = f(cᵀ V c + W c) with W stored transposed, as :class:`~chainrule.nn.Linear` does;
     ``V=None``: the RNN's ``tanh(c W + b)``).  The same numbers, bit for bit, as
     ``tanh(c @ W + b + bilinear(c, V))`` written with the five ops it replaces, and the same gradients.
+
+    p = tanh(c W + b + cᵀ V c)   |   z̄ = g ⊙ (1 − p²), then c̄, W̄, b̄, V̄ by matmul's, add's and bilinear's rules on z̄
 
     Args:
         c: ``(n, m)`` -- each row the children's vectors ``[a; b]`` (m = 2d).

@@ -145,7 +145,8 @@ def stable_sigmoid(x):
     """σ(x) = 1 / (1 + e^(−x)), evaluated without overflow: e^(−|x|) is never larger than 1, and
     σ = 1/(1 + e) for x ≥ 0, e/(1 + e) for x < 0 -- one division of the selected numerator, in
     place (7 array passes instead of 10; the same values bit for bit)."""
-    if type(x) is not np.ndarray or x.ndim == 0 or x.dtype.kind not in "fc":   # scalars, integers
+    if getattr(x, "ndim", 0) == 0 or x.dtype.kind not in "fc":   # scalars, lists, integers (an array or a
+                                                                   # recorded one, cr.compile, goes on)
         xa = np.array(x, ndmin=1)
         r = stable_sigmoid(xa if xa.dtype.kind in "fc" else xa.astype(np.float64))
         return r[0] if np.ndim(x) == 0 else r
@@ -552,19 +553,15 @@ def _softmax_cross_entropy(z, target, weight):
                else -np.take_along_axis(logp, target[..., None], axis=-1)[..., 0])
     else:
         nll = -np.sum(target * logp, axis=-1)
-    loss = (nll * weight).sum()
-    return np.asarray(loss, dtype=z.dtype), (z, logp, target, weight)
+    loss = (nll * weight).sum(keepdims=True).reshape(()).astype(z.dtype, copy=False)     # a 0-d array
+    return loss, (z, logp, target, weight)
 
 
 def _sce_residual(logp, target):
     """(Σ_k t_k) softmax(z) − t per row: ∂L_n/∂z_n up to the weight."""
     p = xp.exp(logp)
     if target.dtype.kind in "iu":            # the one-hot t of the class indices (a constant)
-        t = np.zeros(p.shape, dtype=p.dtype)
-        if t.ndim == 2:
-            t[np.arange(t.shape[0]), target] = 1
-        else:
-            np.put_along_axis(t, target[..., None], 1, -1)
+        t = xp.equal(target[..., None], np.arange(p.shape[-1])).astype(p.dtype)
     else:
         t = target
         p = p * np.sum(target, axis=-1, keepdims=True)
