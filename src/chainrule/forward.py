@@ -39,7 +39,6 @@ import itertools
 
 import numpy as np
 
-
 from .autograd import STATE, enable_grad
 from .ops import rules as R
 from .tensor import TANGENT_HOOK, Tensor, apply
@@ -99,13 +98,9 @@ def push_tangents(op, args, kw, out, saved):
             else:
                 r = _fast(op, args, kw, out, saved, tuple(ds))
             if r is not None:
-                if type(r) is not np.ndarray:
-                    r = np.asarray(r)
                 data = out.data
-                if r.shape != data.shape:
-                    r = np.broadcast_to(r, data.shape)
-                if r.dtype != data.dtype:
-                    r = r.astype(data.dtype)
+                if type(r) is not np.ndarray or r.shape != data.shape or r.dtype != data.dtype:
+                    r = _fit_array(r, data)
                 out._tangent = tg = {level: r}
                 if out._node is not None:
                     out._node.tangent = tg

@@ -255,3 +255,26 @@ def test_hvp_forward_over_reverse_on_a_window_model_with_an_embedding(sparse):
         return bce_with_logits(z[:, 0], d, 0.5) + cr.sum_squares([W, U], scale=0.1)
     ps = [RNG.standard_normal((8, 2)), RNG.standard_normal((6, 5)) * 0.5, RNG.standard_normal((5, 1))]
     _hvp_both_vs_fd(loss, ps)
+
+
+def test_jacobian_forward_mode_equals_reverse_mode():
+    W = RNG.standard_normal((3, 4))
+    f = lambda x, s: cr.softmax(cr.tanh(x @ W) * s, axis=-1)            # noqa: E731
+    x = RNG.standard_normal((2, 3))
+    Jf = cr.jacobian(f, mode="fwd")(x, 2.0)
+    Jr = cr.jacobian(f)(x, 2.0)
+    assert Jf.shape == (2, 4, 2, 3)
+    np.testing.assert_allclose(Jf, Jr, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(cr.jacobian(lambda s, x: f(x, s), argnum=1, mode="fwd")(2.0, x), Jr, rtol=1e-12)
+    with pytest.raises(ValueError, match="mode must be"):
+        cr.jacobian(f, mode="forward")
+
+
+def test_differentiating_a_tangent_through_a_first_order_op_names_it():
+    def f(leaves):
+        t = cr.NodeTable(2)
+        t.write(0, leaves)
+        return t.read() * 2.0
+    x = cr.tensor(RNG.standard_normal((2, 3)), requires_grad=True, dtype="float64")
+    with pytest.raises(RuntimeError, match="jvp: op 'table_write' has a first-order-only rule"):
+        cr.jvp(f, (x,), (np.ones((2, 3)),))

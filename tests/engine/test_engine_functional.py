@@ -43,14 +43,14 @@ def test_public_op_examples_are_collected_by_doctest():
 
 def test_tensor_operators_and_methods_are_the_functional_functions():
     assert Tensor.__add__ is F.add and Tensor.__matmul__ is F.matmul and Tensor.__getitem__ is F.getitem
-    assert Tensor.__radd__.__wrapped__ is F.add and Tensor.__rsub__.__wrapped__ is F.sub
+    assert Tensor.__radd__.reflects is F.add and Tensor.__rsub__.reflects is F.sub
     assert Tensor.sum is F.sum and Tensor.exp is F.exp and Tensor.reshape is F.reshape
     assert Tensor.T.fget is F.transpose
     assert set(F.TENSOR_METHODS) <= set(vars(Tensor))
     for name, f in F.TENSOR_METHODS.items():
         member = vars(Tensor)[name]
         assert member is f, name
-        fn = member.fget if isinstance(member, property) else getattr(member, "__wrapped__", member)
+        fn = member.fget if isinstance(member, property) else getattr(member, "reflects", member)
         assert fn.__module__ == F.__name__ and getattr(F, fn.__name__) is fn, name
         assert fn.__name__ in F.__all__, f"Tensor.{name} is {fn.__name__}, not a public op"
 

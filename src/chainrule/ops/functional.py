@@ -1372,7 +1372,7 @@ def _reflected(f, symbol):
         return f(o, x)
     reflected.__name__ = reflected.__qualname__ = f"reflected_{f.__name__}"
     reflected.__doc__ = f"``o {symbol} x`` with o not a Tensor: ``{f.__name__}(o, x)`` (see :func:`{f.__name__}`)."
-    reflected.__wrapped__ = f
+    reflected.reflects = f
     return reflected
 
 
