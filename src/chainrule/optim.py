@@ -422,8 +422,8 @@ class SGD(Optimizer):
             return
         self.param_steps[i] += 1
         if type(g) is RowSparseGrad:
-            g = _coalesce(g)
-            p.data[g.indices] -= h["lr"] * g.values
+            idx, rows = g.distinct_rows()        # each row once (coalesced only if rows repeat)
+            p.data[idx] -= h["lr"] * rows
         else:
             p.data -= h["lr"] * g
 

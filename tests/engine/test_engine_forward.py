@@ -34,7 +34,7 @@ def test_every_rule_has_a_tangent_rule():
     missing = sorted(k for k, op in R.RULES.items()
                      if op.jvp is None and op.forward.__module__.startswith("chainrule."))
     assert not missing, f"rules without a tangent rule (jvp=): {missing}"
-    table_ops = {"table_write", "table_gather", "table_read"}          # tested below (first order only)
+    table_ops = {"table_write", "table_gather", "table_read", "table_level"}   # tested below (first order only)
     untested = sorted(k for k, op in R.RULES.items() if op.forward.__module__.startswith("chainrule.")
                       and k not in CASES and k not in table_ops)
     assert not untested, f"rules without a case in CASES: {untested}"
@@ -120,6 +120,29 @@ def test_jvp_of_a_node_table_matches_finite_differences():
     y, dy = cr.jvp(f, (x,), (v,))
     np.testing.assert_allclose(dy, _fd(f, [x], [v]), rtol=1e-6, atol=1e-9)
     assert np.abs(dy[3]).max() > 0                     # the tangent went through the gathered rows
+
+
+def test_jvp_through_a_table_level_matches_finite_differences_and_the_three_ops():
+    """NodeTable.level (gather, op, write as one node) carries the tangent through the op's own rule."""
+    from chainrule.ops.fused import COMPOSITION, composition
+    W, b, V = RNG.standard_normal((4, 2)), RNG.standard_normal(2), RNG.standard_normal((4, 4, 2)) * 0.3
+
+    def f(leaves, W, b, V, fused=True):
+        t = cr.NodeTable(5)
+        t.write(0, leaves)
+        if fused:
+            t.level(3, np.array([[0, 1], [2, 0]]), COMPOSITION, W, b, V, distinct=False)
+        else:
+            t.write(3, composition(t.gather(np.array([[0, 1], [2, 0]]), flat=True), W, b, V))
+        return t.read()
+    args = (RNG.standard_normal((3, 2)), W, b, V)
+    vs = tuple(RNG.standard_normal(np.shape(a)) for a in args)
+    y, dy = cr.jvp(f, args, vs)
+    np.testing.assert_allclose(dy, _fd(f, list(args), list(vs)), rtol=1e-6, atol=1e-9)
+    y2, dy2 = cr.jvp(lambda *a: f(*a, fused=False), args, vs)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(dy, dy2)
+    assert np.abs(dy[3:]).max() > 0
 
 
 def test_user_primitive_without_tangent_rule_falls_back_to_double_vjp(user_ops):

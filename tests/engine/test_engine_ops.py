@@ -692,3 +692,39 @@ def test_op_docstrings_carry_both_formulas():
     for name, op in cr.ops.RULES.items():
         assert op.__doc__ and "|" in op.__doc__, name
     assert "x̄" in cr.mul.__doc__ or "x̄" in cr.ops.RULES["mul"].__doc__
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_and_bilinear_vjps_with_a_contraction_of_one_are_the_exact_products(dtype):
+    """A weight gradient from a single row (aᵀ g with a of one row; an RNTN level of one node) is an
+    outer product: the rules compute it as a broadcast product (NumPy's matmul is a slow loop there),
+    giving exactly the products a_i g_j -- the numbers matmul gives."""
+    rng = np.random.default_rng(5)
+    x = cr.tensor(rng.standard_normal((1, 6)).astype(dtype), requires_grad=True)
+    W = cr.tensor(rng.standard_normal((6, 4)).astype(dtype), requires_grad=True)
+    V = cr.tensor(rng.standard_normal((6, 6, 3)).astype(dtype), requires_grad=True)
+    g = rng.standard_normal((1, 4)).astype(dtype)
+    (cr.matmul(x, W) * g).sum().backward()
+    np.testing.assert_array_equal(W.grad, x.data.T @ g)
+    np.testing.assert_array_equal(W.grad, np.outer(x.data[0], g[0]))
+    gz = rng.standard_normal((1, 3)).astype(dtype)
+    (cr.bilinear(x, V) * gz).sum().backward()
+    xg = (x.data[:, :, None] * gz[:, None, :]).reshape(1, -1)
+    np.testing.assert_array_equal(V.grad, (x.data.T @ xg).reshape(V.shape))
+    v = cr.tensor(rng.standard_normal(4).astype(dtype), requires_grad=True)
+    (cr.matmul(W, v) * rng.standard_normal(6).astype(dtype)).sum().backward()     # 2-D @ 1-D: W̄ = g vᵀ
+    assert cr.gradcheck(lambda W, v: cr.matmul(W, v).sum(), cr.tensor(W.data, requires_grad=True, dtype="float64"),
+                        cr.tensor(v.data, requires_grad=True, dtype="float64"))
+
+
+def test_einsum_vjp_uses_the_cached_contraction_path():
+    """The backward of a 3-operand einsum looks its contraction order up in the cache (computing it
+    each time cost the per-node RNTN most of its step); same path, same numbers."""
+    from chainrule.ops import rules as R
+    rng = np.random.default_rng(6)
+    c = cr.tensor(rng.standard_normal(4), requires_grad=True)
+    V = cr.tensor(rng.standard_normal((4, 4, 3)), requires_grad=True)
+    R._PATHS.clear()
+    cr.einsum("i,ijk,j->k", c, V, c).sum().backward()
+    assert any(spec.startswith("k,") for spec, _ in R._PATHS), sorted(R._PATHS)
+    np.testing.assert_allclose(V.grad, np.einsum("i,j,k->ijk", c.data, c.data, np.ones(3)))

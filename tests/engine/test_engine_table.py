@@ -135,3 +135,62 @@ def test_rows_written_out_of_order_are_still_checked():
         t.gather(np.array([-1]))
     t.write(1, np.ones((2, 2)))
     assert t.gather(np.array([4, 1, 2])).shape == (3, 2)
+
+
+def test_level_is_gather_op_write_in_one_node_bit_for_bit():
+    """table.level(start, idx, op, *inputs): the same values and gradients as gather(flat) -> op ->
+    write, with one graph node a level instead of three."""
+    from chainrule.ops.fused import COMPOSITION, composition
+    rng = np.random.default_rng(2)
+    d = 3
+    leaves = cr.tensor(rng.standard_normal((4, d)), requires_grad=True)
+    W, b, V = (cr.tensor(rng.standard_normal(s), requires_grad=True) for s in ((2 * d, d), (d,), (2 * d, 2 * d, d)))
+    levels = [(4, np.array([[0, 1], [2, 3]])), (6, np.array([[4, 5]]))]
+    wts = rng.standard_normal((7, d))
+    got = []
+    for fused in (True, False):
+        for t in (leaves, W, b, V):
+            t.grad = None
+        t = NodeTable(7)
+        t.write(0, leaves)
+        for start, ch in levels:
+            if fused:
+                t.level(start, ch, COMPOSITION, W, b, V, distinct=True)
+            else:
+                t.write(start, composition(t.gather(ch, distinct=True, flat=True), W, b, V))
+        out = t.read()
+        if fused:
+            assert out._node.parents[0].op.name == "table_level"
+        (out * wts).sum().backward()
+        got.append([out.data] + [x.grad for x in (leaves, W, b, V)])
+    for a, r in zip(*got):
+        np.testing.assert_array_equal(a, r)
+
+    def f(leaves, W, b, V):
+        t = NodeTable(7)
+        t.write(0, leaves)
+        for start, ch in levels:
+            t.level(start, ch, COMPOSITION, W, b, V)
+        return (t.read() * wts).sum()
+    assert cr.gradcheck(f, leaves, W, b, V)
+
+
+def test_level_errors():
+    from chainrule.ops import rules as R
+    from chainrule.ops.fused import COMPOSITION
+    t = NodeTable(4)
+    W, b = np.ones((4, 2)), np.zeros(2)
+    with pytest.raises(IndexError, match="nothing has been written"):
+        t.level(2, np.array([[0, 1]]), COMPOSITION, W, b, None)
+    t.write(0, np.ones((2, 2)))
+    with pytest.raises(IndexError, match="row 2 has not been written"):
+        t.level(3, np.array([[0, 2]]), COMPOSITION, W, b, None)
+    with pytest.raises(ValueError, match="overlap"):
+        t.level(1, np.array([[0, 1]]), COMPOSITION, W, b, None)
+    with pytest.raises(ValueError, match=r"idx must be \(rows, children\)"):
+        t.level(2, np.array([0, 1]), COMPOSITION, W, b, None)
+    with pytest.raises(ValueError, match="op 'sum' gave rows of shape"):
+        t.level(2, np.array([[0, 1]]), R.SUM)
+    assert not t._written[2:].any()                   # a failed level writes nothing
+    t.level(2, np.array([[0, 1], [1, 0]]), COMPOSITION, W, b, None)
+    assert t._written.all()

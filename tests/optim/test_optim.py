@@ -342,3 +342,25 @@ def test_clip_grad_norm_dense_and_sparse():
     with pytest.raises(FloatingPointError):
         optim.clip_grad_norm([c], 1.0, error_if_nonfinite=True)
     assert optim.clip_grad_norm([nn.Parameter(np.zeros(2))], 1.0) == 0.0
+
+
+@pytest.mark.parametrize("rows", [[7, 2, 9, 4], [7, 2, 7, 4, 2]])
+def test_sparse_sgd_uses_the_rows_as_they_are_when_distinct(rows):
+    """Plain SGD on a row-sparse gradient: the rows as given when distinct (no reorder, no copy),
+    coalesced when some repeat; either way the dense update bit for bit, and the gradient untouched."""
+    rng = np.random.default_rng(3)
+    idx = np.array(rows)
+    vals = rng.standard_normal((len(rows), 3)).astype(np.float32)
+    g = cr.RowSparseGrad(idx, vals.copy(), (10, 3))
+    i, v = g.distinct_rows()
+    assert len(np.unique(i)) == len(i)
+    if len(set(rows)) == len(rows):
+        assert i is g.indices and v is g.values                  # nothing copied
+    np.testing.assert_array_equal(cr.RowSparseGrad(i, v, (10, 3)).to_dense(), g.to_dense())
+    w0 = rng.standard_normal((10, 3)).astype(np.float32)
+    ps, pd = nn.Parameter(w0.copy()), nn.Parameter(w0.copy())
+    ps.grad, pd.grad = g, g.to_dense()
+    optim.SGD([ps], lr=0.1).step()
+    optim.SGD([pd], lr=0.1).step()
+    np.testing.assert_array_equal(ps.data, pd.data)
+    np.testing.assert_array_equal(g.values, vals)

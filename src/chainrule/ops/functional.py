@@ -17,6 +17,8 @@ Every public op documents its formula, Args, Returns and a small example (run by
 from __future__ import annotations
 
 import builtins
+import inspect
+import textwrap
 from types import SimpleNamespace
 
 import numpy as np
@@ -42,7 +44,8 @@ def _doc(op):
     """Put the rule's formula (``forward | backward``) after the first paragraph of the docstring."""
     def deco(f):
         head, _, rest = (f.__doc__ or "").partition("\n\n")
-        f.__doc__ = f"{head}\n\n    {op.__doc__}\n\n{rest}"
+        formula = textwrap.indent(inspect.cleandoc(op.__doc__), "    ")
+        f.__doc__ = f"{head}\n\n{formula}\n\n{rest}"
         f.op = op
         return f
     return deco

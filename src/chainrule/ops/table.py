@@ -13,15 +13,20 @@ written, read and backpropagated once:
     write(start, x):   T[start:start+n] = x                  |  x̄ = G[start:start+n]
     gather(idx):       z = T[idx]                            |  G[idx] += g
     read():            z = T (the whole table)               |  G += g
+    level(start, idx, op, *w):  T[start:start+n] = op(T[idx] joined, *w)   |  op's rule on
+                       G[start:start+n], its first gradient added into G[idx], the others to w
 
-Three primitives in the rule table (``table_write``, ``table_gather``, ``table_read``).  Every write
+Four primitives in the rule table (``table_write``, ``table_gather``, ``table_read``,
+``table_level``: a gather, any primitive and a write as one graph node, one per tree level; its
+rule calls the primitive's own rule, so the numbers are those of the three separate ops).  Every write
 records a *token* node (a zero-size output) whose backward rule hands its rows of ``G`` to the
 written tensor; tokens form a chain (each write's token has the previous one as a parent), and a
 gather or read has the latest token as its parent and returns a zero-size gradient to it.  Sequence
 order does the rest: a token is created before every gather that reads its rows, so backward
 expands it after all of them have added their share into ``G`` (the distributed chain rule with
-the sum kept in one buffer), and the chain reaches every earlier token.  Every op has at most two
-parents, so a level costs O(1) graph work whatever the depth.  The rows of ``G`` are zeroed as
+the sum kept in one buffer), and the chain reaches every earlier token (a level's node is a gather
+and a write: the latest token is its parent, its output the next token).  Every op has a fixed
+number of parents, so a level costs O(1) graph work whatever the depth.  The rows of ``G`` are zeroed as
 their token hands them out, so the table may be backpropagated again (``retain_graph=True``).
 
 The gradient path through the table is first order only (its rules use the shared buffer, not
@@ -113,6 +118,44 @@ def _read_vjp(g, table, n):
 TABLE_READ = defop("table_read", _read, _read_vjp, jvp=lambda d, table: table._tangent_buffer())
 
 
+def _level(token, *inputs, table, start, idx, distinct, op):
+    """T[start:start+n] = op(T[idx] with each idx row's rows joined, *inputs) -- a gather, a primitive
+    and a write in one graph node   |   z̄ = G[start:start+n] (then zeroed), op's rule on z̄, its first
+    gradient added into G[idx] (as gather's), the others to ``inputs``; the previous token gets ∅   |
+    Ṫ[start:start+n] = op's tangent rule at (Ṫ[idx] joined, the inputs' tangents)"""
+    buf = table._buf
+    z, saved = op.forward(buf[idx].reshape(idx.shape[:-1] + (-1,)), *inputs)
+    stop = start + idx.shape[0]
+    if z.shape != (stop - start,) + buf.shape[1:]:
+        raise ValueError(f"op '{op.name}' gave rows of shape {z.shape} for rows {start}..{stop} of a table "
+                         f"of rows {buf.shape[1:]}")
+    buf[start:stop] = z
+    return _token(buf.dtype), (table, start, stop, idx, distinct, op, saved)
+
+
+def _level_vjp(g, s, n):
+    table, start, stop, idx, distinct, op, saved = s
+    G = table._grad_buffer()
+    gz = G[start:stop].copy()
+    G[start:stop] = 0
+    grads = op.backward(gz, (True,) + tuple(n[1:]), *saved)
+    _gather_vjp(grads[0], (table, idx, distinct), None)
+    return (_token(g.dtype),) + tuple(grads[1:])
+
+
+def _level_jvp(d, s):
+    """Ṫ[start:start+n] = op's tangent rule at ċ = Ṫ[idx] joined and the inputs' tangents"""
+    table, start, stop, idx, distinct, op, saved = s
+    rule = op.jvp
+    if rule is None or not callable(rule) or not op.differentiable:
+        raise RuntimeError(f"NodeTable.level: op '{op.name}' has no tangent rule of its own, so forward mode "
+                           f"(cr.jvp) cannot go through this level; write the level as gather, op and write")
+    Td = table._tangent_buffer()
+    Td[start:stop] = rule((Td[idx].reshape(idx.shape[:-1] + (-1,)),) + tuple(d[1:]), *saved)
+    return _token(table._buf.dtype)
+TABLE_LEVEL = defop("table_level", _level, _level_vjp, jvp=_level_jvp)
+
+
 class NodeTable:
     """A ``(rows, *row_shape)`` table filled by :meth:`write` (each row once), read by :meth:`gather`
     and :meth:`read`, with gradients flowing back to the written tensors in linear time.
@@ -159,48 +202,36 @@ class NodeTable:
             self._tbuf = np.zeros(self._buf.shape, dtype=self._buf.dtype)
         return self._tbuf
 
-    def write(self, start, x):
-        """Write the rows of ``x`` (a Tensor or array, first axis = rows) at ``start``."""
+    def _free_rows(self, start, n, what, shape):
+        """Check that rows start..start+n may be written (``shape``: the value's, for the message)."""
         if self._sealed:
-            raise RuntimeError("NodeTable.write: the table was already read whole (read()); "
+            raise RuntimeError(f"NodeTable.{what}: the table was already read whole (read()); "
                                "write every row before reading it")
-        data = x.data if isinstance(x, Tensor) else np.asarray(x)
-        start = int(start)
-        n = data.shape[0] if data.ndim else 0
-        if data.ndim == 0 or start < 0 or start + n > self.rows:
-            raise IndexError(f"NodeTable.write: rows {start}..{start + n} of a {data.shape} value "
+        if start < 0 or start + n > self.rows:
+            raise IndexError(f"NodeTable.{what}: rows {start}..{start + n} of a {shape} value "
                              f"do not fit a table of {self.rows} rows")
-        if self._buf is None:
-            self._buf = np.empty((self.rows,) + data.shape[1:], dtype=data.dtype)
-        elif data.shape[1:] != self._buf.shape[1:]:
-            raise ValueError(f"NodeTable.write: rows of shape {data.shape[1:]} for a table of rows "
-                             f"{self._buf.shape[1:]}")
-        done = self._written[start:start + n]
-        if start < self._top and done.any():          # O(1) for writes in row order
-            raise ValueError(f"NodeTable.write: rows {start}..{start + n} overlap rows already written")
-        done[...] = True
+        if start < self._top and self._written[start:start + n].any():    # O(1) for writes in row order
+            raise ValueError(f"NodeTable.{what}: rows {start}..{start + n} overlap rows already written")
+
+    def _mark(self, start, n, tok):
+        self._written[start:start + n] = True
         self._top = max(self._top, start + n)
         if start <= self._filled:
             self._filled = max(self._filled, start + n)
             if self._filled < self._top:              # writes out of row order: extend over the rest
                 gap = np.flatnonzero(~self._written[self._filled:])
                 self._filled = self.rows if not gap.size else self._filled + int(gap[0])
-        tok = apply(TABLE_WRITE, (x, self._token), {"table": self, "start": start})
         if tok.requires_grad or getattr(tok, "_tangent", None) is not None:   # (a tangent: cr.jvp)
             self._token = tok
         self._writes += 1
 
-    def gather(self, idx, distinct=False, flat=False):
-        """Rows ``idx`` (an integer array of any shape; rows already written) as a Tensor of shape
-        ``idx.shape + row_shape``.  ``distinct=True`` promises that no row appears twice in ``idx``
-        (the children of one tree level), so backward adds with one fancy-indexed ``+=``.
-        ``flat=True``: the rows of each ``idx[..., :]`` joined end to end (shape
-        ``idx.shape[:-1] + (k·row_size,)``: the ``[a; b]`` of every node from its children's rows)."""
+    def _index(self, idx, what):
+        """``idx`` as an integer array of rows already written (else a clear error)."""
         idx = np.asarray(idx)
         if idx.dtype.kind not in "iu":
-            raise TypeError(f"NodeTable.gather: indices must be integers, got dtype {idx.dtype}")
+            raise TypeError(f"NodeTable.{what}: indices must be integers, got dtype {idx.dtype}")
         if self._buf is None:
-            raise IndexError("NodeTable.gather: nothing has been written yet")
+            raise IndexError(f"NodeTable.{what}: nothing has been written yet")
         if idx.size and not (idx.min() >= 0 and idx.max() < self._filled):    # the common case: 2 reductions
             lo = int(idx.min())
             try:
@@ -208,11 +239,51 @@ class NodeTable:
             except IndexError:
                 ok = None
             if lo < 0 or ok is None:
-                raise IndexError(f"NodeTable.gather: row {lo if lo < 0 else int(idx.max())} out of range "
+                raise IndexError(f"NodeTable.{what}: row {lo if lo < 0 else int(idx.max())} out of range "
                                  f"for a table of {self.rows} rows")
             if not ok.all():
-                raise IndexError(f"NodeTable.gather: row {int(idx.reshape(-1)[np.argmin(ok.reshape(-1))])} "
+                raise IndexError(f"NodeTable.{what}: row {int(idx.reshape(-1)[np.argmin(ok.reshape(-1))])} "
                                  f"has not been written yet")
+        return idx
+
+    def write(self, start, x):
+        """Write the rows of ``x`` (a Tensor or array, first axis = rows) at ``start``."""
+        data = x.data if isinstance(x, Tensor) else np.asarray(x)
+        start = int(start)
+        if data.ndim == 0:
+            raise IndexError(f"NodeTable.write: a 0-d value {data.shape} has no rows to write")
+        self._free_rows(start, data.shape[0], "write", data.shape)
+        if self._buf is None:
+            self._buf = np.empty((self.rows,) + data.shape[1:], dtype=data.dtype)
+        elif data.shape[1:] != self._buf.shape[1:]:
+            raise ValueError(f"NodeTable.write: rows of shape {data.shape[1:]} for a table of rows "
+                             f"{self._buf.shape[1:]}")
+        self._mark(start, data.shape[0], apply(TABLE_WRITE, (x, self._token), {"table": self, "start": start}))
+
+    def level(self, start, idx, op, *inputs, distinct=False):
+        """One level of a tree in one graph node: rows ``start, start+1, …`` become
+        ``op(c, *inputs)`` where row i of ``c`` is the rows ``idx[i, :]`` joined end to end (the
+        ``[a; b]`` of node i's children).  ``op`` is a primitive of the rule table (e.g.
+        :data:`chainrule.ops.fused.COMPOSITION`) whose output has one row per row of ``idx``.  The
+        same values and gradients, bit for bit, as ``write(start, f(gather(idx, distinct,
+        flat=True), *inputs))`` with ``f`` the op's function -- three graph nodes fewer a level.
+        ``distinct`` as for :meth:`gather`."""
+        idx = self._index(idx, "level")
+        start = int(start)
+        if idx.ndim != 2:
+            raise ValueError(f"NodeTable.level: idx must be (rows, children), got shape {idx.shape}")
+        self._free_rows(start, idx.shape[0], "level", idx.shape)
+        tok = apply(TABLE_LEVEL, (self._token, *inputs), {"table": self, "start": start, "idx": idx,
+                                                          "distinct": bool(distinct), "op": op})
+        self._mark(start, idx.shape[0], tok)
+
+    def gather(self, idx, distinct=False, flat=False):
+        """Rows ``idx`` (an integer array of any shape; rows already written) as a Tensor of shape
+        ``idx.shape + row_shape``.  ``distinct=True`` promises that no row appears twice in ``idx``
+        (the children of one tree level), so backward adds with one fancy-indexed ``+=``.
+        ``flat=True``: the rows of each ``idx[..., :]`` joined end to end (shape
+        ``idx.shape[:-1] + (k·row_size,)``: the ``[a; b]`` of every node from its children's rows)."""
+        idx = self._index(idx, "gather")
         if flat and idx.ndim == 0:
             raise ValueError("NodeTable.gather: flat=True needs an index array of at least one axis")
         return apply(TABLE_GATHER, (self._token,), {"table": self, "idx": idx, "distinct": bool(distinct),
