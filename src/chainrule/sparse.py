@@ -135,13 +135,14 @@ NEW, IADD, SCATTER, ACC = "new", "iadd", "scatter", "acc"
 
 
 def fresh(gi, g, outs):
-    """Whether ``gi``, one of a backward rule's outputs ``outs``, is an ndarray nobody else holds --
-    made by the rule (``base is None``: not a view), not the incoming gradient ``g`` the rule was
-    called with, and not returned twice -- so that a backward pass may keep it and add into it."""
+    """Whether ``gi``, a backward rule's output (one of ``outs``, or made from one by the glue), is an
+    ndarray nobody else holds -- made fresh (``base is None``: not a view), not the incoming gradient
+    ``g`` the rule was called with, and not returned twice -- so that a backward pass may keep it
+    and add into it."""
     if gi is g or type(gi) is not np.ndarray or gi.base is not None:
         return False
-    n = len(outs)
-    return n == 1 or (outs[0] is not outs[1] if n == 2 else sum(o is gi for o in outs) == 1)
+    n = len(outs)               # (a result of the glue -- unbroadcast, astype -- is in none of them)
+    return n == 1 or (outs[0] is not outs[1] or gi is not outs[0] if n == 2 else sum(o is gi for o in outs) <= 1)
 
 
 def add_grad(grads, owned, key, gi):
