@@ -1052,7 +1052,7 @@ def _record_backward(plan, tr, vals, saved):
             key = p[1]
             if type(gi) is _Var and type(gi.v) is RowSparseGrad and p[0] == "leaf" and key not in recs \
                     and gi.v.shape == key.data.shape and gi.v.dtype == key.data.dtype:
-                add_grad(grads, owned, key, gi.v, g.v, vouts)      # a leaf's only gradient: NEW, not owned
+                grads[key] = gi.v                   # a leaf's first gradient, row-sparse: kept, not owned
                 recs[key] = gi
                 leaves.append(key)
                 continue
