@@ -160,13 +160,14 @@ def stable_sigmoid(x):
 
 
 def softmax_array(x, axis=-1):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 def log_softmax_array(x, axis=-1):
-    sh = x - np.max(x, axis=axis, keepdims=True)
-    return sh - np.log(np.sum(np.exp(sh), axis=axis, keepdims=True))
+    sh = x - x.max(axis=axis, keepdims=True)
+    return sh - np.log(np.exp(sh).sum(axis=axis, keepdims=True))
 
 
 def _scatter_array(g, idx, shape, dtype=None):
@@ -553,7 +554,7 @@ def _softmax_cross_entropy(z, target, weight):
                else -np.take_along_axis(logp, target[..., None], axis=-1)[..., 0])
     else:
         nll = -np.sum(target * logp, axis=-1)
-    loss = np.sum(nll * weight, keepdims=True).reshape(()).astype(z.dtype, copy=False)     # a 0-d array
+    loss = (nll * weight).sum(keepdims=True).reshape(()).astype(z.dtype, copy=False)     # a 0-d array
     return loss, (z, logp, target, weight)
 
 
