@@ -24,7 +24,9 @@ them alike.  Reported: the median µs per step of each implementation, and its s
 hand-written NumPy as the median over rounds of the *paired* per-round ratio t_hand / t_impl
 (> 1: faster than the hand-written step), with its range.  The whole run happens twice, in child
 processes: glibc's default malloc, and MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised
-(see _harness.py).  JAX's times exclude compilation (warm-up); its steps are blocked on.
+(see _harness.py).  JAX's times exclude compilation (warm-up); its steps are blocked on.  Page
+faults per step: the median over rounds of the process's minor faults (``getrusage`` ru_minflt)
+during a block, divided by its steps -- memory mapped and unmapped again by the allocator.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import sys
 import time
 
@@ -366,18 +369,21 @@ def time_workload(name, rounds, budget):
         f()
         block[k] = max(2, int(budget / max((time.perf_counter() - t0) / 2, 1e-7)))
     times = {k: [] for k in impls}
+    faults = {k: [] for k in impls}
     for _ in range(rounds):
         for k, f in impls.items():
+            m0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
             for _ in range(block[k]):
                 f()
             times[k].append((time.perf_counter() - t0) / block[k] * 1e6)
+            faults[k].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - m0) / block[k])
     hand = np.array(times["numpy (hand)"])
     out = {}
     for k, v in times.items():
         q = hand / np.array(v)
         out[k] = {"us_per_step": float(np.median(v)), "vs_hand": float(np.median(q)),
-                  "range": [float(q.min()), float(q.max())]}
+                  "range": [float(q.min()), float(q.max())], "faults_per_step": float(np.median(faults[k]))}
     comp = extra.get("compiled")
     note = None
     if comp is not None:
@@ -427,7 +433,7 @@ def main(argv=None):
             print(f"{w}  [compiled: {r['compiled']}]")
             for k, v in r["impls"].items():
                 print(f"  {k:<30}{v['us_per_step']:>11.1f} µs  {v['vs_hand']:>6.2f}x  "
-                      f"({v['range'][0]:.2f}-{v['range'][1]:.2f})")
+                      f"({v['range'][0]:.2f}-{v['range'][1]:.2f})  {v['faults_per_step']:>8.1f} faults/step")
     return 0
 
 

@@ -18,14 +18,30 @@ whose value changes between calls) it is captured again, and after two disagreem
 stays eager, with :attr:`Compiled.fallback_reason` saying why (JAX re-traces data-dependent control
 flow the same way; a tree minibatch with a new level schedule is a new signature).
 
-**Replay.**  From the third call, the recorded plan runs: each op's forward rule on the arrays of the
-new inputs and the parameters' current values, the backward rules in the engine's order with the
-engine's accumulation (so results are bit-for-bit those of the eager step), the gradients set on
-the parameters as ``backward`` would, then the optimizer calls.  No Tensor or Node is created (the
-returned loss is wrapped in one Tensor), nothing is validated again, no heap or dict of the graph
-is built.  What the replay does *not* do yet: the rules still allocate their outputs (they are
-NumPy functions, not ``out=`` kernels), and the optimizer update runs as the optimizer's own
-(eager, in-place) ``step``.
+**Replay.**  The third call records the plan as code: every rule of the step -- the forward rules,
+then the backward rules in the engine's order with the engine's accumulation
+(:func:`chainrule.sparse.add_grad` deciding on the recorded values) -- runs once more on *recorded
+arrays* (``_Rec``: each carries its real value, and every NumPy call on it -- operators, ufuncs, the
+array functions, the methods the rules use -- computes that value and writes one line of the plan).
+That is the rule table evaluated on a recording namespace, not a second set of rules.  Fresh results
+go into buffers allocated once (``np.multiply(a, b, out=B7)``; ``np.sum``/``np.max`` become
+``np.add.reduce``/``np.maximum.reduce`` with ``out=``), views of buffers are made once, and each
+rule's recorded result is checked bit for bit against the rule run on plain arrays: a rule that
+disagrees or cannot be recorded (it reads a Python number from the data, calls ``np.asarray``,
+returns a row-sparse gradient) becomes one opaque call made per replay, and the plan says so
+(:meth:`Compiled.plans`).  A memory plan then gives the array of every buffer whose last use has
+passed to a later buffer of the same shape, dtype and strides (the plan is recorded a second time
+into those arrays and kept only if it writes the same code).  From then on a replay is that code:
+no Tensor or Node, no validation, no graph, no allocation beyond what opaque calls and fancy
+indexing make.  The optimizer's ``step`` is called from the plan; it updates through per-parameter
+functions on scratch buffers (see :mod:`chainrule.optim`), reading the learning rate and step counts
+at every call, so schedulers keep working.  A plan with a row-sparse gradient (the window model's
+embedding) is replayed as the rules' calls without buffers.
+
+**What a replay hands out.**  The returned loss tensors are copies.  The parameters' ``.grad``
+arrays are the plan's buffers, written again by the next replay (as PyTorch's CUDA graphs' static
+outputs): keep a copy of a ``.grad`` you want to keep across steps.  Gradients accumulated without
+``zero_grad`` still add up as in eager mode.
 
 **Fallback** (eager, with ``fallback_reason`` set and a one-time ``RuntimeWarning``): a step
 without a ``backward`` call or with more than one, tensor hooks, ``detect_anomaly`` /
@@ -640,8 +656,12 @@ class _Tracer:
         if v is None:
             return None
         if opaque:
-            if type(v) is RowSparseGrad:
-                raise _Abort("a row-sparse gradient")
+            if type(v) is RowSparseGrad:          # an embedding's gradient: kept whole, its arrays' buffers
+                for a in (v.indices, v.values):   # kept alive (it is deposited later in the plan)
+                    o = self.owner.get(id(_root(a))) if type(a) is np.ndarray else None
+                    if o is not None:
+                        self.pinned.add(o)
+                return _Var(v, self, expr)
             if _has_array(v):
                 self.no_reuse = f"an opaque call gives a {type(v).__name__} holding arrays"
             return _Var(v, self, expr)
@@ -909,6 +929,7 @@ def _record_plan(plan, args, assign=None):
     ns.update({"_value": _value, "_deposit": deposit, "_wrap": Tensor._wrap})
     ops = plan.ops
     vals, saved, inputs = [None] * len(ops), [None] * len(ops), {}
+    plain_args = all(type(a) is np.ndarray for a in args)       # as Compiled.__call__'s quick signature
 
     def inp(r):
         kind = r[0]
@@ -923,6 +944,8 @@ def _record_plan(plan, args, assign=None):
         if rec is None:
             if kind == "leaf":
                 rec = tr.local(r[1].data, f"{tr.const(r[1], 'T')}.data")
+            elif r[0] == "arg" and len(r[1]) == 1 and plain_args:      # the plan's key says: an ndarray
+                rec = tr.local(args[r[1][0]], f"args[{r[1][0]}]")
             else:
                 rec = tr.local(_value(r, args, None), f"_value({tr.const(r, 'R')}, args, None)")
             inputs[key] = rec
@@ -1017,13 +1040,19 @@ def _record_backward(plan, tr, vals, saved):
         saved[i] = None
         if type(outs) is not tuple:
             raise _Abort(f"{op.name}'s backward did not give a tuple")
-        vouts = tuple(o.v if type(o) is _Rec else o for o in outs)
+        vouts = tuple(o.v if type(o) is _Rec or type(o) is _Var else o for o in outs)
         for p, gi in zip(parents, outs):
             if p is None or gi is None:
                 continue
+            key = p[1]
+            if type(gi) is _Var and type(gi.v) is RowSparseGrad and p[0] == "leaf" and key not in recs \
+                    and gi.v.shape == key.data.shape and gi.v.dtype == key.data.dtype:
+                add_grad(grads, owned, key, gi.v, g.v, vouts)      # a leaf's only gradient: NEW, not owned
+                recs[key] = gi
+                leaves.append(key)
+                continue
             if type(gi) is not _Rec:
                 raise _Abort(f"{op.name}'s backward gave a {type(gi).__name__}")
-            key = p[1]
             shape, dtype = (ops[key][5], ops[key][6]) if p[0] == "node" else (key.data.shape, key.data.dtype)
             if gi.shape != shape:
                 gi = _call_rule(tr, unbroadcast, (gi, shape))
@@ -1055,7 +1084,11 @@ def _record_backward(plan, tr, vals, saved):
         if mine and g.persistent:          # handed out: if still the .grad (no zero_grad), keep its values
             tr.pinned.add(tr.alias.get(g.name, g.name))
             guard.append(f"if {T}.grad is {g.name}: {T}.grad = {g.name}.copy()")
-        tr.lines.append(f"_deposit({T}, {g.name}, {mine})")
+        if mine:                           # deposit's common case written out: .grad None -> the array
+            tr.lines.append(f"if {T}.grad is None: {T}.grad = {g.name}")
+            tr.lines.append(f"else: _deposit({T}, {g.name}, True)")
+        else:
+            tr.lines.append(f"_deposit({T}, {g.name}, False)")
     tr.lines[mark:mark] = guard
 
 

@@ -152,7 +152,7 @@ def add_grad(grads, owned, key, gi, g, outs):
     if prev is None:
         grads[key] = gi
         if type(gi) is np.ndarray and gi.base is None and gi is not g \
-                and (len(outs) == 1 or sum(o is gi for o in outs) == 1):
+                and (len(outs) == 1 or sum(o is gi for o in outs) <= 1):
             owned.add(key)
         return NEW
     if key in owned:                    # owned entries are ndarrays

@@ -694,6 +694,22 @@ def test_op_docstrings_carry_both_formulas():
     assert "x̄" in cr.mul.__doc__ or "x̄" in cr.ops.RULES["mul"].__doc__
 
 
+def test_stable_sigmoid_branch_free_select_is_the_where_formula_bit_for_bit():
+    """σ = num / (1 + e), e = e^(−|x|), num = 1 for x ≥ 0 and e otherwise: selected with a maximum
+    (e ≤ 1 where x ≥ 0) instead of np.where -- the same bits, special values included."""
+    from chainrule.ops.rules import stable_sigmoid
+    rng = np.random.default_rng(0)
+    for dt in (np.float16, np.float32, np.float64):
+        x = np.concatenate([rng.standard_normal(2000) * s for s in (1, 10, 100, 1e4)]
+                           + [[0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 88.7, -88.7, 709.0, -745.0]])
+        x = x.astype(dt)
+        with np.errstate(over="ignore", under="ignore"):
+            e = np.exp(-np.abs(x))
+            want = np.where(x >= 0, np.ones((), dt), e) / (1 + e)
+            got = stable_sigmoid(x)
+        assert got.dtype == dt and got.tobytes() == want.tobytes()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_matmul_and_bilinear_vjps_with_a_contraction_of_one_are_the_exact_products(dtype):
     """A weight gradient from a single row (aᵀ g with a of one row; an RNTN level of one node) is an

@@ -304,3 +304,19 @@ def test_sequence_attention_stack_gradchecks():
 
 
 # ------------------------------------------------------------------------------------ model + command
+
+
+@pytest.mark.parametrize("bidirectional,lengths", [(False, None), (True, [4, 2])])
+def test_lstm_constant_input_projection_gradcheck(bidirectional, lengths):
+    """A constant (N, T, D) input: the layer projects all steps at once (X W_ih + b, one matmul and
+    one add); the weights' gradients still match finite differences, with masks and both directions."""
+    rng = np.random.default_rng(8)
+    lstm = LSTM(3, 4, rng=0, bidirectional=bidirectional).to(np.float64)
+    x = rng.standard_normal((2, 4, 3))
+    r = rng.standard_normal((2, 4, 8 if bidirectional else 4))
+
+    def loss():
+        out, (h_n, c_n) = lstm(x, lengths=lengths)
+        return (out * r).sum() + (h_n * h_n).sum() + c_n.sum()
+    rep = gradcheck_params(loss, list(lstm.named_parameters()))
+    assert rep.ok, str(rep)

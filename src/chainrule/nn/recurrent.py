@@ -194,22 +194,23 @@ class LSTMCell(Module):
     def step(self, x, h, c, W=None, mask=None, xw=None):
         """One step with an optional (N, 1) boolean ``mask`` (False: keep h, c).  ``h``/``c`` None
         mean a zero state.  ``W``: :meth:`fused_weight` computed once for the sequence.  ``xw``:
-        x W_ih already computed (the sequence layer projects all steps of a constant input at once).
+        x W_ih + b already computed (the sequence layer projects all steps of a constant input at once).
         Returns (h', c', h'_raw): the (masked) new state and the unmasked new hidden vector."""
         H = self.hidden_size
-        if xw is not None:
+        if xw is not None:                            # x W_ih + b, from the sequence layer
             z = xw if h is None else xw + h @ self.weight_hh
-        elif h is None:
-            z = x @ self.weight_ih
-        elif isinstance(x, Tensor) and x.requires_grad:
-            # [x, h] @ [W_ih; W_hh]: one matmul forward, one for x̄ and h̄ together backward
-            W = W if W is not None else self.fused_weight()
-            z = F.concat([x, h], axis=1) @ W
         else:
-            # constant input: x W_ih + h W_hh, so backward skips the x̄ = ā W_ihᵀ nobody needs
-            z = x @ self.weight_ih + h @ self.weight_hh
-        if self.bias is not None:
-            z = z + self.bias
+            if h is None:
+                z = x @ self.weight_ih
+            elif isinstance(x, Tensor) and x.requires_grad:
+                # [x, h] @ [W_ih; W_hh]: one matmul forward, one for x̄ and h̄ together backward
+                W = W if W is not None else self.fused_weight()
+                z = F.concat([x, h], axis=1) @ W
+            else:
+                # constant input: x W_ih + h W_hh, so backward skips the x̄ = ā W_ihᵀ nobody needs
+                z = x @ self.weight_ih + h @ self.weight_hh
+            if self.bias is not None:
+                z = z + self.bias
         s = F.sigmoid(z[..., :3 * H])                 # the gates i, f, o side by side
         g = F.tanh(z[..., 3 * H:4 * H])
         i, o = s[..., :H], s[..., 2 * H:3 * H]
@@ -353,8 +354,9 @@ class _Recurrent(Module):
         """Run ``cell`` over the per-step inputs ``xs`` (list of (N, D)) with per-step masks.
 
         ``x3``: the constant input as one (N, T, D) array, when it is one: an LSTM then computes the
-        input projection x_t W_ih of all steps as one matmul, (N·T, D) @ (D, 4H) -- and its backward
-        W̄_ih = Xᵀ Ā as one matmul over all steps, instead of T small ones and T sums.
+        input projection x_t W_ih + b of all steps as one matmul and one add, (N·T, D) @ (D, 4H) --
+        and its backward W̄_ih = Xᵀ Ā and b̄ = Σ Ā as one matmul and one sum over all steps,
+        instead of T small ones and T additions each.
 
         Returns (outs, h_T, c_T): ``outs`` the list of per-step outputs in time order (zero at masked
         steps; None when ``outputs=False``), and the final state -- for the reverse direction, the
@@ -366,7 +368,10 @@ class _Recurrent(Module):
         XW = None
         if x3 is not None and T > 1 and isinstance(cell, LSTMCell) and x3.shape[1] == T:
             N, _, D = x3.shape
-            XW = F.reshape(x3.reshape(N * T, D) @ cell.weight_ih, (N, T, -1))
+            XW = x3.reshape(N * T, D) @ cell.weight_ih
+            if cell.bias is not None:
+                XW = XW + cell.bias                  # b once for all steps (b̄: one sum over N·T rows)
+            XW = F.reshape(XW, (N, T, -1))
         h, c = h0, c0
         outs = [None] * T if outputs else None
         order = range(T - 1, -1, -1) if reverse else range(T)
