@@ -1,7 +1,9 @@
 """Fixtures shared by the test tree (which mirrors src/chainrule/): ``check_module`` (gradient-check
-a layer in float64), ``ner_dir`` (a made-up CoNLL-2003 directory and a GloVe-format file), and ``release_parsed_sst``
-(a module that parses the SST training trees drops them when it is done)."""
+a layer in float64), ``ner_dir`` (a made-up CoNLL-2003 directory and a GloVe-format file), ``release_parsed_sst``
+(a module that parses the SST training trees drops them when it is done), ``load_benchmark`` (a script of
+benchmarks/ imported as a module, for the smoke tests of tests/benchmarks/) and ``random_dag_spec``."""
 import gzip
+import os
 
 import numpy as np
 import pytest
@@ -132,3 +134,21 @@ def random_dag_spec(seed, n_inputs=3, n_hidden=6, n_outputs=1, last_pieces=3, lo
     if loss is not None:
         spec["loss"] = loss
     return spec
+
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+@pytest.fixture
+def load_benchmark(monkeypatch):
+    """``load_benchmark('hvp')``: the script ``benchmarks/hvp.py`` imported as a module (its folder on
+    sys.path for its sibling ``_harness``), so a smoke test can run it briefly with tiny sizes."""
+    import importlib.util
+
+    def load(name):
+        monkeypatch.syspath_prepend(BENCHMARKS)
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(BENCHMARKS, f"{name}.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return load

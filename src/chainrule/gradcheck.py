@@ -93,6 +93,18 @@ def _compare(name, reference, analytic, numeric, atol, rtol, kinks=()):
                       float(a[worst]), float(b[worst]), not bool(bad.any()), sorted(kink_set))
 
 
+def _plus_minus(fun, x, i, eps):
+    """``(f(x + eps·e_i), f(x − eps·e_i))``, perturbing ``x[i]`` in place and restoring it: the one
+    central-difference step of every loop here."""
+    old = x[i]
+    x[i] = old + eps
+    fp = fun()
+    x[i] = old - eps
+    fm = fun()
+    x[i] = old
+    return fp, fm
+
+
 def _numeric(fun, x, eps, kink_tol):
     """Central differences of scalar ``fun`` w.r.t. every element of float64 array ``x`` (modified
     in place and restored).  Also returns the indices that look like kinks."""
@@ -102,12 +114,7 @@ def _numeric(fun, x, eps, kink_tol):
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     for _ in it:
         i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = fun()
-        x[i] = old - eps
-        fm = fun()
-        x[i] = old
+        fp, fm = _plus_minus(fun, x, i, eps)
         g[i] = (fp - fm) / (2 * eps)
         # one-sided slopes: disagreement far beyond O(eps) curvature means a kink.  The floor is
         # small (1e-3, i.e. a jump of 1e-5 at the default kink_tol): a kink whose slopes are small
@@ -348,12 +355,7 @@ def gradcheck_params(loss_fn, named_params, eps=1e-6, atol=1e-6, rtol=1e-4, max_
             idxs = [np.unravel_index(int(f), x.shape) for f in flat]
             an, nu = [], []
             for i in idxs:
-                old = x[i]
-                x[i] = old + eps
-                fp = evaluate()
-                x[i] = old - eps
-                fm = evaluate()
-                x[i] = old
+                fp, fm = _plus_minus(evaluate, x, i, eps)
                 an.append(analytic[name][i])
                 nu.append((fp - fm) / (2 * eps))
             comps.append(_compare(f"{name} ({max_elements} sampled)", "finite differences",

@@ -551,15 +551,18 @@ def plot_history(history, path, monitor=None, best_epoch=None):
     validation loss is (the RNTN's summed per-tree loss of ~45 beside a per-node loss of ~1 was
     unreadable).  Right: every accuracy/F1 metric, with the selection metric ``val_<monitor>`` drawn
     thicker and named in the legend.  The selected epoch (``best_epoch``) is marked in both panels.
-    Written through a temporary file and a rename."""
+    Written through a temporary file and a rename.
+
+    Drawn on a bare ``matplotlib.figure.Figure`` (no pyplot: no global figure manager, ~0.2 s less to
+    import) with fixed margins instead of ``tight_layout`` (which draws every text twice to measure
+    it: ~35% of the plot's time; the margins fit the labels of these two panels)."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:          # pragma: no cover
         return None
     ep = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     if history and "train_loss_per_unit" in history[0]:      # summed per example: plot it per scored item
         axes[0].plot(ep, [h.get("train_loss_per_unit") for h in history], "o-", color="C0",
                      label="train loss (mean per scored item, incl. penalty)")
@@ -588,14 +591,13 @@ def plot_history(history, path, monitor=None, best_epoch=None):
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.985, bottom=0.12, top=0.97, wspace=0.22)
     d, base = os.path.split(os.path.abspath(path))
     tmp = os.path.join(d, f".tmp-{base}")
     try:
         fig.savefig(tmp, dpi=90, format="png")
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path

@@ -200,8 +200,8 @@ def test_binarize_sentence_is_balanced(n):
 def test_binarize_sentence_shape_and_errors():
     assert binarize_sentence(["a", "b", "c"]).to_string() == "(2 (2 (2 a) (2 b)) (2 c))"
     assert binarize_sentence(list("abcde")).to_string() == "(2 (2 (2 (2 a) (2 b)) (2 c)) (2 (2 d) (2 e)))"
-    big = binarize_sentence([f"w{i}" for i in range(100_000)])
-    assert big.height() == 17
+    big = binarize_sentence([f"w{i}" for i in range(2 ** 13 + 1)])    # one past a power of two: ceil(log2 n)
+    assert big.height() == 14 and len(big.words()) == 2 ** 13 + 1
     with pytest.raises(ValueError, match="empty sentence"):
         binarize_sentence([])
     with pytest.raises(ValueError, match="token 1"):

@@ -1,5 +1,7 @@
-"""The engine against the hand derivations: every seed model built with chainrule ops
-(chainrule.models.seeds) has the gradients its derivation module computes by hand.
+"""The engine against the hand derivations: every seed model, as chainrule defines it (the window
+tagger of chainrule.models.window, the MLP of chainrule.models.mlp, seed 004's layer stack in
+chainrule.models.mlp, chainrule.nn.DAGNetwork, the RNTN of chainrule.models.rntn) and mapped to the
+derivation's layout by its adapter, has the gradients its derivation module computes by hand.
 
 Both sides are exact up to rounding (no finite differences here), so the tolerance is tight:
 rel_error <= 1e-7 per array, the measure the derivation tests use.
@@ -10,22 +12,12 @@ import pytest
 
 import chainrule as cr
 from chainrule.derivations import dag, layerwise as lw, multilabel_mlp as ml, rel_error, rntn, window
-from chainrule.models.seeds import (
-    dag_engine_loss, layers_to_tensors, layerwise_engine_loss, multilabel_engine_loss, params_to_tensors,
-    rntn_engine_loss, weights_from_spec, window_engine_loss,
-)
+from chainrule.models import mlp as MLP, rntn as RNTN, window as WIN
+from chainrule.models.mlp import layers_to_tensors, layerwise_loss
+from chainrule.nn import DAGNetwork
 from conftest import random_dag_spec  # (tests/ is on sys.path)
 
 TOL = 1e-7
-
-
-def _g(t):
-    """A leaf's gradient; zeros when nothing reached it (V and W for a one-leaf tree)."""
-    return np.zeros(t.shape) if t.grad is None else np.asarray(t.grad)
-
-
-def _grads(tensors):
-    return {k: _g(t) for k, t in tensors.items()}
 
 
 # ----------------------------------------------------------------------------------------- 002
@@ -43,15 +35,16 @@ def test_window(n, win, H, V, m, C):
     y = float(rng.random() < 0.5) if m is None else (rng.random(m) < 0.5).astype(float)
     single_m = 20 if (m is None and C) else None            # eq. (7): C/2m with m the training-set size
     want = window.gradients(params, idx, y, C, single_m)
-    tp = params_to_tensors(params)
+    model = WIN.from_derivation(params, win)
+    model.hidden.register_forward_hook(lambda mod, inputs, out: setattr(inputs[0], "name", "x"))
+    words, labels = idx.reshape(-1, win), np.atleast_1d(y)
     with cr.record_deltas() as d:
-        L = window_engine_loss(tp, idx, y, C, single_m)
-        L.backward()
+        L, _ = WIN.make_loss_fn(C, single_m or (1 if m is None else m))(model, (words, None, labels))
+        got = WIN.derivation_grads(model, L)
     assert L.item() == pytest.approx(window.loss(params, idx, y, C, single_m), rel=1e-13)
-    got = _grads(tp)
     for k in ("L", "W", "b1", "U", "b2"):
         assert rel_error(got[k], np.asarray(want[k])) <= TOL, k
-    assert rel_error(d["x"], want["x"]) <= TOL            # eq. (29), dJ/dx
+    assert rel_error(d["x"].reshape(want["x"].shape), want["x"]) <= TOL      # eq. (29), dJ/dx
 
 
 # ----------------------------------------------------------------------------------------- 003
@@ -62,12 +55,14 @@ def test_multilabel_mlp(D, H, K, N, lam):
     X = rng.standard_normal((N, D))
     Y = (rng.random((N, K)) < 0.5).astype(float)
     want = ml.gradients(params, X, Y, lam, return_signals=True)
-    tp = params_to_tensors(params)
+    model = MLP.from_derivation(params)
+    lin1, lin2 = [m for m in model.layers if isinstance(m, cr.nn.Linear)]
+    for lin, name in ((lin1, "z2"), (lin2, "z3")):           # the document's names of the Linear outputs
+        lin.register_forward_hook(lambda mod, inputs, out, name=name: setattr(out, "name", name))
     with cr.record_deltas() as d:
-        L = multilabel_engine_loss(tp, X, Y, lam)
-        L.backward()
+        L = MLP.multilabel_loss(model, X, Y, lam)
+        got = MLP.derivation_grads(model, L)
     assert L.item() == pytest.approx(ml.loss(params, X, Y, lam), rel=1e-13)
-    got = _grads(tp)
     for k in ("W1", "b1", "W2", "b2"):
         assert rel_error(got[k], want[k]) <= TOL, k
     # the document's per-input signals: δ(3) = ∂J̃ⁱ/∂z(3), δ(2) = ∂J̃ⁱ/∂z(2) (the engine's are of the mean)
@@ -110,7 +105,7 @@ def test_layerwise(name, batch):
     want = lw.gradients(layers, x, d, div)
     tl = layers_to_tensors(layers)
     with cr.record_deltas() as deltas:
-        L = layerwise_engine_loss(tl, x, d, div)
+        L = layerwise_loss(tl, x, d, div)
         L.backward()
     assert L.item() == pytest.approx(lw.loss(layers, x, d, div), rel=1e-12)
     for k, layer in enumerate(tl):
@@ -126,7 +121,7 @@ def test_layerwise_randomised_leaky_relu_slopes():
     x, d = rng.standard_normal((3, 2)), _targets("bce", (2, 2), rng)
     want = lw.gradients(layers, x, d, "bce")
     tl = layers_to_tensors(layers)
-    layerwise_engine_loss(tl, x, d, "bce").backward()
+    layerwise_loss(tl, x, d, "bce").backward()
     for k, layer in enumerate(tl):
         assert rel_error(np.asarray(layer["W"].grad), want["W"][k]) <= TOL
 
@@ -150,8 +145,9 @@ def test_dag(seed, n_inputs, n_hidden, n_outputs, N):
         for j, ge in enumerate(dag.gradients(spec, X[i], Y[i])["edges"]):
             want[j] = want[j] + ge
         loss += dag.loss(spec, X[i], Y[i])
-    ws = weights_from_spec(spec)
-    L = dag_engine_loss(spec, ws, X if N > 1 else X[0], Y if N > 1 else Y[0])
+    net = DAGNetwork(spec)
+    ws = net.edge_weights()
+    L = net.loss(X if N > 1 else X[0], Y if N > 1 else Y[0], reduction="sum")
     L.backward()
     assert L.item() == pytest.approx(loss, rel=1e-12)
     for w, g in zip(ws, want):
@@ -191,12 +187,12 @@ def test_rntn(d, classes, bias, leaf_activation, reg, t):
     rng = np.random.default_rng(d * 10 + classes + t)
     params = rntn.init_params(d, 6, classes, rng, bias=bias)
     want = rntn.gradients(params, tree, reg, leaf_activation)
-    tp = params_to_tensors(params)
-    L = rntn_engine_loss(tp, tree, reg, leaf_activation)
-    L.backward()
+    model = RNTN.from_derivation(params, leaf_tanh=leaf_activation)
+    L = RNTN.derivation_loss(model, [tree], reg)
+    got = RNTN.derivation_grads(model, L, keys=params)
     assert L.item() == pytest.approx(rntn.loss(params, tree, reg, leaf_activation), rel=1e-12)
-    for k, tk in tp.items():
-        assert rel_error(_g(tk), want[k]) <= TOL, k
+    for k in params:
+        assert rel_error(got[k], want[k]) <= TOL, k
 
 
 def test_rntn_deep_tree_needs_no_recursion():
@@ -206,8 +202,8 @@ def test_rntn_deep_tree_needs_no_recursion():
         tree = (k % 3, tree, (1, k % 5))
     rng = np.random.default_rng(0)
     params = rntn.init_params(2, 5, 3, rng, scale=0.2)
-    tp = params_to_tensors(params)
-    rntn_engine_loss(tp, tree).backward()
+    model = RNTN.from_derivation(params)
+    got = RNTN.derivation_grads(model, RNTN.derivation_loss(model, [tree]), keys=params)
     want = rntn.gradients(params, tree)
-    for k, tk in tp.items():
-        assert rel_error(_g(tk), want[k]) <= TOL, k
+    for k in params:
+        assert rel_error(got[k], want[k]) <= TOL, k

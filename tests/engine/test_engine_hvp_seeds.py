@@ -1,7 +1,7 @@
 """Hessian-vector products on the seed models (issue 11's acceptance): ``cr.hvp`` / a second backward
 pass agree with central finite differences of the engine's own gradient (float64, rtol 1e-6) on seed
 003's multi-label MLP, seed 002's window model (dense embedding), seed 000's RNTN on real SST trees
-shipped in the package, and an LSTM; ``cr.hessian`` of seed 003's loss agrees with the Hessian got by
+shipped in the package, and an LSTM -- each model as chainrule.models defines it; ``cr.hessian`` of seed 003's loss agrees with the Hessian got by
 differentiating the closed-form gradient of ``chainrule.derivations`` numerically."""
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ import pytest
 import chainrule as cr
 from chainrule.data import sst
 from chainrule.derivations import multilabel_mlp, rntn, window
-from chainrule.models.seeds import multilabel_engine_loss, params_to_tensors, rntn_engine_loss, window_engine_loss
+from chainrule.models import mlp as MLP, rntn as RNTN, window as WIN
 
 
 def _hvp_vs_fd(leaves, loss_fn, seed=0, eps=1e-5):
@@ -45,16 +45,17 @@ def _digits(n=40):
 def test_hvp_seed003_multilabel_mlp_on_digits():
     X, Y = _digits()
     params = multilabel_mlp.init_params(64, 8, 10, rng=0)
-    tp = params_to_tensors(params)
-    leaves = list(tp.values())
-    _hvp_vs_fd(leaves, lambda: multilabel_engine_loss(tp, X, Y, lam=0.1))
-    # the function transform gives the same product
-    names = list(tp)
-    v = [np.random.default_rng(0).standard_normal(t.shape) for t in leaves]
-    hv = cr.hvp(lambda *ps: multilabel_engine_loss(dict(zip(names, ps)), X, Y, lam=0.1),
+    model = MLP.from_derivation(params)
+    leaves = list(model.parameters())
+    _hvp_vs_fd(leaves, lambda: MLP.multilabel_loss(model, X, Y, lam=0.1))
+    # the function transform gives the same product (the model's forward bound to the transform's arguments)
+    names = list(params)
+    v = [np.random.default_rng(0).standard_normal(np.shape(params[k])) for k in names]
+    hv = cr.hvp(lambda *ps: MLP.multilabel_loss(MLP.bound_to(dict(zip(names, ps))), X, Y, lam=0.1),
                 tuple(params[k] for k in names), tuple(v))
-    gs = cr.gradients(multilabel_engine_loss(tp, X, Y, lam=0.1), leaves, create_graph=True)
-    want = cr.gradients(sum((g * vi).sum() for g, vi in zip(gs, v)), leaves)
+    tp = {k: cr.tensor(np.array(params[k], dtype=np.float64), requires_grad=True) for k in names}
+    gs = cr.gradients(MLP.multilabel_loss(MLP.bound_to(tp), X, Y, lam=0.1), list(tp.values()), create_graph=True)
+    want = cr.gradients(sum((g * vi).sum() for g, vi in zip(gs, v)), list(tp.values()))
     for a, b in zip(hv, want):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
@@ -62,10 +63,12 @@ def test_hvp_seed003_multilabel_mlp_on_digits():
 def test_hvp_seed002_window_model_dense_embedding():
     rng = np.random.default_rng(2)
     params = window.init_params(n=4, window=3, hidden=5, vocab=12, rng=rng)
-    tp = params_to_tensors(params)
+    model = WIN.from_derivation(params, 3)
+    model.emb.sparse = False                  # a dense gradient of L (the sparse one: the test below)
     idx = rng.integers(0, 12, size=(6, 3))
     y = rng.integers(0, 2, size=6).astype(np.float64)
-    _hvp_vs_fd(list(tp.values()), lambda: window_engine_loss(tp, idx, y, C=0.3, m=6))
+    loss_fn = WIN.make_loss_fn(C=0.3, m=6)
+    _hvp_vs_fd(list(model.parameters()), lambda: loss_fn(model, (idx, None, y))[0])
 
 
 def test_hvp_seed002_window_model_sparse_embedding_densified_under_create_graph():
@@ -97,8 +100,8 @@ def test_hvp_seed000_rntn_on_real_sst_trees():
     for k in (0, 3):
         tree, nwords = _sst_tree(k)
         params = rntn.init_params(3, nwords, 5, np.random.default_rng(k), bias=True)
-        tp = params_to_tensors(params)
-        _hvp_vs_fd(list(tp.values()), lambda: rntn_engine_loss(tp, tree, reg=0.01), seed=k)
+        model = RNTN.from_derivation(params)
+        _hvp_vs_fd(list(model.parameters()), lambda: RNTN.derivation_loss(model, [tree], reg=0.01), seed=k)
 
 
 def test_hvp_lstm():
@@ -132,7 +135,7 @@ def test_hessian_seed003_matches_the_closed_form_gradient_differentiated():
             i += n
         return out
 
-    f = lambda th: multilabel_engine_loss(unflat(th, lambda a, s: a.reshape(s)), X, Y, lam)  # noqa: E731
+    f = lambda th: MLP.multilabel_loss(MLP.bound_to(unflat(th, lambda a, s: a.reshape(s))), X, Y, lam)  # noqa: E731
     H_engine = cr.hessian(f)(theta0)
 
     def closed_grad(th):

@@ -24,11 +24,12 @@ def sig(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _L_columns(v, D):
-    n, out = v["L"].shape[0], np.zeros_like(v["L"])
+def _L_rows(v, D):
+    """The columns of the seed's L, i.e. the rows of the model's table (it stores Lᵀ)."""
+    n, out = v["L"].shape[1], np.zeros_like(v["L"])
     for i, win in enumerate(v["idx"]):
         for c, w in enumerate(win):
-            out[:, w] += D["x"][i, c * n:(c + 1) * n]
+            out[w] += D["x"][i, c * n:(c + 1) * n]
     return out
 
 
@@ -74,24 +75,24 @@ ROWS = [
      lambda v, D: v["a1"].T @ D["z2"] + 0.3 / 3 * v["U"]),
     ("002", "(25)", r"\partial J/\partial b^{(1)} = \textstyle\sum_i \delta^{(2)}_i U \diamond (1 - (a^{(1)}_i)^2)", "window", "b1",
      lambda v, D: (np.outer(D["z2"], v["U"]) * (1 - v["a1"] ** 2)).sum(axis=0)),
-    ("002", "(30)", r"\partial J/\partial W = \textstyle\sum_i \big(\delta^{(2)}_i U \diamond (1 - (a^{(1)}_i)^2)\big) x_i^\top + \tfrac Cm W",
-     "window", "W", lambda v, D: (np.outer(D["z2"], v["U"]) * (1 - v["a1"] ** 2)).T @ v["x"] + 0.3 / 3 * v["W"]),
+    ("002", "(30), transposed (the model stores Wᵀ)", r"\partial J/\partial W = \textstyle\sum_i \big(\delta^{(2)}_i U \diamond (1 - (a^{(1)}_i)^2)\big) x_i^\top + \tfrac Cm W",
+     "window", "W", lambda v, D: v["x"].T @ (np.outer(D["z2"], v["U"]) * (1 - v["a1"] ** 2)) + 0.3 / 3 * v["W"]),
     ("002", "(29)", r"\partial J/\partial x = \delta^{(2)} W^\top \big[U \diamond (1 - (a^{(1)})^2)\big]", "window", "x",
-     lambda v, D: (np.outer(D["z2"], v["U"]) * (1 - v["a1"] ** 2)) @ v["W"]),
-    ("002", "text after (29)", r"\partial J/\partial L_{:,w_c} \mathrel{+}= \text{block } c \text{ of } \partial J/\partial x", "window", "L",
-     _L_columns),
+     lambda v, D: (np.outer(D["z2"], v["U"]) * (1 - v["a1"] ** 2)) @ v["W"].T),
+    ("002", "text after (29); L stored as Lᵀ", r"\partial J/\partial L_{:,w_c} \mathrel{+}= \text{block } c \text{ of } \partial J/\partial x", "window", "L",
+     _L_rows),
     # seed 003, Alg 1, N = 4, λ = 0.1
     ("003", "Alg 1 line 8, /N", r"\delta^{(3)} = \tfrac1N (a^{(3)} - y)", "multilabel-mlp", "z3",
      lambda v, D: (sig(v["z3"]) - v["Y"]) / 4),
-    ("003", "line 11 and (*), corrected", r"\partial J/\partial W^{(2)} = \textstyle\sum_i \delta^{(3)}_i a^{(2)\top}_i + \lambda W^{(2)}",
-     "multilabel-mlp", "W2", lambda v, D: D["z3"].T @ v["a2"] + 0.1 * v["W2"]),
+    ("003", "line 11 and (*), corrected; transposed", r"\partial J/\partial W^{(2)} = \textstyle\sum_i \delta^{(3)}_i a^{(2)\top}_i + \lambda W^{(2)}",
+     "multilabel-mlp", "W2", lambda v, D: v["a2"].T @ D["z3"] + 0.1 * v["W2"]),
     ("003", "line 13", r"\partial J/\partial b^{(2)} = \textstyle\sum_i \delta^{(3)}_i", "multilabel-mlp", "b2",
      lambda v, D: D["z3"].sum(axis=0)),
-    ("003", "line 15", r"\eta^{(2)} = W^{(2)\top} \delta^{(3)}", "multilabel-mlp", "a2", lambda v, D: D["z3"] @ v["W2"]),
+    ("003", "line 15", r"\eta^{(2)} = W^{(2)\top} \delta^{(3)}", "multilabel-mlp", "a2", lambda v, D: D["z3"] @ v["W2"].T),
     ("003", "line 17, corrected", r"\delta^{(2)} = \eta^{(2)} \odot \varphi(z^{(2)}) \odot (1 - \varphi(z^{(2)}))",
      "multilabel-mlp", "z2", lambda v, D: D["a2"] * v["a2"] * (1 - v["a2"])),
-    ("003", "analogous, + λW", r"\partial J/\partial W^{(1)} = \textstyle\sum_i \delta^{(2)}_i x_i^\top + \lambda W^{(1)}",
-     "multilabel-mlp", "W1", lambda v, D: D["z2"].T @ v["X"] + 0.1 * v["W1"]),
+    ("003", "analogous, + λW; transposed", r"\partial J/\partial W^{(1)} = \textstyle\sum_i \delta^{(2)}_i x_i^\top + \lambda W^{(1)}",
+     "multilabel-mlp", "W1", lambda v, D: v["X"].T @ D["z2"] + 0.1 * v["W1"]),
     # seed 004, columns are examples, cross-entropy on a softmax output
     ("004", "∇ of −Σ d log y", r"\nabla_{y^{(N)}} Div = -d / y^{(N)}", "layerwise", "y3", lambda v, D: -v["d"] / v["y3"]),
     ("004", "vector activation (softmax)", r"\nabla_{z^{(N)}} = \big(\mathrm{diag}(y) - y y^\top\big) \nabla_{y^{(N)}}",
@@ -117,17 +118,17 @@ ROWS = [
      lambda v, D: np.sum(v["o[h1]"] * D["a[y]"])),
     ("001", "∂/∂w(i,u,v)", r"\partial \ell / \partial w(i,u,v) = \delta[v][i]\, o[u]", "dag", "w[h2->m]",
      lambda v, D: (v["o[h2]"][:, None] * D["a[m]"]).sum(axis=0)),
-    # seed 000, the RNTN on ((w0 w1) (w2 w3)), reg 0.01
-    ("000", "softmax error at every node", r"\delta_{i,s} = y_i - t_i", "rntn", "s",
-     lambda v, D: np.exp(v["s"]) / np.exp(v["s"]).sum(axis=1, keepdims=True) - v["t"]),
+    # seed 000, the RNTN on ((w0 w1) (w2 w3)) (nodes 0..6 in post-order, the root 6 labelled 1), reg 0.01
+    ("000", "softmax error at every node", r"\delta_{i,s} = y_i - t_i", "rntn", "s6",
+     lambda v, D: np.exp(v["s6"]) / np.exp(v["s6"]).sum() - np.eye(5)[1]),
     ("000", "∂L/∂W_s (+ reg)", r"\partial \mathcal L / \partial W_s = \textstyle\sum_i (y_i - t_i) x_i^\top + \lambda W_s", "rntn", "Ws",
-     lambda v, D: D["s"].T @ v["X"] + 0.01 * v["Ws"]),
+     lambda v, D: sum(np.outer(D[f"s{i}"], v[f"x{i}"]) for i in range(7)) + 0.01 * v["Ws"]),
     ("000", "δ_down", r"\delta_{down} = W^\top \delta_{com} + \textstyle\sum_k \delta_{com,k} (V^{[k]} + V^{[k]\top}) v", "rntn", "v6",
      _rntn_down),
     ("000", "left child: first d entries", r"\delta_{a} = W_s^\top(y_a - t_a) + \delta_{down}[1{:}d]", "rntn", "x2",
-     lambda v, D: D["X"][2] + _rntn_down(v, D)[:3]),
+     lambda v, D: v["Ws"].T @ D["s2"] + _rntn_down(v, D)[:3]),
     ("000", "right child: last d entries", r"\delta_{b} = W_s^\top(y_b - t_b) + \delta_{down}[d{+}1{:}2d]", "rntn", "x5",
-     lambda v, D: D["X"][5] + _rntn_down(v, D)[3:]),
+     lambda v, D: v["Ws"].T @ D["s5"] + _rntn_down(v, D)[3:]),
     ("000", "∂L/∂V, corrected (v the concatenation)", r"\partial \mathcal L / \partial V^{[k]} = \textstyle\sum_i \delta_{i,com,k}\, v_i v_i^\top + \lambda V",
      "rntn", "V", _rntn_V),
     ("000", "∂L/∂W", r"\partial \mathcal L / \partial W = \textstyle\sum_i \delta_{i,com}\, v_i^\top + \lambda W", "rntn", "W", _rntn_W),

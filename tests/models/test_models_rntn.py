@@ -1,6 +1,5 @@
 """RNTN / RNN on the Sentiment Treebank: batched-by-level == per-node, gradchecks, the seed's
 derivation, Table-1 metrics."""
-import os
 
 import numpy as np
 import pytest
@@ -149,51 +148,3 @@ def test_vocab_case_and_unk():
     vl = R.Vocab.from_trees([t], lowercase=True)
     assert len(vl) == 3 and vl.encode("THE") == vl.encode("the") != 0
     assert R.Vocab.from_json(vl.to_json()).words == vl.words
-
-
-# ------------------------------------------------------------------------------ benchmarks/rntn_train.py
-def _load_rntn_bench(monkeypatch):
-    import importlib.util
-    bench_dir = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
-    monkeypatch.syspath_prepend(bench_dir)
-    spec = importlib.util.spec_from_file_location("rntn_train_bench", os.path.join(bench_dir, "rntn_train.py"))
-    B = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(B)
-    return B
-
-
-def test_rntn_train_benchmark_runs(monkeypatch, capsys):
-    """The benchmark runs end to end on real SST trees (tiny sizes, PyTorch path off here; the
-    next test covers it): the three NumPy-based paths are timed, the hand-written level-batched
-    step agrees with the engine, and both goals are reported."""
-    import json
-    B = _load_rntn_bench(monkeypatch)
-    assert B.main(["--batches", "2", "--batch-size", "2", "--dim", "6", "--rounds", "3", "--no-torch", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["batch_size"] == 2 and out["dim"] == 6
-    assert set(out["trees_per_s"]) == {"chainrule batched", "numpy batched (hand)", "chainrule per-node"}
-    for row in out["trees_per_s"].values():
-        assert row["fwd+bwd"] > 0 and row["step"] > 0
-    err = out["hand_vs_engine_rel_error"]
-    assert err["loss"] < 1e-4 and err["grad"] < 1e-4
-    assert out["torch"]["vs_chainrule_float64_rel_error"] is None and "skipped" in out["torch"]["note"]
-    assert [g["goal"] for g in out["goals_step"].values()] == [0.7, 5.0]
-    # batched paths run every round, per-node paths once; ratios are paired per round
-    assert [len(out["trees_per_s_by_round"][k]["step"]) for k in out["trees_per_s"]] == [3, 3, 1]
-    g = out["goals_step"]["chainrule batched vs hand-written batched NumPy"]
-    assert g["rounds"] == 3 and g["range"][0] <= g["ratio"] <= g["range"][1]
-    assert B.main(["--batches", "2", "--batch-size", "2", "--dim", "6", "--rounds", "2", "--no-torch", "--model", "rnn"]) == 0
-    assert "goal: chainrule batched vs chainrule per-node >= 5x" in capsys.readouterr().out
-
-
-def test_rntn_train_benchmark_torch_per_node_matches_chainrule(dev_trees, vocab, monkeypatch):
-    """The benchmark's per-node PyTorch path (only where PyTorch is installed) computes chainrule's
-    loss and gradients in float64, and its hand-written AdaGrad updates the same way."""
-    pytest.importorskip("torch")
-    B = _load_rntn_bench(monkeypatch)
-    batch = R.TreeDataset(dev_trees[:3], vocab).batch(np.arange(3))
-    for kind in ("rntn", "rnn"):
-        err = B.check_torch(kind, 5, vocab, batch)
-        assert err["loss"] < 1e-12 and err["grad"] < 1e-10 and err["params_after_2_updates"] < 1e-10, err
-    _, _, paths, note = B.make_paths("rntn", 5, vocab, np.float32)
-    assert "torch per-node" in paths and note.startswith("torch ")

@@ -1,7 +1,6 @@
 """LSTM, GRU, attention (issue 7): gradient checks in float64 with masks and variable lengths, padding
 invariance, bidirectional = two reversed passes, the causal mask property, and a smoke training run of
 ``chainrule train sequence`` through its command function."""
-import os
 
 import numpy as np
 import pytest
@@ -197,26 +196,6 @@ def test_errors_name_the_layer_and_shapes():
         rnn(np.zeros((2, 4, 3)), lengths=[4, 4], mask=np.ones((2, 4), bool))
     with pytest.raises(ValueError, match="initial state"):
         rnn(np.zeros((2, 4, 3)), state=(np.zeros((1, 3, 4)), np.zeros((1, 3, 4))))
-
-
-def test_engine_bptt_equals_the_hand_written_numpy_bptt_of_the_benchmark(monkeypatch):
-    """benchmarks/lstm_train.py's BPTT written by hand (the gate derivatives of LSTMCell's docstring)
-    is an independent witness: same loss and parameter gradients as the engine's unrolled graph."""
-    import importlib.util
-    bench_dir = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
-    monkeypatch.syspath_prepend(bench_dir)            # the script imports its sibling _harness
-    path = os.path.join(bench_dir, "lstm_train.py")
-    spec = importlib.util.spec_from_file_location("lstm_train_bench", path)
-    B = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(B)
-    for k, v in {"D": 3, "H": 4, "T": 6, "N": 2}.items():
-        monkeypatch.setattr(B, k, v)
-    x, r, s = B.data()
-    la, ga = B.numpy_factory()(x, r, s)
-    lb, gb = B.chainrule_factory()(x, r, s)
-    assert np.isclose(la, lb, rtol=1e-5)
-    for u, v in zip(ga, gb):
-        np.testing.assert_allclose(u, np.asarray(v), rtol=1e-4, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------ attention

@@ -117,34 +117,37 @@ def test_second_interrupt_during_the_save_keeps_the_old_checkpoint(tmp_path, cap
     _assert_same(want, m2)
 
 
-def test_metrics_log_agrees_with_the_checkpoint_after_a_crash(tmp_path, capsys):
-    """metrics.jsonl lines a crash wrote beyond the checkpoint (or a torn last line) are dropped on
-    resume; orphaned temporaries are removed."""
-    want, train, val = _straight(tmp_path)
-    t, _ = _setup(tmp_path / "run", 1, opt="sgd", t_max=3)       # epoch 1 of the 3-epoch schedule
-    t.fit(train, val)
-    run = tmp_path / "run"
-    with open(run / "metrics.jsonl", "a") as f:          # a crash after logging epoch 2, before its save
+def _torn_log(run):
+    """A crash after logging epoch 2, before its save: a line beyond the checkpoint, a torn last
+    line, an orphaned temporary."""
+    with open(run / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"epoch": 2, "train_loss": 1.0}) + "\n" + '{"epoch": 3, "tr')
     (run / ".tmp-x1y2.safetensors").write_bytes(b"\0" * 1000)
+
+
+def _lost_log(run):
+    """A crash before the first log line was kept."""
+    (run / "metrics.jsonl").unlink()
+
+
+@pytest.mark.parametrize("done,crash", [(1, _torn_log), (2, _lost_log)], ids=["torn-log", "lost-log"])
+def test_resume_after_a_crash_rewrites_the_metrics_of_a_straight_run(tmp_path, capsys, done, crash):
+    """metrics.jsonl lines a crash wrote beyond the checkpoint (or a torn last line, or a lost log) are
+    dropped or rewritten on resume, orphaned temporaries removed: the resumed run's weights and its
+    metrics (except timings) are the straight run's."""
+    want, train, val = _straight(tmp_path)
+    run = tmp_path / "run"
+    t, _ = _setup(run, done, opt="sgd", t_max=3)       # the first epochs of the 3-epoch schedule
+    t.fit(train, val)
+    crash(run)
     t2, m2 = _setup(run, 3, opt="sgd")
     t2.load(run / "last.safetensors")
     t2.fit(train, val)
     _assert_same(want, m2)
     assert _epochs(run / "metrics.jsonl") == [1, 2, 3]
     assert not [f for f in os.listdir(run) if f.startswith(".tmp-")]
-
-
-def test_resume_rewrites_metrics_identically_to_a_straight_run_except_timings(tmp_path, capsys):
-    want, train, val = _straight(tmp_path)
-    t, _ = _setup(tmp_path / "run", 2, opt="sgd", t_max=3)
-    t.fit(train, val)
-    (tmp_path / "run" / "metrics.jsonl").unlink()          # a crash before the first log line was kept
-    t2, _ = _setup(tmp_path / "run", 3, opt="sgd")
-    t2.load(tmp_path / "run" / "last.safetensors")
-    t2.fit(train, val)
     drop = ("train_seconds", "examples_per_s")
-    a = [{k: v for k, v in json.loads(s).items() if k not in drop} for s in open(tmp_path / "run" / "metrics.jsonl")]
+    a = [{k: v for k, v in json.loads(s).items() if k not in drop} for s in open(run / "metrics.jsonl")]
     b = [{k: v for k, v in json.loads(s).items() if k not in drop} for s in open(tmp_path / "straight" / "metrics.jsonl")]
     assert a == b
 

@@ -2,8 +2,8 @@
 
 ``chainrule derive {window,multilabel-mlp,layerwise,dag,rntn,all}`` builds a seed model on random
 float64 data and computes its gradients three ways -- the hand derivation
-(:mod:`chainrule.derivations`), the engine (the window model of :mod:`chainrule.models.window` through
-its adapter; the others as :mod:`chainrule.models.seeds` writes them) and central finite
+(:mod:`chainrule.derivations`), the engine (each model as :mod:`chainrule.models` or
+:class:`chainrule.nn.DAGNetwork` defines it, through its adapter to the derivation's layout) and central finite
 differences of the derivation's NumPy loss -- then prints, per parameter, the largest relative error
 of each pair (``rel(a, b) = max|a − b| / max(1e-8, max|a| + max|b|)``, the measure of
 ``chainrule.derivations.rel_error``).  The exit status is 1 if any pair differs by more than ``--tol``
@@ -47,9 +47,10 @@ class Problem:
         self.engine, self.engine_grads = engine, engine_grads
 
 
-def _tensors(params):
-    from ..models.seeds import params_to_tensors
-    return params_to_tensors(params)
+def _leaves(params):
+    """``{name: array}`` -> ``{name: float64 leaf Tensor requiring grad}``."""
+    from ..tensor import Tensor
+    return {k: Tensor(np.array(v, dtype=np.float64), requires_grad=True, name=k) for k, v in params.items()}
 
 
 def problem_window(rng):
@@ -75,21 +76,28 @@ def problem_window(rng):
 
 
 def problem_multilabel(rng):
+    """Seed 003's network as ``chainrule train mlp --activation sigmoid --loss multilabel-bce --l2 λ``
+    builds it (:mod:`chainrule.models.mlp`), through its adapter to the derivation's layout."""
     from ..derivations import multilabel_mlp as ml
-    from ..models.seeds import multilabel_engine_loss
+    from ..models import mlp
     D, H, K, N, lam = 5, 4, 3, 6, 0.1
     params = ml.init_params(D, H, K, rng)
     X = rng.standard_normal((N, D))
     Y = (rng.random((N, K)) < 0.5).astype(np.float64)
-    return Problem(f"seed 003 multi-label sigmoid net: N={N}, D={D}, H={H}, K={K}, λ={lam}",
+
+    def engine_grads():
+        model = mlp.from_derivation(params)
+        loss = mlp.multilabel_loss(model, X, Y, lam)
+        return float(loss.item()), mlp.derivation_grads(model, loss)
+    return Problem(f"seed 003 multi-label sigmoid net (chainrule.models.mlp): N={N}, D={D}, H={H}, K={K}, λ={lam}",
                    params, lambda: ml.loss(params, X, Y, lam),
                    lambda: {k: ml.gradients(params, X, Y, lam)[k] for k in ("W1", "b1", "W2", "b2")},
-                   lambda tp: multilabel_engine_loss(tp, X, Y, lam))
+                   engine_grads=engine_grads)
 
 
 def problem_layerwise(rng):
     from ..derivations import layerwise as lw
-    from ..models.seeds import layerwise_engine_loss
+    from ..models.mlp import layerwise_loss
     sizes = [4, 5, 6, 5, 3]
     acts = ["tanh", "maxout", "leaky_relu", "softmax"]
     B = 3
@@ -115,15 +123,16 @@ def problem_layerwise(rng):
             new = dict(layer)
             new["W"], new["b"] = tp[f"W{k}"], tp[f"b{k}"]
             tl.append(new)
-        return layerwise_engine_loss(tl, x, d, "ce")
+        return layerwise_loss(tl, x, d, "ce")
     return Problem(f"seed 004 layer-by-layer net {sizes}, {'/'.join(acts)}, multi-class divergence, batch {B}",
                    params, lambda: lw.loss(layers, x, d, "ce"), derived, engine)
 
 
 def problem_dag(rng, spec=None):
+    """Seed 001's network as :class:`chainrule.nn.DAGNetwork` (``chainrule dag``) builds it: one
+    parameter per edge, the derivation's layout."""
     from ..derivations import dag
-    from ..models.seeds import dag_engine_loss
-    from ..nn.dag import compile_spec
+    from ..nn.dag import DAGNetwork, compile_spec
     spec = DAG_SPEC if spec is None else spec
     try:
         dag.compile_spec(spec)
@@ -151,11 +160,14 @@ def problem_dag(rng, spec=None):
                 out[k] = out[k] + ge
         return out
 
-    def engine(tp):
-        return dag_engine_loss(spec, [tp[k] for k in labels], X, Y)
-    return Problem(f"seed 001 DAG: {len(g.names)} nodes, {len(g.edges)} edges, outputs "
+    def engine_grads():
+        from ..autograd import gradients
+        net = DAGNetwork(current_spec())
+        L = net.loss(X, Y, reduction="sum")
+        return float(L.item()), {k: np.asarray(gk) for k, gk in zip(labels, gradients(L, net.edge_weights()))}
+    return Problem(f"seed 001 DAG (chainrule.nn.DAGNetwork): {len(g.names)} nodes, {len(g.edges)} edges, outputs "
                    f"{[g.names[v] for v in g.outputs]}, squared loss summed over {N} examples",
-                   params, loss, derived, engine)
+                   params, loss, derived, engine_grads=engine_grads)
 
 
 def _random_tree(rng, leaves, vocab, classes):
@@ -168,21 +180,22 @@ def _random_tree(rng, leaves, vocab, classes):
 
 
 def problem_rntn(rng):
+    """Seed 000's RNTN as :mod:`chainrule.models.rntn` builds it (its per-node reference path),
+    through its adapter to the derivation's layout."""
     from ..derivations import rntn
-    from ..models.seeds import rntn_engine_loss
+    from ..models import rntn as R
     d, vocab, classes, reg = 3, 6, 4, 0.05
     params = rntn.init_params(d, vocab, classes, rng)
     trees = [_random_tree(rng, 5, vocab, classes), _random_tree(rng, 3, vocab, classes)]
 
-    def engine(tp):
-        total = None
-        for t in trees:
-            lt = rntn_engine_loss(tp, t)
-            total = lt if total is None else total + lt
-        return total + sum(((tp[k] * tp[k]).sum() for k in ("V", "W", "Ws", "L")), start=0.0) * (0.5 * reg)
-    return Problem(f"seed 000 RNTN: d={d}, |V|={vocab}, {classes} classes, {len(trees)} trees, λ={reg}",
-                   params, lambda: rntn.batch_loss(params, trees, reg),
-                   lambda: {k: v for k, v in rntn.batch_gradients(params, trees, reg).items()}, engine)
+    def engine_grads():
+        model = R.from_derivation(params)
+        loss = R.derivation_loss(model, trees, reg)
+        return float(loss.item()), R.derivation_grads(model, loss, keys=params)
+    return Problem(f"seed 000 RNTN (chainrule.models.rntn): d={d}, |V|={vocab}, {classes} classes, {len(trees)} "
+                   f"trees, λ={reg}", params, lambda: rntn.batch_loss(params, trees, reg),
+                   lambda: {k: v for k, v in rntn.batch_gradients(params, trees, reg).items()},
+                   engine_grads=engine_grads)
 
 
 PROBLEMS = {"window": problem_window, "multilabel-mlp": problem_multilabel, "layerwise": problem_layerwise,
@@ -202,7 +215,7 @@ def compare(problem):
     if problem.engine_grads is not None:
         l_eng, engine = problem.engine_grads()
     else:
-        tp = _tensors(params)
+        tp = _leaves(params)
         L = problem.engine(tp)
         L.backward()
         l_eng = float(L.item())

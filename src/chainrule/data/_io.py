@@ -16,12 +16,31 @@ import zlib
 BOM = b"\xef\xbb\xbf"
 
 
+class SourceFormatError(ValueError):
+    """A malformed data file: ``str(err)`` starts with ``file:line:`` (``file:line:column:`` when the
+    column is known); ``reason``, ``source``, ``line``, ``column`` are kept.  Each reader subclasses it."""
+
+    def __init__(self, reason: str, *, source: str, line: int | None, column: int | None = None):
+        self.reason = reason
+        self.source = source
+        self.line = line
+        self.column = column
+        where = "".join(f":{v}" for v in (line, column) if v is not None)
+        super().__init__(f"{source}{where}: {reason}")
+
+
 def read_file_bytes(path, error, *, what="file"):
     """The bytes of ``path`` (decompressed if it starts with the gzip magic).
 
     ``error(reason, line=None, column=None)`` builds the reader's exception; it is raised for a
     path that is not a regular file and a truncated or corrupt gzip stream.  A missing file is a
-    ``FileNotFoundError`` naming the path."""
+    ``FileNotFoundError`` naming the path.
+
+    The open-then-``fstat`` refusal of non-regular files is also written in
+    :func:`chainrule.checkpoint.open_regular_file`, on purpose: there every failure (a missing file
+    included) is one :class:`~chainrule.checkpoint.CheckpointError` worded for checkpoints, here the
+    readers' own format errors (file, line, column) and a plain ``FileNotFoundError``; the checkpoint
+    module does not import the data loaders."""
     name = os.fspath(path)
     try:
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))

@@ -43,6 +43,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from ._io import SourceFormatError
+
 __all__ = [
     "Sentence",
     "ConllFormatError",
@@ -63,17 +65,9 @@ __all__ = [
 DOCSTART = "-DOCSTART-"
 
 
-class ConllFormatError(ValueError):
+class ConllFormatError(SourceFormatError):
     """A malformed CoNLL file. ``str(err)`` starts with ``file:line:`` (``file:line:column:`` when
     the column is known)."""
-
-    def __init__(self, reason: str, *, source: str, line: int | None, column: int | None = None):
-        self.reason = reason
-        self.source = source
-        self.line = line
-        self.column = column
-        where = "".join(f":{v}" for v in (line, column) if v is not None)
-        super().__init__(f"{source}{where}: {reason}")
 
 
 @dataclass

@@ -34,6 +34,8 @@ import warnings
 from collections import Counter
 from typing import Iterable, Sequence
 
+from ._io import SourceFormatError
+
 import numpy as np
 
 __all__ = [
@@ -205,16 +207,8 @@ class Vocab:
 # ---------------------------------------------------------------------------------------------
 
 
-class GloveFormatError(ValueError):
+class GloveFormatError(SourceFormatError):
     """A malformed line in a word-vector text file. ``str(err)`` starts with ``file:line:``."""
-
-    def __init__(self, reason: str, *, source: str, line: int | None, column: int | None = None):
-        self.reason = reason
-        self.source = source
-        self.line = line
-        self.column = column
-        where = "".join(f":{v}" for v in (line, column) if v is not None)
-        super().__init__(f"{source}{where}: {reason}")
 
 
 def _wanted_forms(vocab) -> set[bytes]:

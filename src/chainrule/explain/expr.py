@@ -86,6 +86,36 @@ def is_zero(e):
     return isinstance(e, Num) and e.c == 0.0
 
 
+class Unary(Expr):
+    """A node over one child ``a``; :meth:`rebuild` applies ``make`` (the simplifying constructor,
+    or the class itself) to the new child and the attributes named in ``extra``."""
+    make = None
+    extra = ()
+
+    def __init__(self, a):
+        self.a = a
+
+    def children(self):
+        return (self.a,)
+
+    def rebuild(self, kids):
+        return (type(self).make or type(self))(kids[0], *(getattr(self, k) for k in self.extra))
+
+
+class Binary(Expr):
+    """A node over two children ``a``, ``b``; :meth:`rebuild` as :class:`Unary`'s."""
+    make = None
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+    def children(self):
+        return (self.a, self.b)
+
+    def rebuild(self, kids):
+        return (type(self).make or type(self))(*kids)
+
+
 # ---------------------------------------------------------------------------------- atoms
 class Val(Expr):
     """A forward value: a named tensor, a parameter, or a constant; ``key`` looks it up in ctx."""
@@ -209,17 +239,9 @@ class Add(Expr):
         return s
 
 
-class Neg(Expr):
+class Neg(Unary):
     prec = P_MUL
-
-    def __init__(self, a):
-        self.a = a
-
-    def children(self):
-        return (self.a,)
-
-    def rebuild(self, kids):
-        return neg(kids[0])
+    make = staticmethod(lambda *kids: neg(*kids))
 
     def ev(self, ctx):
         return -self.a.ev(ctx)
@@ -254,19 +276,11 @@ class Scale(Expr):
         return self.c.ptxt(P_ATOM) + "·" + self.a.ptxt(P_MUL)
 
 
-class Had(Expr):
+class Had(Binary):
     """Elementwise (Hadamard) product a ⊙ b, broadcasting (binds looser than a matrix product, so
     (δ ⊙ f′) W prints with its parentheses)."""
     prec = 1.5
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-
-    def children(self):
-        return (self.a, self.b)
-
-    def rebuild(self, kids):
-        return had(*kids)
+    make = staticmethod(lambda *kids: had(*kids))
 
     def ev(self, ctx):
         return self.a.ev(ctx) * self.b.ev(ctx)
@@ -278,17 +292,8 @@ class Had(Expr):
         return self.a.ptxt(1.5) + " ⊙ " + self.b.ptxt(P_MUL)
 
 
-class Div(Expr):
+class Div(Binary):
     prec = P_MUL
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-
-    def children(self):
-        return (self.a, self.b)
-
-    def rebuild(self, kids):
-        return Div(*kids)
 
     def ev(self, ctx):
         return self.a.ev(ctx) / self.b.ev(ctx)
@@ -300,15 +305,11 @@ class Div(Expr):
         return self.a.ptxt(P_MUL) + " ⊘ " + self.b.ptxt(P_ATOM)
 
 
-class Pow(Expr):
+class Pow(Unary):
+    extra = ("p",)
+
     def __init__(self, a, p):
         self.a, self.p = a, float(p)
-
-    def children(self):
-        return (self.a,)
-
-    def rebuild(self, kids):
-        return Pow(kids[0], self.p)
 
     def ev(self, ctx):
         return self.a.ev(ctx) ** self.p
@@ -324,17 +325,9 @@ def _mT(x):
     return x if x.ndim < 2 else np.swapaxes(x, -1, -2)
 
 
-class T(Expr):
+class T(Unary):
     """Transpose (the last two axes; a vector is a column, so ᵀ makes it a row)."""
-
-    def __init__(self, a):
-        self.a = a
-
-    def children(self):
-        return (self.a,)
-
-    def rebuild(self, kids):
-        return transpose(kids[0])
+    make = staticmethod(lambda *kids: transpose(*kids))
 
     def ev(self, ctx):
         return _mT(self.a.ev(ctx))
@@ -346,18 +339,10 @@ class T(Expr):
         return self.a.ptxt(P_ATOM + 1) + "ᵀ"
 
 
-class MatMul(Expr):
+class MatMul(Binary):
     """Matrix product a b (NumPy's matmul semantics)."""
     prec = P_MUL
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-
-    def children(self):
-        return (self.a, self.b)
-
-    def rebuild(self, kids):
-        return matmul(*kids)
+    make = staticmethod(lambda *kids: matmul(*kids))
 
     def ev(self, ctx):
         a, b = self.a.ev(ctx), self.b.ev(ctx)
@@ -372,18 +357,9 @@ class MatMul(Expr):
         return self.a.ptxt(P_MUL) + " " + self.b.ptxt(P_ATOM)
 
 
-class Outer(Expr):
+class Outer(Binary):
     """a bᵀ for two vectors (per example: a batch of outer products is a matrix product)."""
     prec = P_MUL
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-
-    def children(self):
-        return (self.a, self.b)
-
-    def rebuild(self, kids):
-        return Outer(*kids)
 
     def ev(self, ctx):
         a, b = self.a.ev(ctx), self.b.ev(ctx)
@@ -530,18 +506,14 @@ class Fp(Expr):
 
 
 # ---------------------------------------------------------------------------------- shape forms
-class SumTo(Expr):
+class SumTo(Unary):
     """Σ over the axes along which a value of ``shape`` was broadcast (the batch sum of a bias
     gradient, Σ_i δ_i): the one place a derivation undoes broadcasting."""
 
+    extra = ("shape",)
+
     def __init__(self, a, shape):
         self.a, self.shape = a, tuple(shape)
-
-    def children(self):
-        return (self.a,)
-
-    def rebuild(self, kids):
-        return SumTo(kids[0], self.shape)
 
     def ev(self, ctx):
         g = np.asarray(self.a.ev(ctx))
@@ -568,17 +540,13 @@ def _sum_to(g, shape):
     return np.broadcast_to(g, shape)
 
 
-class Expand(Expr):
+class Expand(Unary):
     """A gradient broadcast back over the axes a sum reduced (prints as itself)."""
+
+    extra = ("axis", "keepdims", "shape")
 
     def __init__(self, a, axis, keepdims, shape):
         self.a, self.axis, self.keepdims, self.shape = a, axis, keepdims, tuple(shape)
-
-    def children(self):
-        return (self.a,)
-
-    def rebuild(self, kids):
-        return Expand(kids[0], self.axis, self.keepdims, self.shape)
 
     def ev(self, ctx):
         g = np.asarray(self.a.ev(ctx))
@@ -598,15 +566,11 @@ class Expand(Expr):
         return self.a.prec
 
 
-class Reshape(Expr):
+class Reshape(Unary):
+    extra = ("shape", "label")
+
     def __init__(self, a, shape, label=None):
         self.a, self.shape, self.label = a, tuple(shape), label
-
-    def children(self):
-        return (self.a,)
-
-    def rebuild(self, kids):
-        return Reshape(kids[0], self.shape, self.label)
 
     def ev(self, ctx):
         return np.reshape(self.a.ev(ctx), self.shape)
@@ -622,17 +586,13 @@ class Reshape(Expr):
         return self.a.prec
 
 
-class Permute(Expr):
+class Permute(Unary):
     """A transpose with explicit axes (printed as ᵀ)."""
+
+    extra = ("axes",)
 
     def __init__(self, a, axes):
         self.a, self.axes = a, axes
-
-    def children(self):
-        return (self.a,)
-
-    def rebuild(self, kids):
-        return Permute(kids[0], self.axes)
 
     def ev(self, ctx):
         return np.transpose(self.a.ev(ctx), self.axes)
@@ -644,17 +604,13 @@ class Permute(Expr):
         return self.a.ptxt(P_ATOM + 1) + "ᵀ"
 
 
-class Slice(Expr):
+class Slice(Unary):
     """Rows ``lo:hi`` along ``axis`` of a vector: the part of δ_{[a;b]} that belongs to one block."""
+
+    extra = ("axis", "lo", "hi", "label")
 
     def __init__(self, a, axis, lo, hi, label=None):
         self.a, self.axis, self.lo, self.hi, self.label = a, axis, lo, hi, label
-
-    def children(self):
-        return (self.a,)
-
-    def rebuild(self, kids):
-        return Slice(kids[0], self.axis, self.lo, self.hi, self.label)
 
     def ev(self, ctx):
         g = np.asarray(self.a.ev(ctx))
@@ -671,17 +627,13 @@ class Slice(Expr):
         return "[" + self.a.txt() + "]_" + lab
 
 
-class Index(Expr):
+class Index(Unary):
     """Item ``i`` along ``axis`` (the adjoint of stack; per-time-step pieces)."""
+
+    extra = ("axis", "i")
 
     def __init__(self, a, axis, i):
         self.a, self.axis, self.i = a, axis, i
-
-    def children(self):
-        return (self.a,)
-
-    def rebuild(self, kids):
-        return Index(kids[0], self.axis, self.i)
 
     def ev(self, ctx):
         return np.take(np.asarray(self.a.ev(ctx)), self.i, axis=self.axis)
@@ -693,18 +645,14 @@ class Index(Expr):
         return self.a.ptxt(P_ATOM) + f"[{self.i}]"
 
 
-class Scatter(Expr):
+class Scatter(Unary):
     """∂J/∂(table) from ∂J/∂(rows taken): row ``idx[k]`` receives block k (repeats add).  Seed 002:
     the blocks of δ_x go to the columns ``L[:, w_c]``."""
 
+    extra = ("idx", "shape", "columns", "table")
+
     def __init__(self, a, idx, shape, columns=False, table="L"):
         self.a, self.idx, self.shape, self.columns, self.table = a, np.asarray(idx), tuple(shape), columns, table
-
-    def children(self):
-        return (self.a,)
-
-    def rebuild(self, kids):
-        return Scatter(kids[0], self.idx, self.shape, self.columns, self.table)
 
     def ev(self, ctx):
         g = np.asarray(self.a.ev(ctx))

@@ -82,37 +82,40 @@ def bilinear_V(g, v):
 
 # ---------------------------------------------------------------------------------- 002
 def window(v):
-    """Seed 002, batched over m windows, cost (1) with the C/2m penalty on W and U."""
+    """Seed 002, batched over m windows, cost (1) with the C/2m penalty on W and U, in the layout of
+    :mod:`chainrule.models.window` (rows are examples; W, U, L stored as the seed's Wᵀ, U, Lᵀ)."""
     m, C = v["x"].shape[0], 0.3
     D = {}
     D["z2"] = (sig(v["z2"]) - v["y"]) / m                              # (12): a2 − y, and the 1/m of the mean
-    D["b2"] = np.sum(D["z2"])                                          # (15)
+    D["b2"] = np.sum(D["z2"], axis=0)                                  # (15)
     D["U"] = v["a1"].T @ D["z2"] + reg(C / m, v["U"])                  # (31)
-    D["a1"] = np.outer(D["z2"], v["U"])                                # U δ2 (per example)
-    D["W"] = (D["a1"] * dtanh(v["a1"])).T @ v["x"] + reg(C / m, v["W"])  # (30)
-    D["b1"] = np.sum(D["a1"] * dtanh(v["a1"]), axis=0)                 # (25)
-    D["x"] = (D["a1"] * dtanh(v["a1"])) @ v["W"]                       # (29): Wᵀ δ1 per example
-    n = v["L"].shape[0]
-    cols = {}
-    for i, window_idx in enumerate(v["idx"]):                           # block c of ∂J/∂x to column w_c of L
+    D["a1"] = D["z2"] @ v["U"].T                                       # U δ2 (per example)
+    D["z1"] = D["a1"] * dtanh(v["a1"])                                 # δ1 = U δ2 ⊙ (1 − a1²)
+    D["W"] = v["x"].T @ D["z1"] + reg(C / m, v["W"])                   # (30)
+    D["b1"] = np.sum(D["z1"], axis=0)                                  # (25)
+    D["x"] = D["z1"] @ v["W"].T                                        # (29): Wᵀ δ1 per example
+    n = v["L"].shape[1]
+    rows = {}
+    for i, window_idx in enumerate(v["idx"]):                           # block c of ∂J/∂x to word w_c of L
         for c, w in enumerate(window_idx):
-            cols[int(w)] = cols.get(int(w), 0) + D["x"][i, c * n:(c + 1) * n]
-    D["L"] = cols
+            rows[int(w)] = rows.get(int(w), 0) + D["x"][i, c * n:(c + 1) * n]
+    D["L"] = rows
     return D
 
 
 # ---------------------------------------------------------------------------------- 003
 def multilabel_mlp(v):
-    """Seed 003, Alg 1: δ3 = a3 − y (per example, /N), Δ2 = δ3 a2ᵀ + λW2, δ2 = W2ᵀ δ3 ⊙ a2 ⊙ (1 − a2)."""
+    """Seed 003, Alg 1: δ3 = a3 − y (per example, /N), Δ2 = δ3 a2ᵀ + λW2, δ2 = W2ᵀ δ3 ⊙ a2 ⊙ (1 − a2),
+    in the layout of :mod:`chainrule.models.mlp` (rows are examples; W_k stored (in, out))."""
     N, lam = v["X"].shape[0], 0.1
     D = {}
     D["z3"] = (sig(v["z3"]) - v["Y"]) / N
     D["b2"] = np.sum(D["z3"], axis=0)
-    D["W2"] = D["z3"].T @ v["a2"] + reg(lam, v["W2"])
-    D["a2"] = D["z3"] @ v["W2"]
+    D["W2"] = v["a2"].T @ D["z3"] + reg(lam, v["W2"])
+    D["a2"] = D["z3"] @ v["W2"].T
     D["z2"] = D["a2"] * dsig(v["a2"])
     D["b1"] = np.sum(D["z2"], axis=0)
-    D["W1"] = D["z2"].T @ v["X"] + reg(lam, v["W1"])
+    D["W1"] = v["X"].T @ D["z2"] + reg(lam, v["W1"])
     return D
 
 
@@ -170,35 +173,38 @@ def dag(v):
 
 
 # ---------------------------------------------------------------------------------- 000
+RNTN_LABELS = (2, 1, 0, 1, 4, 3, 1)     # the node labels of chainrule.explain.models.TREE, post-order
+
+
 def rntn(v):
     """Seed 000 on the tree ((w0 w1) (w2 w3)) (nodes 0..6 in post-order, 6 the root): the softmax
     error δ_s = y − t at every node, δ_x = Wsᵀ δ_s + the parent's message, split between the two
     children as the halves of δ_v = Wᵀ δ_net + Σ_k δ_net,k (V^[k] + V^[k]ᵀ) v, δ_net = δ_x ⊙ (1 − x²);
-    ∂J/∂V^[k] = Σ_nodes δ_net,k v vᵀ."""
-    d, lam = v["x0"].shape[0], 0.01
+    ∂J/∂V^[k] = Σ_nodes δ_net,k v vᵀ (the layout of :mod:`chainrule.models.rntn`: L's rows are words)."""
+    d, K, lam = v["x0"].shape[0], v["Ws"].shape[0], 0.01
     D = {}
-    D["s"] = softmax(v["s"]) - v["t"]
-    D["bs"] = np.sum(D["s"], axis=0)
-    D["Ws"] = D["s"].T @ v["X"] + reg(lam, v["Ws"])
-    D["X"] = D["s"] @ v["Ws"]
-    D["x6"] = D["X"][6]
+    for i, label in enumerate(RNTN_LABELS):
+        D[f"s{i}"] = softmax(v[f"s{i}"]) - np.eye(K)[label]
+    D["bs"] = consumers(*(D[f"s{i}"] for i in range(7)))
+    D["Ws"] = consumers(*(np.outer(D[f"s{i}"], v[f"x{i}"]) for i in range(7))) + reg(lam, v["Ws"])
+    D["x6"] = v["Ws"].T @ D["s6"]
     D["v6"] = v["W"].T @ (D["x6"] * dtanh(v["x6"])) + bilinear_back(v["V"], v["v6"], D["x6"] * dtanh(v["x6"]))
-    D["x5"] = consumers(D["X"][5], D["v6"][d:])
+    D["x5"] = consumers(v["Ws"].T @ D["s5"], D["v6"][d:])
     D["v5"] = v["W"].T @ (D["x5"] * dtanh(v["x5"])) + bilinear_back(v["V"], v["v5"], D["x5"] * dtanh(v["x5"]))
-    D["x4"] = consumers(D["X"][4], D["v5"][d:])
-    D["x3"] = consumers(D["X"][3], D["v5"][:d])
-    D["x2"] = consumers(D["X"][2], D["v6"][:d])
+    D["x4"] = consumers(v["Ws"].T @ D["s4"], D["v5"][d:])
+    D["x3"] = consumers(v["Ws"].T @ D["s3"], D["v5"][:d])
+    D["x2"] = consumers(v["Ws"].T @ D["s2"], D["v6"][:d])
     D["b"] = consumers(D["x6"] * dtanh(v["x6"]), D["x5"] * dtanh(v["x5"]), D["x2"] * dtanh(v["x2"]))
     D["W"] = consumers(np.outer(D["x6"] * dtanh(v["x6"]), v["v6"]), np.outer(D["x5"] * dtanh(v["x5"]), v["v5"]),
                        np.outer(D["x2"] * dtanh(v["x2"]), v["v2"])) + reg(lam, v["W"])
     D["V"] = consumers(bilinear_V(D["x6"] * dtanh(v["x6"]), v["v6"]), bilinear_V(D["x5"] * dtanh(v["x5"]), v["v5"]),
                        bilinear_V(D["x2"] * dtanh(v["x2"]), v["v2"])) + reg(lam, v["V"])
     D["v2"] = v["W"].T @ (D["x2"] * dtanh(v["x2"])) + bilinear_back(v["V"], v["v2"], D["x2"] * dtanh(v["x2"]))
-    D["x1"] = consumers(D["X"][1], D["v2"][d:])
-    D["x0"] = consumers(D["X"][0], D["v2"][:d])
+    D["x1"] = consumers(v["Ws"].T @ D["s1"], D["v2"][d:])
+    D["x0"] = consumers(v["Ws"].T @ D["s0"], D["v2"][:d])
     gL = reg(lam, v["L"])
-    for i, w in ((0, 0), (1, 1), (3, 2), (4, 3)):                      # leaf i holds word w: column w of L
-        gL = gL + np.outer(np.eye(gL.shape[1])[w], D[f"x{i}"]).T
+    for i, w in ((0, 0), (1, 1), (3, 2), (4, 3)):                      # leaf i holds word w: row w of L
+        gL = gL + np.outer(np.eye(gL.shape[0])[w], D[f"x{i}"])
     D["L"] = gL
     return D
 

@@ -5,6 +5,11 @@ Every builder returns ``(loss, constants, title)``: the loss recorded under
 (so targets print as ``y``), and a title naming the seed.  ``problem(name, seed)`` also returns the
 forward values a hand derivation starts from (see :func:`chainrule.explain.check_derivation`).
 
+Each is the model as chainrule defines it (:mod:`chainrule.models`, :class:`chainrule.nn.DAGNetwork`),
+its parameters loaded through the model's adapter where a derivation gives them, its intermediate
+tensors named by forward hooks; the parameters keep the model's layout (an ``nn.Linear`` stores
+``(in, out)``, the transpose of the seeds' ``W``; an embedding stores words as rows).
+
 * ``mlp`` -- tanh hidden layer, softmax cross-entropy averaged over a batch (δ_z2 = (ŷ − y)/m);
 * ``window`` -- seed 002's window classifier (embedding columns, tanh, sigmoid/BCE, C/2m penalty);
 * ``multilabel-mlp`` -- seed 003's Alg 1 (two sigmoid layers, summed BCE / N, λ/2 ‖W‖²);
@@ -33,53 +38,97 @@ def _named(t, name):
     return t
 
 
+def _name_io(module, inp=None, out=None):
+    """Name a module's input and/or output tensor on every forward (a forward hook): how the
+    builders below give the models' intermediate tensors the seeds' names without touching them."""
+    def hook(mod, inputs, output):
+        if inp is not None:
+            inputs[0].name = inp
+        if out is not None:
+            output.name = out
+    module.register_forward_hook(hook)
+
+
+def _name_params(pairs):
+    for t, name in pairs:
+        t.name = name
+
+
+def _mlp_names(model, first):
+    """``z{k}`` for the k-th Linear's output and ``a{k}`` for its activation's, from ``k = first``;
+    ``W{k}``, ``b{k}`` for its weight (``(in, out)``: the seeds' W transposed) and bias."""
+    from ..models.mlp import _linears
+    layers = list(model.layers)
+    for j, lin in enumerate(_linears(model)):
+        k = first + j
+        _name_io(lin, out=f"z{k}")
+        pos = layers.index(lin)
+        if pos + 1 < len(layers):
+            _name_io(layers[pos + 1], out=f"a{k}")
+        _name_params([(lin.weight, f"W{k - first + 1}"), (lin.bias, f"b{k - first + 1}")])
+
+
 def mlp(seed=0, m=4, n=5, h=6, k=3):
+    """``chainrule train mlp``'s model (:mod:`chainrule.models.mlp`) with a tanh hidden layer and the
+    ``ce`` loss: softmax cross-entropy averaged over the batch."""
+    from ..models import mlp as M
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((m, n))
     y = rng.integers(0, k, m)
-    W1, b1, W2, b2 = _p(rng, (h, n), "W1"), _p(rng, h, "b1"), _p(rng, (k, h), "W2"), _p(rng, k, "b2")
+    model = M.build_model({"hidden": [h], "activation": "tanh", "seed": seed}, n, k).to(np.float64)
+    _mlp_names(model, 1)
     with ag.record_forward():
-        z1 = _named(X @ W1.T + b1, "z1")
-        a1 = _named(F.tanh(z1), "a1")
-        z2 = _named(a1 @ W2.T + b2, "z2")
-        J = F.softmax_cross_entropy(z2, y)
-    return J, {"x": X, "y": y}, f"MLP: tanh hidden layer, softmax cross-entropy averaged over m = {m}"
+        J, _ = M.make_loss_fn({"loss": "ce"}, k)(model, (X, y))
+    return J, {"x": X, "y": y}, (f"MLP (chainrule.models.mlp): tanh hidden layer, softmax cross-entropy averaged "
+                                 f"over m = {m}; W_k is the Linear's (in, out) weight")
 
 
 def window(seed=0, m=3, single=False):
     """Seed 002 on a batch of m windows (eq. 1), or with ``single`` on one window (eq. 7, the
-    document's per-example form, penalty C/2m with m the training-set size)."""
+    document's per-example form, penalty C/2m with m the training-set size): the window tagger of
+    :mod:`chainrule.models.window` (binary head, no capitalisation features) with the derivation's
+    parameters loaded by its adapter.  The model stores ``L``, ``W`` and ``U`` as rows: the seed's
+    ``Lᵀ`` (|V|, n), ``Wᵀ`` (n·C, H) and ``U`` as an (H, 1) column."""
     from ..derivations import window as W
-    from ..models.seeds import params_to_tensors, window_engine_loss
+    from ..models import window as MW
     rng = np.random.default_rng(seed)
     params = W.init_params(3, 3, 4, 7, rng)
-    params["b2"] = np.array(params["b2"])
     idx = rng.integers(0, 7, size=(m, 3))
     idx[0, 2] = idx[0, 0]                                  # a word twice in one window
     y = (rng.random(m) < 0.5).astype(np.float64)
     if single:
-        idx, y = idx[0], y[0:1].reshape(())
-    t = params_to_tensors(params)
+        idx, y = idx[0:1], y[0:1]
+    model = MW.from_derivation(params, 3)
+    _name_params([(model.emb.weight, "L"), (model.hidden.weight, "W"), (model.hidden.bias, "b1"),
+                  (model.out.weight, "U"), (model.out.bias, "b2")])
+    _name_io(model.hidden, inp="x", out="z1")
+    _name_io(model.out, inp="a1", out="z2")
     with ag.record_forward():
-        J = window_engine_loss(t, idx, y, C=0.3, m=m if single else None)
+        J, _ = MW.make_loss_fn(0.3, m)(model, (idx, None, y))
     what = f"one window, m = {m}" if single else f"batch m = {m}"
-    return J, {"y": y, "idx": idx}, f"Seed 002: window classifier ({what}, penalty C/2m)"
+    return J, {"y": y.reshape(-1, 1), "idx": idx}, (f"Seed 002: window classifier (chainrule.models.window; {what}, "
+                                                    f"penalty C/2m; L, W, U stored as the seed's Lᵀ, Wᵀ, U)")
 
 
 def multilabel_mlp(seed=0, N=4, D=5, H=4, K=3, lam=0.1):
-    from ..models.seeds import multilabel_engine_loss
+    """Seed 003's Alg 1 as ``chainrule train mlp --activation sigmoid --loss multilabel-bce --l2 λ``
+    builds it (:mod:`chainrule.models.mlp`); W1, W2 are the Linears' (in, out) weights (the seed's
+    W transposed)."""
+    from ..derivations import multilabel_mlp as ml
+    from ..models import mlp as M
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((N, D))
     Y = (rng.random((N, K)) < 0.5).astype(np.float64)
-    params = {"W1": _p(rng, (H, D), "W1"), "b1": _p(rng, H, "b1"), "W2": _p(rng, (K, H), "W2"),
-              "b2": _p(rng, K, "b2")}
+    model = M.from_derivation(ml.init_params(D, H, K, rng))
+    _mlp_names(model, 2)
     with ag.record_forward():
-        J = multilabel_engine_loss(params, X, Y, lam=lam)
-    return J, {"X": X, "Y": Y}, f"Seed 003: Alg 1 -- two sigmoid layers, summed BCE / N (N = {N}), λ = {lam}"
+        J = M.multilabel_loss(model, X, Y, lam)
+    return J, {"X": X, "Y": Y}, (f"Seed 003: Alg 1 (chainrule.models.mlp) -- two sigmoid layers, summed BCE / N "
+                                 f"(N = {N}), λ = {lam}; W_k stored (in, out)")
 
 
 def layerwise(seed=0, B=4):
-    from ..models.seeds import layerwise_engine_loss
+    from ..models.mlp import layerwise_loss
     rng = np.random.default_rng(seed)
     layers = [{"W": _p(rng, (4, 3), "W1"), "b": _p(rng, 4, "b1"), "activation": "tanh"},
               {"W": _p(rng, (4, 4), "W2"), "b": _p(rng, 4, "b2"), "activation": "relu"},
@@ -87,58 +136,54 @@ def layerwise(seed=0, B=4):
     x = rng.standard_normal((3, B))
     d = np.eye(3)[:, rng.integers(0, 3, B)]
     with ag.record_forward():
-        J = layerwise_engine_loss(layers, x, d, div="ce")
+        J = layerwise_loss(layers, x, d, div="ce")
     return J, {"x": x, "d": d}, "Seed 004: layer-by-layer backprop, softmax vector activation, cross-entropy"
 
 
 def dag(seed=0):
-    import json
+    """Seed 001's example DAG as :class:`chainrule.nn.DAGNetwork` builds it, on one example."""
     from ..derivations.dag import EXAMPLE_SPEC
-    from ..models.seeds import dag_engine_loss, weights_from_spec
+    from ..nn.dag import DAGNetwork
     rng = np.random.default_rng(seed)
-    spec = json.loads(json.dumps(EXAMPLE_SPEC))
-    w = weights_from_spec(spec)
+    net = DAGNetwork(EXAMPLE_SPEC)
     x = rng.standard_normal(2)
     y = rng.random(1)
     with ag.record_forward():
-        J = dag_engine_loss(spec, w, x, y)
-    return J, {"y": y, "x": x.reshape(1, -1), "x1": x[0:1], "x2": x[1:2]}, "Seed 001: a DAG of sigmoid and soft-maximum units, squared loss"
+        J = net.loss(x, y, reduction="sum")
+    return J, {"y": y, "x": x.reshape(1, -1), "x1": x[0:1], "x2": x[1:2]}, "Seed 001: a DAG of sigmoid and soft-maximum units (chainrule.nn.DAGNetwork), squared loss"
 
 
 TREE = (1, (0, (2, 0), (1, 1)), (3, (1, 2), (4, 3)))     # ((w0 w1) (w2 w3)) with a label per node
 
 
 def rntn(seed=0, d=3, K=5, reg=0.01, tree=TREE):
-    """Seed 000 per node: x_p = tanh(vᵀ V^{[1:d]} v + W v + b), v = [x_a; x_b]; a softmax classifier
-    W_s x_i + b_s at every node i; cross-entropy summed over the nodes; reg/2 ‖θ‖²."""
-    from ..models.seeds import flatten_tree
+    """Seed 000 per node, as :mod:`chainrule.models.rntn`'s reference path computes it:
+    x_p = tanh(vᵀ V^{[1:d]} v + W v + b), v = [x_a; x_b]; a softmax classifier s_i = W_s x_i + b_s at
+    every node i; cross-entropy summed over the nodes; reg/2 (‖V‖² + ‖W‖² + ‖Ws‖² + ‖L‖²).  The model
+    stores the word vectors as rows: ``L`` is the seed's Lᵀ (|V|, d)."""
+    from ..models import rntn as R
     rng = np.random.default_rng(seed)
-    nodes = flatten_tree(tree)
-    nwords = 1 + max(w for _, w, _, _ in nodes)
-    L, V, W, b = _p(rng, (d, nwords), "L"), _p(rng, (2 * d, 2 * d, d), "V", 0.2), _p(rng, (d, 2 * d), "W"), \
-        _p(rng, d, "b")
-    Ws, bs = _p(rng, (K, d), "Ws"), _p(rng, K, "bs")
-    labels = np.array([lab for lab, _, _, _ in nodes])
+    enc = R.encode_nested(tree)
+    nwords = 1 + int(enc.word.max())
+    params = {"L": 0.5 * rng.standard_normal((d, nwords)), "V": 0.2 * rng.standard_normal((2 * d, 2 * d, d)),
+              "W": 0.5 * rng.standard_normal((d, 2 * d)), "b": 0.5 * rng.standard_normal(d),
+              "Ws": 0.5 * rng.standard_normal((K, d)), "bs": 0.5 * rng.standard_normal(K)}
+    model = R.from_derivation(params)
+    _name_params([(t, k) for k, t in model.params().items()])
     with ag.record_forward():
-        LT = F.transpose(L)
-        xs = []
-        for i, (_, w, left, right) in enumerate(nodes):
-            if w >= 0:
-                x = _named(F.take(LT, np.array(w)), f"x{i}")
-            else:
-                v = _named(F.concat([xs[left], xs[right]]), f"v{i}")
-                x = _named(F.tanh(F.bilinear(v, V) + W @ v + b), f"x{i}")
-            xs.append(x)
-        Xs = _named(F.stack(xs), "X")
-        s = _named(Xs @ Ws.T + bs, "s")
-        J = F.softmax_cross_entropy(s, labels, weight=1.0)
-        J = J + ((V * V).sum() + (W * W).sum() + (Ws * Ws).sum() + (L * L).sum()) * (0.5 * reg)
-    return J, {"t": labels}, f"Seed 000: RNTN on one tree of {len(nodes)} nodes (softmax at every node)"
+        J = R.derivation_loss(model, [tree], reg)
+    consts = {f"t_{c}": np.array([c]) for c in sorted(set(enc.label.tolist()))}   # node i's target class
+    return J, consts, f"Seed 000: RNTN (chainrule.models.rntn) on one tree of {len(enc)} nodes (softmax at every node)"
 
 
 def lstm(seed=0, N=2, T=3, D=3, H=4):
     """An LSTM written gate by gate (seed 004's multiplicative network), squared loss on the last h:
-    i = σ(x Wi + h Ui + bi), f, o likewise, g = tanh(x Wg + h Ug + bg), c = f ⊙ c + i ⊙ g, h = o ⊙ tanh(c)."""
+    i = σ(x Wi + h Ui + bi), f, o likewise, g = tanh(x Wg + h Ug + bg), c = f ⊙ c + i ⊙ g, h = o ⊙ tanh(c).
+
+    Written here gate by gate on purpose rather than run through :class:`chainrule.nn.LSTMCell`: the
+    layer fuses the four gates into one matmul and one sigmoid over column blocks, so its derivation
+    has no gate to name and prints every δ as slices of one pre-activation (correct, checked, and
+    unreadable); this is the cell as seed 004 writes it, for reading."""
     rng = np.random.default_rng(seed)
     P = {}
     for gname in "ifog":

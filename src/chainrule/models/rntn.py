@@ -79,6 +79,8 @@ __all__ = [
     "forward_batched", "forward_per_node", "loss_batched", "loss_per_node", "l2_penalty", "penalty",
     "tree_loss_fn", "make_loss_fn",
     "predict", "evaluate", "metrics_from_predictions", "PAPER_TABLE1", "UNK",
+    "engine_grads", "nested", "encode_nested", "derivation_params", "from_derivation", "derivation_grads",
+    "derivation_loss", "derivation_agreement",
 ]
 
 UNK = "*UNK*"
@@ -371,12 +373,16 @@ def forward_per_node(params, tree, leaf_tanh=True):
                 x = F.tanh(x)
         else:
             c = F.concat([xs[tree.left[i]], xs[tree.right[i]]])
+            c.name = f"v{i}"                                  # the seed's names (chainrule explain rntn)
             z = F.matmul(W, c) + b
             if V is not None:
-                z = z + F.einsum("i,ijk,j->k", c, V, c)
+                z = z + F.bilinear(c, V)                      # (cᵀ V^[k] c)_k
             x = F.tanh(z)
+        x.name = f"x{i}"
         xs.append(x)
-        logits.append(F.matmul(Ws, x) + bs)
+        s = F.matmul(Ws, x) + bs
+        s.name = f"s{i}"
+        logits.append(s)
     return xs, logits
 
 
@@ -538,6 +544,38 @@ def engine_grads(params, loss):
     return {k: np.asarray(g, dtype=np.float64) for k, g in zip(names, gradients(loss, [params[k] for k in names]))}
 
 
+def encode_nested(tree):
+    """The derivation's nested tuples (``(label, word)`` at a leaf, ``(label, left, right)`` inside;
+    ``word`` an index into the word vectors) as an :class:`EncodedTree` (post-order, an explicit
+    stack: no recursion); the inverse of :func:`nested`."""
+    word, left, right, label, height = [], [], [], [], []
+    done, stack = [], [(tree, False)]
+    while stack:
+        t, expanded = stack.pop()
+        if not isinstance(t, tuple) or len(t) not in (2, 3):
+            raise ValueError(f"rntn: a tree node must be (label, word) or (label, left, right), got {t!r}")
+        if len(t) == 3 and not expanded:
+            stack += [(t, True), (t[2], False), (t[1], False)]
+            continue
+        if len(t) == 2:
+            word.append(int(t[1]))
+            left.append(-1)
+            right.append(-1)
+            height.append(0)
+        else:
+            r, l_ = done.pop(), done.pop()
+            word.append(-1)
+            left.append(l_)
+            right.append(r)
+            height.append(1 + max(height[l_], height[r]))
+        label.append(int(t[0]))
+        done.append(len(label) - 1)
+    e = EncodedTree()
+    e.word, e.left, e.right, e.label, e.height = (np.array(a, dtype=np.intp) for a in (word, left, right, label, height))
+    e.nodes = None
+    return e
+
+
 def nested(e):
     """An :class:`EncodedTree` as the derivation's nested tuples: ``(label, word)`` at a leaf,
     ``(label, left, right)`` inside."""
@@ -557,6 +595,43 @@ def derivation_params(model):
     a = lambda k: p[k].data.astype(np.float64)  # noqa: E731
     return {"L": a("L").T, "W": a("W"), "b": a("b"), "Ws": a("Ws"), "bs": a("bs"),
             "V": a("V") if "V" in p else np.zeros((2 * d, 2 * d, d))}
+
+
+def from_derivation(params, leaf_tanh=False, dtype=np.float64):
+    """The inverse of :func:`derivation_params`: an :class:`RNTN` whose parameters are ``params`` (the
+    layout of :mod:`chainrule.derivations.rntn`: ``L`` (d, |V|) columns, ``V``, ``W``, ``Ws``, and
+    ``b``, ``bs`` when given -- zeros otherwise); word ``w`` of the derivation's trees is row ``w``
+    of the embedding.  ``leaf_tanh`` is the derivation's ``leaf_activation``."""
+    d, nwords = np.shape(params["L"])
+    vocab = Vocab([UNK] + [f"w{i}" for i in range(1, nwords)])
+    model = RNTN(vocab, dim=d, num_classes=np.shape(params["Ws"])[0], leaf_tanh=leaf_tanh, dtype=dtype)
+    p = model.params()
+    p["L"].data[...] = np.asarray(params["L"]).T
+    for k in ("V", "W", "Ws", "b", "bs"):
+        p[k].data[...] = params[k] if k in params else 0.0
+    return model
+
+
+def derivation_grads(model, loss, keys=None):
+    """The engine's gradients of ``loss`` w.r.t. the model's parameters in the derivation's layout
+    (``L`` transposed back to columns); ``keys``: only these (e.g. without ``b``/``bs`` for a
+    derivation without biases)."""
+    g = engine_grads(model.params(), loss)
+    g["L"] = g["L"].T
+    return {k: g[k] for k in (keys or g)}
+
+
+def derivation_loss(model, trees, reg=0.0):
+    """The derivation's objective for ``model``: Σ over the nested-tuple ``trees`` of Σ_nodes
+    −log softmax(Ws x_i + bs)[t_i], node by node (:func:`loss_per_node`), plus
+    reg/2 (‖V‖² + ‖W‖² + ‖Ws‖² + ‖L‖²) (all word vectors: :func:`l2_penalty` with every word active)."""
+    p = model.params()
+    total = None
+    for t in trees:
+        lt = loss_per_node(p, [encode_nested(t)], model.leaf_tanh)
+        total = lt if total is None else total + lt
+    pen = l2_penalty(p, [(("V", "W", "Ws"), reg)], np.arange(p["L"].shape[0]), reg)
+    return total if pen is None else total + pen
 
 
 def derivation_agreement(model, dataset):
