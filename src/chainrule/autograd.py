@@ -28,7 +28,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .sparse import NEW, RowSparseGrad, accumulate, add_grad, deposit  # noqa: F401  (RowSparseGrad, accumulate: old import paths)
+from .sparse import RowSparseGrad, accumulate, add_grad, deposit, fresh  # noqa: F401  (RowSparseGrad, accumulate: old import paths)
 
 __all__ = ["Node", "RowSparseGrad", "unbroadcast", "run_backward", "no_grad", "enable_grad",
            "is_grad_enabled", "STATE"]
@@ -124,6 +124,9 @@ def describe(node_or_leaf):
     return "leaf tensor" + (f" '{name}'" if name else "")
 
 
+_add_reduce = np.add.reduce          # = ndarray.sum without its Python wrapper (the same bits)
+
+
 # ----------------------------------------------------------------------------------------------
 # The one place broadcasting is undone
 # ----------------------------------------------------------------------------------------------
@@ -133,12 +136,15 @@ def unbroadcast(g, shape):
     If y = broadcast(x) then x̄ = Σ over the broadcast axes of ȳ: leading axes that x lacks, and
     axes where x has size 1 and y does not.
     """
-    if g.shape == shape:
+    gs = g.shape
+    if gs == shape:
         return g
-    extra = g.ndim - len(shape)
+    extra = len(gs) - len(shape)
     if extra < 0:
         raise ValueError(f"unbroadcast: gradient of shape {g.shape} cannot belong to an input of shape {shape}")
     if extra:
+        if gs[extra:] == shape and type(g) is np.ndarray:      # only leading axes (a bias): one reduction
+            return _add_reduce(g, axis=0 if extra == 1 else tuple(range(extra)))
         g = g.sum(axis=tuple(range(extra)))
     axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
     if axes:
@@ -199,13 +205,14 @@ _FREED = ("backward: the graph through {what} was already freed by an earlier ba
 def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
     """Backpropagate ``seed`` = ∂out/∂(root's value) through the graph under ``root_node``.
 
-    Nodes are expanded in decreasing sequence number (reverse construction order, a heap), so each
-    node's gradient is complete -- every consumer has added its share -- before its backward rule runs.
+    Nodes are expanded in decreasing sequence number (reverse construction order: a heap, bypassed
+    when the node reached first is the next anyway, as along a chain), so each node's gradient is
+    complete -- every consumer has added its share -- before its backward rule runs.
     Leaves are accumulated exactly like nodes (one ``grads`` entry each) and finished after the loop.
 
-    Accumulation is :func:`chainrule.sparse.add_grad` (the first gradient reaching a node or leaf is
-    kept as it is; the pass adds in place only into an array it made itself) and a leaf's finished
-    gradient reaches ``.grad`` through :func:`chainrule.sparse.deposit`.
+    Accumulation follows :func:`chainrule.sparse.add_grad` (the first gradient reaching a node or
+    leaf is kept as it is; the pass adds in place only into an array it made itself) and a leaf's
+    finished gradient reaches ``.grad`` through :func:`chainrule.sparse.deposit`.
 
     Without ``capture`` the gradients reaching leaf tensors are added to their ``.grad``.  With
     ``capture`` (a dict whose keys are Nodes or leaf Tensors) nothing's ``.grad`` is touched: the
@@ -215,51 +222,65 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
     (recording a graph of the backward pass itself); the gradients are then Tensors.
     """
     obs = STATE.observer
-    checked = STATE.edited or graph is not None    # the slower path: version checks, or create_graph
+    checked = STATE.edited or graph is not None    # version checks (some tensor was edited in place)
+    watched = obs is not None or capture is not None or checked     # per-node extras, off the fast path
     grads = {root_node: seed}      # Node or leaf Tensor -> its gradient so far
     owned = set()                  # those whose gradient is an array this pass made (may add in place)
-    heap = [(-root_node.seq, root_node)]
+    heap = []                      # (-seq, node): reached nodes waiting for the rest of their consumers
     leaves = []
-    pop, push = heapq.heappop, heapq.heappush
-    while heap:
-        node = pop(heap)[1]
+    pop, push, pushpop = heapq.heappop, heapq.heappush, heapq.heappushpop
+    node = root_node
+    while node is not None:
         g = grads.pop(node)
         if node.hooks:
             g = _run_hooks(node, node.hooks, g, obs)
-        if obs is not None:
-            obs.reached(node, node, g)
-        if capture is not None and node in capture:
-            capture[node] = g
         parents = node.parents
+        if watched:
+            _watch(node, g, obs, capture, checked)
         if parents is None:
             raise RuntimeError(_FREED.format(what=describe(node)))
-        if checked and STATE.edited:
-            _check_versions(node)
-        into = node.op.into            # x[i] for many i of one x: add into x's own buffer, not a dense x̄ each
-        if into is not None and graph is None and obs is None and parents[0] in owned \
-                and into(grads[parents[0]], g, *node.saved):
-            outs = ()
-        elif graph is None:
-            outs = node.op.backward(g, node.needs, *node.saved)
-        else:
+        op = node.op
+        if graph is not None:
             outs = graph.backward(node, g)
+        elif op.into is not None and obs is None and parents[0] in owned \
+                and op.into(grads[parents[0]], g, *node.saved):
+            outs = ()                  # x[i] for many i of one x: added into x's own buffer, not a dense x̄ each
+        else:
+            outs = op.backward(g, node.needs, *node.saved)
+        nxt = None                     # the first node this one reached for the first time
         for p, gi in zip(parents, outs):
             if p is None or gi is None:
                 continue
             if gi.shape != p.shape:
                 gi = unbroadcast(gi, p.shape)
-            if gi.dtype != p.dtype:
-                gi = gi.astype(p.dtype) if graph is None else graph.cast(gi, p.dtype)
+            dt = p.dtype
+            if gi.dtype is not dt and gi.dtype != dt:
+                gi = gi.astype(dt) if graph is None else graph.cast(gi, dt)
             if obs is not None:
                 obs.edge(node, parents.index(p), p, gi)
-            if add_grad(grads, owned, p, gi, g, outs) is NEW:
-                if type(p) is Node:
-                    push(heap, (-p.seq, p))
+            if p in grads:
+                if p in owned and type(gi) is np.ndarray:
+                    grads[p] += gi     # add_grad's in-place case, inline: a weight used at every step
                 else:
+                    add_grad(grads, owned, p, gi)
+            else:                      # the first contribution: kept as it is (see sparse.add_grad)
+                grads[p] = gi
+                if type(p) is not Node:
                     leaves.append(p)
+                    if fresh(gi, g, outs):
+                        owned.add(p)
+                elif nxt is None:
+                    nxt = p
+                else:
+                    push(heap, (-p.seq, p))
         if not retain_graph:
             node.parents = None
             node.saved = None
+        # next: the reached node of largest sequence number; a chain never touches the heap
+        if nxt is not None:
+            node = pushpop(heap, (-nxt.seq, nxt))[1] if heap else nxt
+        else:
+            node = pop(heap)[1] if heap else None
     for t in leaves:
         g = grads.pop(t)
         mine = t in owned
@@ -277,6 +298,16 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
     if not retain_graph and _GcGuard.saved is not None:
         _GcGuard.release()
     return capture
+
+
+def _watch(node, g, obs, capture, checked):
+    """The per-node extras of a backward pass: the observer, captured gradients, version checks."""
+    if obs is not None:
+        obs.reached(node, node, g)
+    if capture is not None and node in capture:
+        capture[node] = g
+    if checked and STATE.edited and node.parents is not None:
+        _check_versions(node)
 
 
 def _run_hooks(owner, hooks, g, obs):

@@ -65,7 +65,7 @@ import numpy as np
 
 from . import autograd as ag
 from .autograd import Node, RowSparseGrad, STATE, unbroadcast
-from .sparse import ACC, IADD, NEW, SCATTER, accumulate, add_grad, deposit
+from .sparse import ACC, IADD, NEW, SCATTER, accumulate, add_grad, deposit, fresh
 from .ops import rules as _R
 from .tensor import Tensor
 
@@ -337,9 +337,14 @@ def _backward(plan, vals, saved, log=None):
             if p[0] == "node" and type(gi) is RowSparseGrad:
                 gi = gi.to_dense()
                 glue.append(("dense",))
-            how = add_grad(grads, owned, key, gi, g, outs)
-            if how is NEW and p[0] == "leaf":
-                leaves.append(key)
+            if key in grads:           # as run_backward: see sparse.add_grad
+                how = add_grad(grads, owned, key, gi)
+            else:
+                how, grads[key] = NEW, gi
+                if p[0] == "leaf":
+                    leaves.append(key)
+                    if fresh(gi, g, outs):
+                        owned.add(key)
             if log is not None:
                 log.append(("to_" + p[0], i, k, key, tuple(glue), how, key in owned))
     for t in leaves:
@@ -1047,7 +1052,7 @@ def _record_backward(plan, tr, vals, saved):
             key = p[1]
             if type(gi) is _Var and type(gi.v) is RowSparseGrad and p[0] == "leaf" and key not in recs \
                     and gi.v.shape == key.data.shape and gi.v.dtype == key.data.dtype:
-                add_grad(grads, owned, key, gi.v, g.v, vouts)      # a leaf's only gradient: NEW, not owned
+                grads[key] = gi.v                   # a leaf's first gradient, row-sparse: kept, not owned
                 recs[key] = gi
                 leaves.append(key)
                 continue
@@ -1059,7 +1064,12 @@ def _record_backward(plan, tr, vals, saved):
             if gi.dtype != dtype:
                 gi = gi.astype(dtype)
             prev = recs.get(key)
-            how = add_grad(grads, owned, key, gi.v, g.v, vouts)
+            if key in grads:                        # as run_backward: see sparse.add_grad
+                how = add_grad(grads, owned, key, gi.v)
+            else:
+                how, grads[key] = NEW, gi.v
+                if p[0] == "leaf" and fresh(gi.v, g.v, vouts):
+                    owned.add(key)
             if how is NEW:
                 recs[key] = gi
                 if p[0] == "leaf":

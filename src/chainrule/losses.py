@@ -181,16 +181,24 @@ def multilabel_bce(outputs, targets, from_logits=True):
     return binary_cross_entropy(outputs, targets, reduction="batchmean")
 
 
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
 def _class_targets(t, z, where, ignore_index):
     """Validate integer class targets against logits/log-probabilities z (class axis last); returns
-    the mask of positions that count (``t != ignore_index``)."""
+    the mask of positions that count (``t != ignore_index``), or None when every position counts.
+
+    The common case -- every target in [0, K) and an ``ignore_index`` outside that range -- costs
+    one reduction and builds no mask: the largest target read as an unsigned integer (a negative
+    one reads as a huge number) is below K."""
     K = z.shape[-1]
     if t.shape != z.shape[:-1]:
         raise ValueError(f"{where}: class-index targets of shape {t.shape} for {('logits' if where == 'cross_entropy' else 'inputs')} "
                          f"of shape {z.shape}; expected {z.shape[:-1]}")
+    if t.size and (ignore_index is None or not 0 <= ignore_index < K) \
+            and (t.view(_UNSIGNED[t.itemsize]) if t.dtype.kind == "i" else t).max() < K:
+        return None
     valid = t != ignore_index if ignore_index is not None else np.ones(t.shape, bool)
-    if t.size and 0 <= t.min() and t.max() < K:    # the common case, without copying the kept targets
-        return valid
     tv = t[valid]
     if tv.size and (tv.min() < 0 or tv.max() >= K):
         bad = int(tv.min()) if tv.min() < 0 else int(tv.max())
@@ -249,6 +257,8 @@ def cross_entropy(logits, targets, weight=None, reduction="mean", ignore_index=-
     valid = None
     if t.dtype.kind in "iu":
         valid = _class_targets(t, z, "cross_entropy", ignore_index)
+        if valid is None and eps:
+            valid = np.ones(t.shape, bool)
     elif t.dtype.kind == "f":
         if t.shape != z.shape:
             raise ValueError(f"cross_entropy: one-hot/soft targets of shape {t.shape} for logits of shape "
@@ -314,6 +324,8 @@ def nll_loss(log_probs, targets, weight=None, reduction="mean", ignore_index=-10
     if t.dtype.kind not in "iu":
         raise TypeError(f"nll_loss: targets must be class indices (integers), got dtype {t.dtype}")
     valid = _class_targets(t, z, "nll_loss", ignore_index)
+    if valid is None:
+        valid = np.ones(t.shape, bool)
     tt = np.where(valid, t, 0)
     c = None
     if weight is not None:

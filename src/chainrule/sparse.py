@@ -2,16 +2,16 @@
 
 :class:`RowSparseGrad` is the gradient of a table of which only some rows were used (an embedding
 lookup), and :func:`accumulate` adds two gradient contributions whatever their kind (dense arrays,
-row-sparse gradients, or -- under ``create_graph`` -- tensors).  :func:`add_grad` is the one
-in-place-accumulation rule of a backward pass and :func:`deposit` the one way a finished gradient
-reaches a leaf's ``.grad``; the eager loop (:func:`chainrule.autograd.run_backward`) and the
+row-sparse gradients, or -- under ``create_graph`` -- tensors).  :func:`add_grad` (with
+:func:`fresh`) is the one in-place-accumulation rule of a backward pass and :func:`deposit` the one
+way a finished gradient reaches a leaf's ``.grad``; the eager loop (:func:`chainrule.autograd.run_backward`) and the
 compiled step's replay (:mod:`chainrule.compile`) both use them.  Nothing here knows about graphs.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["RowSparseGrad", "accumulate", "add_grad", "deposit"]
+__all__ = ["RowSparseGrad", "accumulate", "fresh", "add_grad", "deposit"]
 
 
 class RowSparseGrad:
@@ -130,39 +130,40 @@ def accumulate(a, b):
     return sp.add_to(np.array(dense, copy=True))
 
 
-# How add_grad added a contribution (the compiled step's code generator writes the same operation).
+# How a contribution was added (the compiled step's code generator writes the same operation).
 NEW, IADD, SCATTER, ACC = "new", "iadd", "scatter", "acc"
 
 
-def add_grad(grads, owned, key, gi, g, outs):
-    """Add the contribution ``gi`` to ``grads[key]`` -- the one in-place-accumulation rule of a
-    backward pass (the distributed chain rule's Σ_k over consumers).
+def fresh(gi, g, outs):
+    """Whether ``gi``, a backward rule's output (one of ``outs``, or made from one by the glue), is an
+    ndarray nobody else holds -- made fresh (``base is None``: not a view), not the incoming gradient
+    ``g`` the rule was called with, and not returned twice -- so that a backward pass may keep it
+    and add into it."""
+    if gi is g or type(gi) is not np.ndarray or gi.base is not None:
+        return False
+    n = len(outs)               # (a result of the glue -- unbroadcast, astype -- is in none of them)
+    return n == 1 or (outs[0] is not outs[1] or gi is not outs[0] if n == 2 else sum(o is gi for o in outs) <= 1)
 
-    * The first contribution is kept as it is, not copied.  The pass *owns* it (``key`` goes into
-      the set ``owned``) only if it is an ndarray nobody else holds: made fresh by the rule
-      (``base is None``), not the incoming gradient ``g`` the rule was called with, and not returned
-      twice by the rule (``outs``, its outputs).
-    * A later contribution is added in place into an owned array (``+=``, or a scatter-add for a
-      row-sparse one); otherwise the sum is a new array (:func:`accumulate`), owned from then on.
 
-    Never writes into ``g``, a view, a tensor, a hook's result or anything the caller passed in.
-    Returns how it added: ``NEW``, ``IADD``, ``SCATTER`` or ``ACC``.
+def add_grad(grads, owned, key, gi):
+    """Add a *later* contribution ``gi`` to ``grads[key]``: the one in-place-accumulation rule of a
+    backward pass (the distributed chain rule's Σ_k over a value's consumers).
+
+    The rule: the first gradient reaching a node or leaf is stored as it is (``grads[key] = gi``, no
+    copy); a leaf's is *owned* by the pass (``key`` in the set ``owned``) when it is :func:`fresh`.
+    A later one is added in place into an owned array (``+=``, or a scatter-add for a row-sparse
+    one); otherwise the sum is a new array (:func:`accumulate`), owned from then on.  So the pass
+    never writes into ``g``, a view, a tensor, a hook's result or anything the caller passed in.
+    Returns how it added: ``IADD``, ``SCATTER`` or ``ACC``.
     """
-    prev = grads.get(key)
-    if prev is None:
-        grads[key] = gi
-        if type(gi) is np.ndarray and gi.base is None and gi is not g \
-                and (len(outs) == 1 or sum(o is gi for o in outs) <= 1):
-            owned.add(key)
-        return NEW
     if key in owned:                    # owned entries are ndarrays
-        if type(gi) is RowSparseGrad:
-            gi.add_to(prev)
-            return SCATTER
         if type(gi) is np.ndarray:
-            prev += gi
+            grads[key] += gi
             return IADD
-    s = grads[key] = accumulate(prev, gi)
+        if type(gi) is RowSparseGrad:
+            gi.add_to(grads[key])
+            return SCATTER
+    s = grads[key] = accumulate(grads[key], gi)
     if type(s) is np.ndarray:
         owned.add(key)
     return ACC

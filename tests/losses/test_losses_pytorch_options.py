@@ -116,3 +116,25 @@ def test_loss_classes_call_the_functions():
     loss = crit(z, t)
     loss.backward()
     assert z.grad.shape == Z.shape and crit.parameters() == []
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint32])
+def test_class_targets_of_every_integer_dtype_are_validated(dtype):
+    """The targets' range check reads a signed target as unsigned (one reduction: a negative one
+    reads as huge); every integer dtype, and an ignore_index inside [0, K), take the right path."""
+    t = np.array([0, 3, 2, 1, 1, 0]).astype(dtype)
+    np.testing.assert_allclose(losses.cross_entropy(T64(Z), t).data, ref_ce(Z, t.astype(np.int64)), rtol=1e-12)
+    np.testing.assert_allclose(losses.nll_loss(T64(logsm(Z)), t).data, ref_ce(Z, t.astype(np.int64)), rtol=1e-12)
+    # an ignore_index that is a real class: those positions count for nothing
+    np.testing.assert_allclose(losses.cross_entropy(T64(Z), t, ignore_index=1).data,
+                               ref_ce(Z, t.astype(np.int64), ignore=1), rtol=1e-12)
+    bad = t.copy()
+    bad[4] = 4
+    with pytest.raises(ValueError, match="class index 4 out of range"):
+        losses.cross_entropy(T64(Z), bad)
+    if np.dtype(dtype).kind == "i":
+        bad[4] = -1
+        with pytest.raises(ValueError, match="class index -1 out of range"):
+            losses.cross_entropy(T64(Z), bad)
+        with pytest.raises(ValueError, match="class index -1 out of range"):
+            losses.nll_loss(T64(logsm(Z)), bad)

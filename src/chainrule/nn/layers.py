@@ -103,12 +103,14 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(self.out_features, dtype=dt)) if bias else None
 
     def forward(self, x):
-        x = match_dtype(_as_input(x, "Linear"), self.weight.dtype, "Linear")
+        W = self.weight
+        if type(x) is not Tensor or x.data.dtype is not W.data.dtype:     # (the common case: as it is)
+            x = match_dtype(_as_input(x, "Linear"), W.dtype, "Linear")
         shp = x.shape
         if len(shp) == 0 or shp[-1] != self.in_features:
             raise ValueError(f"Linear(in_features={self.in_features}, out_features={self.out_features}): "
                              f"input of shape {tuple(shp)}, expected (..., {self.in_features})")
-        y = F.matmul(x, self.weight)
+        y = F.matmul(x, W)
         if self.bias is not None:
             y = F.add(y, self.bias)
         return y

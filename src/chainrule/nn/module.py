@@ -23,6 +23,8 @@ __all__ = ["Parameter", "Module", "ModuleList", "ModuleDict", "Sequential", "Sta
            "RemovableHandle"]
 
 
+_HOOKED = False     # set when any module registers a forward (pre-)hook; Module.__call__ checks only this
+
 class Parameter(Tensor):
     """A trainable leaf tensor: ``requires_grad=True``, floating dtype, optional ``name``.
 
@@ -145,8 +147,10 @@ class Module:
         return self._add_hook("_forward_pre_hooks", hook)
 
     def _add_hook(self, attr, hook):
+        global _HOOKED
         if not callable(hook):
             raise TypeError(f"{type(self).__name__}: a hook must be callable, got {type(hook).__name__}")
+        _HOOKED = True
         lst = self.__dict__.get(attr)
         if lst is None:
             lst = []
@@ -321,6 +325,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args, **kwargs):
+        if not _HOOKED:                # no module has ever had a forward hook: one global lookup
+            return self.forward(*args, **kwargs)
         d = self.__dict__
         if not (d.get("_forward_pre_hooks") or d.get("_forward_hooks")):
             return self.forward(*args, **kwargs)

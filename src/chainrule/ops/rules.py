@@ -170,17 +170,18 @@ def _max_keep(x, axis):
         for j in range(2, k):
             np.maximum(m, x[..., j:j + 1], out=m)
         return m
-    return np.max(x, axis=axis, keepdims=True)
+    return x.max(axis=axis, keepdims=True)
 
 
 def softmax_array(x, axis=-1):
     e = np.exp(x - _max_keep(x, axis))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 def log_softmax_array(x, axis=-1):
     sh = x - _max_keep(x, axis)
-    return sh - np.log(np.sum(np.exp(sh), axis=axis, keepdims=True))
+    return sh - np.log(np.exp(sh).sum(axis=axis, keepdims=True))
 
 
 def _scatter_array(g, idx, shape, dtype=None):
@@ -567,7 +568,7 @@ def _softmax_cross_entropy(z, target, weight):
                else -np.take_along_axis(logp, target[..., None], axis=-1)[..., 0])
     else:
         nll = -np.sum(target * logp, axis=-1)
-    loss = np.sum(nll * weight, keepdims=True).reshape(()).astype(z.dtype, copy=False)     # a 0-d array
+    loss = (nll * weight).sum(keepdims=True).reshape(()).astype(z.dtype, copy=False)     # a 0-d array
     return loss, (z, logp, target, weight)
 
 
