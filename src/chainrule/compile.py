@@ -783,6 +783,10 @@ class _Tracer:
         return self.result(v, expr)
 
     def setitem(self, rec, idx, val):
+        if type(val) is _Rec and _R._is_basic(self.val(idx)):
+            dst = rec.v[self.val(idx)]
+            if _same_memory(dst, val.v):      # x[i] += g writes the view back onto itself: nothing to do
+                return
         rec.v[self.val(idx)] = self.val(val)
         self.lines.append(f"{rec.name}[{self.expr(idx)}] = {self.expr(val)}")
 
@@ -812,10 +816,31 @@ class _Var:
         tr.lines.append(f"{self.name} = {expr}")
 
 
+def _same_memory(a, b):
+    """Whether two arrays are the same elements in the same layout (one a view of the other's memory)."""
+    return (type(a) is np.ndarray and type(b) is np.ndarray and a.shape == b.shape and a.strides == b.strides
+            and a.dtype == b.dtype and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
 def _root(a):
     while a.base is not None:
         a = a.base
     return a
+
+
+_PLAIN = (type(None), bool, int, float, complex, str, bytes, slice, type(Ellipsis), np.dtype, np.ndarray, np.generic,
+          tuple, list, dict, _Rec, _Var, type)
+
+
+def _leak(out, given):
+    """Why a recorded result may not stand for the replays' values (None if it may): an array or NumPy
+    scalar that is neither recorded nor one of the arguments was read from somewhere else (an object's
+    state, say) -- the plan would keep this call's value forever."""
+    ids = {id(a) for a in _flat(given)}
+    for o in _flat(out):
+        if isinstance(o, (np.ndarray, np.generic)) and id(o) not in ids:
+            return f"it returns a {type(o).__name__} that is not recorded (read from an object's state?)"
+    return None
 
 
 def _has_array(x):
@@ -850,14 +875,21 @@ def _call_rule(tr, fn, args, kw=None):
         try:
             out = fn(*args, **kw)
             if _agree(out, ref):
-                return out
-            why = "its recorded result differs from the eager one"
+                leak = _leak(out, (args, kw))
+                if leak is None:
+                    return out
+                why = leak
+            else:
+                why = "its recorded result differs from the eager one"
         except _Abort:
             raise
         except Exception as e:    # noqa: BLE001 -- _Untraceable, or a rule NumPy's protocols cannot carry
             why = f"{type(e).__name__}: {e}"
         del tr.lines[mark:]
     tr.opaque.append((getattr(fn, "__name__", "?"), why))
+    odd = [type(a).__name__ for a in _flat((args, kw)) if not isinstance(a, _PLAIN)]
+    if odd:                 # an object an opaque call may keep buffers in, or read state from
+        raise _Abort(f"{getattr(fn, '__name__', '?')} is replayed opaquely and is given a {odd[0]}")
     return tr.result(ref, tr.call_expr(tr.const(fn, "F"), args, kw), opaque=True)
 
 

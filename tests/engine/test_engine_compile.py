@@ -272,3 +272,34 @@ def test_a_rule_that_cannot_be_recorded_is_replayed_opaquely():
     (info,) = c.plans()
     assert info["buffered"] and [name for name, _ in info["opaque"]] == ["fwd", "<lambda>"], info
     assert "Python value" in info["opaque"][0][1] and "opaque call" in info["opaque"][1][1]
+
+
+def test_memory_plan_with_views_slices_and_in_place_accumulation_bit_for_bit():
+    """A step full of views (slices, transposes, reshapes), shared subexpressions and slice
+    gradients added in place: the plan reuses dead buffers (fewer arrays than buffers written) and
+    every replay is the eager step bit for bit."""
+    def make():
+        W = cr.tensor(np.random.default_rng(0).standard_normal((4, 8)), requires_grad=True, dtype="float64")
+        opt = optim.SGD([W], lr=0.01, momentum=0.9)
+
+        class M:
+            def named_parameters(self):
+                return [("W", W)]
+
+        def step(x):
+            y = x @ W
+            parts = [cr.tanh(y[:, 2 * k:2 * k + 2]) * (k + 1) for k in range(4)]
+            z = cr.concat(parts, axis=1)
+            for _ in range(6):
+                z = cr.sigmoid(z * 0.7 + y) + z.T.reshape(z.shape) * 0.1
+            loss = (z * z).sum() + y[:, :4].sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return M(), step
+    rng = np.random.default_rng(9)
+    c = _assert_same_run(make, [(rng.standard_normal((8, 4)),) for _ in range(6)])
+    (info,) = c.plans()
+    assert info["buffered"] and info["opaque"] == [], info
+    assert info["buffers"] < info["lines"] // 2, info

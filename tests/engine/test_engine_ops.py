@@ -744,3 +744,21 @@ def test_einsum_vjp_uses_the_cached_contraction_path():
     cr.einsum("i,ijk,j->k", c, V, c).sum().backward()
     assert any(spec.startswith("k,") for spec, _ in R._PATHS), sorted(R._PATHS)
     np.testing.assert_allclose(V.grad, np.einsum("i,j,k->ijk", c.data, c.data, np.ones(3)))
+
+
+@pytest.mark.parametrize("shape", [(881, 5), (2000, 2), (4, 300, 3), (16, 10)])
+def test_softmax_max_over_a_short_axis_by_columns_is_the_same(shape):
+    """log_softmax/softmax shift by the row maximum; over a short last axis with many rows it is taken
+    column by column (NumPy's reduction is slow there) -- the same numbers bit for bit, NaNs and
+    ties included."""
+    from chainrule.ops import rules as R
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.reshape(-1)[::7] = x.reshape(-1)[1::7][:x.reshape(-1)[::7].size]     # ties
+    x.reshape(-1)[5] = np.nan
+    np.testing.assert_array_equal(R._max_keep(x, -1), np.max(x, axis=-1, keepdims=True))
+    sh = x - np.max(x, axis=-1, keepdims=True)
+    np.testing.assert_array_equal(R.log_softmax_array(x), sh - np.log(np.sum(np.exp(sh), axis=-1, keepdims=True)))
+    e = np.exp(sh)
+    np.testing.assert_array_equal(R.softmax_array(x), e / np.sum(e, axis=-1, keepdims=True))
+    np.testing.assert_array_equal(R._max_keep(x, 0), np.max(x, axis=0, keepdims=True))

@@ -159,14 +159,28 @@ def stable_sigmoid(x):
     return np.divide(num, e, out=num)
 
 
+def _max_keep(x, axis):
+    """``x.max(axis, keepdims=True)``.  Over a short last axis with many rows (the classes of a
+    softmax: an RNTN minibatch's 881 nodes × 5 classes) as a running ``np.maximum`` over the columns:
+    NumPy's reduction costs ~40 ns a row there (35 µs for 881 × 5 float32; the columns 6.5 µs).  The
+    same values: a maximum is exact, taken in the same order."""
+    k = x.shape[-1] if x.ndim else 0
+    if 2 <= k <= 16 and axis in (-1, x.ndim - 1) and x.size >= 32 * k * k:
+        m = np.maximum(x[..., 0:1], x[..., 1:2])
+        for j in range(2, k):
+            np.maximum(m, x[..., j:j + 1], out=m)
+        return m
+    return x.max(axis=axis, keepdims=True)
+
+
 def softmax_array(x, axis=-1):
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    e = np.exp(x - _max_keep(x, axis))
     e /= e.sum(axis=axis, keepdims=True)
     return e
 
 
 def log_softmax_array(x, axis=-1):
-    sh = x - x.max(axis=axis, keepdims=True)
+    sh = x - _max_keep(x, axis)
     return sh - np.log(np.exp(sh).sum(axis=axis, keepdims=True))
 
 
