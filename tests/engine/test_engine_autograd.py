@@ -186,8 +186,9 @@ def test_a_rule_returning_one_fresh_array_for_two_inputs_is_not_added_into():
 
 
 def test_accumulation_into_a_node_with_many_consumers_matches_the_sum():
-    """A node's first fresh gradient is owned and later ones are added into it in place: the result
-    is the plain sum in consumer order (bit for bit), and nothing the user holds is modified."""
+    """A node's gradients from many consumers are summed (the second into a new array the pass owns,
+    the later ones into it in place): the result is the plain sum in consumer order, bit for bit,
+    and nothing the user holds is modified."""
     x = T(RNG.standard_normal((4, 3)))
     h = x * 1.5
     parts = [h * float(k) for k in range(1, 5)]
