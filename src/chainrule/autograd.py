@@ -24,6 +24,7 @@ from __future__ import annotations
 import gc
 import heapq
 import itertools
+import weakref
 from contextlib import contextmanager
 
 import numpy as np
@@ -76,21 +77,28 @@ class _GcGuard:
     The graph has no reference cycles of its own, so those passes find nothing to free.  Every
     65,536 nodes the engine raises the generation-2 threshold (to at least 1000 generation-1
     collections, i.e. millions of allocations) and puts the caller's thresholds back when a backward
-    pass has freed its graph.  Generations 0 and 1 still run: cyclic garbage is still collected.
-    ``benchmarks/scaling.py --gc`` measures the chain with the collector on and off."""
+    pass has freed its graph -- or when the node that raised it is freed, so a big graph dropped
+    without backward (an evaluation with gradients on, an exception) does not leave the collector
+    slowed for the rest of the process.  Generations 0 and 1 still run: cyclic garbage is still
+    collected.  ``benchmarks/scaling.py --gc`` measures the chain with the collector on and off."""
     saved = None
     EVERY = 1 << 16
+    _token = None          # identifies the raise a node's finalizer may undo (not a later one)
 
     @classmethod
-    def grow(cls):
+    def grow(cls, node):
         if cls.saved is None:
             t = gc.get_threshold()
             if t[0] > 0:                       # the collector's thresholds are the caller's to keep
                 cls.saved = t
+                cls._token = token = object()
                 gc.set_threshold(t[0], t[1], max(t[2], 1000))
+                weakref.finalize(node, cls.release, token)
 
     @classmethod
-    def release(cls):
+    def release(cls, token=None):
+        if token is not None and token is not cls._token:
+            return                             # a finalizer of an earlier raise, already undone
         t, cls.saved = cls.saved, None
         if t is not None:
             gc.set_threshold(*t)
@@ -104,7 +112,7 @@ class Node:
     referenced, so intermediate values the backward rule does not need are freed as soon as the user
     drops them.  ``saved`` is the tuple of values the op's backward rule takes after ``(g, needs)``.
     """
-    __slots__ = ("seq", "op", "parents", "saved", "needs", "shape", "dtype", "name", "hooks",
+    __slots__ = ("seq", "op", "parents", "saved", "needs", "shape", "dtype", "name", "hooks", "__weakref__",
                  "nonfinite",      # set (only) by note_forward under detect_anomaly
                  "fwd",            # set (only) under record_forward: (out, inputs, params)
                  "edited",         # set (only) when the output tensor is modified in place: a seq number
@@ -113,7 +121,7 @@ class Node:
     def __init__(self, op, parents, saved, needs, shape, dtype):
         seq = self.seq = next(_SEQ)
         if not seq & 0xFFFF:                   # a big graph: see _GcGuard
-            _GcGuard.grow()
+            _GcGuard.grow(self)
         self.op = op
         self.parents = parents
         self.saved = saved

@@ -35,11 +35,33 @@ def _full_passes_building(n):
 
 @pytest.mark.slow
 def test_no_full_collections_while_a_big_graph_grows(monkeypatch):
-    # Start from the caller's thresholds: a graph an earlier test built past a period boundary and
-    # dropped without a backward pass leaves the guard raised (it is released by backward only).
+    # Start from the caller's thresholds (a graph an earlier test still holds may keep the guard on).
     autograd._GcGuard.release()
     old = gc.get_threshold()
     assert _full_passes_building(300_000) <= 1
     assert gc.get_threshold() == old                       # restored once backward freed the graph
-    monkeypatch.setattr(autograd._GcGuard, "grow", classmethod(lambda cls: None))
+    monkeypatch.setattr(autograd._GcGuard, "grow", classmethod(lambda cls, node: None))
     assert _full_passes_building(300_000) >= 2             # what the collector did before
+
+
+def test_a_big_graph_dropped_without_backward_gives_the_thresholds_back():
+    autograd._GcGuard.release()
+    old = gc.get_threshold()
+    _start_a_guard_period()
+    x = cr.tensor(np.ones(2), requires_grad=True)
+    y = x
+    for _ in range(3):                      # the first op is the period's boundary node
+        y = y * 1.0
+    assert gc.get_threshold()[2] >= 1000    # raised while the graph lives
+    del y
+    assert gc.get_threshold() == old        # the boundary node was freed: the caller's thresholds
+    # an earlier raise's finalizer does not undo a later one
+    _start_a_guard_period()
+    a = x * 1.0                             # raise no. 1, tied to a's node
+    autograd._GcGuard.release()             # (as a backward pass would)
+    _start_a_guard_period()
+    b = x * 1.0                             # raise no. 2, tied to b's node
+    del a
+    assert gc.get_threshold()[2] >= 1000
+    del b
+    assert gc.get_threshold() == old
