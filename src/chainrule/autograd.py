@@ -240,10 +240,11 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
         if parents is None:
             raise RuntimeError(_FREED.format(what=describe(node)))
         op = node.op
+        into = op.into
         if graph is not None:
             outs = graph.backward(node, g)
-        elif op.into is not None and obs is None and parents[0] in owned \
-                and op.into(grads[parents[0]], g, *node.saved):
+        elif into is not None and obs is None and parents[0] in owned \
+                and into(grads[parents[0]], g, *node.saved):
             outs = ()                  # x[i] for many i of one x: added into x's own buffer, not a dense x̄ each
         else:
             outs = op.backward(g, node.needs, *node.saved)
@@ -269,7 +270,10 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
                     leaves.append(p)
                     if fresh(gi, g, outs):
                         owned.add(p)
-                elif nxt is None:
+                    continue
+                if into is not None and fresh(gi, g, outs):
+                    owned.add(p)       # x[i]'s dense x̄: the next x[j] adds into it (Op.into)
+                if nxt is None:
                     nxt = p
                 else:
                     push(heap, (-p.seq, p))

@@ -345,6 +345,8 @@ def _backward(plan, vals, saved, log=None):
                     leaves.append(key)
                     if fresh(gi, g, outs):
                         owned.add(key)
+                elif op.into is not None and fresh(gi, g, outs):
+                    owned.add(key)
             if log is not None:
                 log.append(("to_" + p[0], i, k, key, tuple(glue), how, key in owned))
     for t in leaves:
@@ -1120,7 +1122,7 @@ def _record_backward(plan, tr, vals, saved):
                 how = add_grad(grads, owned, key, gi.v)
             else:
                 how, grads[key] = NEW, gi.v
-                if p[0] == "leaf" and fresh(gi.v, g.v, vouts):
+                if (p[0] == "leaf" or op.into is not None) and fresh(gi.v, g.v, vouts):
                     owned.add(key)
             if how is NEW:
                 recs[key] = gi

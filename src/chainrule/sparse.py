@@ -150,7 +150,9 @@ def add_grad(grads, owned, key, gi):
     backward pass (the distributed chain rule's Σ_k over a value's consumers).
 
     The rule: the first gradient reaching a node or leaf is stored as it is (``grads[key] = gi``, no
-    copy); a leaf's is *owned* by the pass (``key`` in the set ``owned``) when it is :func:`fresh`.
+    copy); a leaf's -- or a node's, when the op that sent it has an in-place form (``Op.into``: the
+    dense gradient of ``x[i]``, into which the next ``x[j]`` adds) -- is *owned* by the pass (``key``
+    in the set ``owned``) when it is :func:`fresh`.
     A later one is added in place into an owned array (``+=``, or a scatter-add for a row-sparse
     one); otherwise the sum is a new array (:func:`accumulate`), owned from then on.  So the pass
     never writes into ``g``, a view, a tensor, a hook's result or anything the caller passed in.

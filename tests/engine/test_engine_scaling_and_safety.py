@@ -85,6 +85,29 @@ def test_many_indexing_consumers_do_not_build_a_dense_gradient_each(monkeypatch,
     np.testing.assert_array_equal(x.grad, w)     # bit for bit: one product per element, added to 0
 
 
+@pytest.mark.parametrize("through_node", [False, True])
+def test_slices_of_one_value_build_one_dense_gradient(monkeypatch, through_node):
+    """The per-step slices XW[:, t] of an LSTM's input projection: the first slice's dense gradient
+    is owned by the pass (a leaf's, or a node's sent by an op with an in-place form), so every later
+    slice adds into it -- one (N, T, K) gradient in all, not three (two scatters and their sum)."""
+    from chainrule.ops import rules
+    dense = [0]
+    scatter = rules.xp.scatter
+
+    def counting(g, idx, shape, dtype=None):
+        dense[0] += 1
+        return scatter(g, idx, shape, dtype)
+    monkeypatch.setattr(rules.xp, "scatter", counting)
+    rng = np.random.default_rng(2)
+    x = cr.tensor(rng.standard_normal((3, 7, 4)), requires_grad=True, dtype="float64")
+    h = x * 2.0 if through_node else x
+    s = sum(cr.tanh(h[:, t]).sum() for t in range(7))
+    s.backward()
+    assert dense[0] == 1
+    np.testing.assert_allclose(x.grad, (1 - np.tanh(2.0 * x.data if through_node else x.data) ** 2)
+                               * (2.0 if through_node else 1.0), rtol=1e-12)
+
+
 def test_indexing_in_place_accumulation_equals_the_dense_rule_bit_for_bit(monkeypatch):
     """The in-place form gives the same bits as the dense rule, for overlapping slices too."""
     from chainrule.ops import rules
