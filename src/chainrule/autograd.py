@@ -35,16 +35,32 @@ __all__ = ["Node", "RowSparseGrad", "unbroadcast", "run_backward", "no_grad", "e
 
 
 class _State:
-    __slots__ = ("grad_enabled", "anomaly", "deltas", "observer", "forward", "edited", "tangents")
+    """The engine's switches.  ``watch`` is true while any of ``anomaly``, ``forward`` and
+    ``tangents`` is on, so that the per-op hot path (:func:`chainrule.tensor.apply`) tests one
+    attribute instead of three; the three are properties that keep it up to date."""
+    __slots__ = ("grad_enabled", "deltas", "observer", "edited", "watch", "_anomaly", "_forward", "_tangents")
 
     def __init__(self):
         self.grad_enabled = True
-        self.anomaly = False
         self.deltas = None     # a Deltas while record_deltas() is active
         self.observer = None   # a debug.Observer while detect_anomaly() or record_deltas() is active
-        self.forward = False   # record_forward (explain): nodes keep their forward values
         self.edited = False    # some tensor was modified in place since import (version checks on)
-        self.tangents = ()     # the active forward-mode levels inside cr.jvp (see chainrule.forward)
+        self._anomaly = False  # detect_anomaly: the forward notes non-finite values
+        self._forward = False  # record_forward (explain): nodes keep their forward values
+        self._tangents = ()    # the active forward-mode levels inside cr.jvp (see chainrule.forward)
+        self.watch = False
+
+    def _switch(name):
+        def get(self):
+            return getattr(self, name)
+
+        def set(self, value):
+            setattr(self, name, value)
+            self.watch = bool(self._anomaly or self._forward or self._tangents)
+        return property(get, set)
+
+    anomaly, forward, tangents = _switch("_anomaly"), _switch("_forward"), _switch("_tangents")
+    del _switch
 
 
 STATE = _State()

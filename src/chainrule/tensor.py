@@ -88,15 +88,17 @@ def apply(op, args, kw=None):
     if parents is not None and STATE.grad_enabled:
         t._node = Node(op, parents, saved, needs, out.shape, out.dtype)
         t.requires_grad = True
-        if STATE.anomaly:
-            debug.note_forward(t._node, out, datas)
-        if STATE.forward:
-            t._node.fwd = (out, datas, kw)
     else:
         t._node = None
         t.requires_grad = False
-    if STATE.tangents:                   # inside cr.jvp: carry the output's tangent (forward mode)
-        TANGENT_HOOK[0](op, args, kw, t, saved)
+    if STATE.watch:                      # detect_anomaly, record_forward or cr.jvp is on
+        node = t._node
+        if node is not None and STATE.anomaly:
+            debug.note_forward(node, out, datas)
+        if node is not None and STATE.forward:
+            node.fwd = (out, datas, kw)
+        if STATE.tangents:               # inside cr.jvp: carry the output's tangent (forward mode)
+            TANGENT_HOOK[0](op, args, kw, t, saved)
     return t
 
 
