@@ -71,6 +71,48 @@ def test_window_step_bit_for_bit():
     _assert_same_run(make, batches)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_window_plan_records_the_fused_losses_bit_for_bit(dtype):
+    """The window step's fused BCE and L2 penalty (and their VJPs) are recorded on buffers, not
+    replayed as opaque calls (only the embedding's row-sparse gradient is); every replay gives the
+    eager step's loss, gradients and parameters bit for bit."""
+    rng = np.random.default_rng(12)
+
+    def make():
+        model = WindowClassifier(40, 5, window=3, hidden=6, head="binary", caps_dim=0,
+                                 embeddings=np.random.default_rng(3).standard_normal((40, 5)))
+        for p in model.parameters():
+            p.data = p.data.astype(dtype)
+        opt = optim.SGD(model.parameters(), lr=0.1)
+        loss_fn = window_loss_fn(C=2.0, m=50)
+
+        def step(words, y):
+            loss, _ = loss_fn(model, (words, None, y))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return model, step
+    (ma, sa), (mb, sb) = _twins(make)
+    c = cr.compile(sb)
+    for k in range(7):
+        words, y = rng.integers(0, 40, (8, 3)), rng.integers(0, 2, 8).astype(dtype)
+        la, lb = sa(words, y), c(words, y)
+        assert la.data.dtype == lb.data.dtype == dtype and la.data.tobytes() == lb.data.tobytes(), k
+        for (name, pa), pb in zip(ma.named_parameters(), mb.parameters()):
+            assert pa.data.tobytes() == pb.data.tobytes(), (k, name)
+            ga, gb = (np.asarray(g) for g in (pa.grad, pb.grad))     # the embedding's: row-sparse
+            assert ga.dtype == gb.dtype and ga.tobytes() == gb.tobytes(), (k, name)
+    assert c.fallback_reason is None and c.stats["replays"] == 5
+    (info,) = c.plans()
+    names = [name for name, _ in info["opaque"]]
+    assert info["buffered"], info
+    assert not [n for n in names if "bce" in n or "sum_squares" in n], info["opaque"]
+    assert len(names) <= 1, info["opaque"]          # take's row-sparse gradient (an object per replay)
+    src = c._plans[next(iter(c._plans))].fast.source
+    assert "u_log1p(" in src and "np.vdot(" in src       # the BCE and the penalty, written out
+
+
 def test_rntn_step_bit_for_bit_and_recaptured_per_schedule():
     from chainrule.data.trees import parse_tree
     texts = ["(3 (2 a) (3 (1 b) (4 c)))", "(1 (2 (2 a) (1 d)) (3 b))", "(4 (3 c) (4 (2 d) (3 (2 a) (1 b))))"]

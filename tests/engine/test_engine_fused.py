@@ -64,6 +64,53 @@ def test_bce_with_logits_errors_and_float32():
     assert out.dtype == np.float32 and z.grad.dtype == np.float32
 
 
+def _sum_squares_python(xs, scale):
+    """The penalty accumulated in Python floats, rounded once to the tensors' dtype (what sum_squares
+    computed before its rule was written with NumPy calls only, for cr.compile)."""
+    acc = 0.0
+    for x, c in zip(xs, scale):
+        v = x.reshape(-1)
+        acc += 0.5 * c * float(np.dot(v, v))
+    return np.asarray(acc, dtype=np.result_type(*xs))
+
+
+def _bce_numpy_scalar(z, d, w):
+    """The reduced BCE as a NumPy scalar made a 0-d array (the rule's earlier form)."""
+    per = np.maximum(z, 0) - z * d + np.log1p(np.exp(-np.abs(z)))
+    return np.asarray(np.sum(per * w) if np.ndim(w) else np.sum(per) * w, dtype=z.dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_losses_bit_for_bit_as_python_scalar_arithmetic(dtype):
+    """sum_squares' float64 accumulation and bce_with_logits' reduction, written with NumPy calls only
+    (recordable by cr.compile), give the bits of the Python-float / np.asarray forms; their gradients
+    are c g x and g w (σ(z) - d) in the tensors' dtype."""
+    rng = np.random.default_rng(11)
+    for k in range(60):
+        xs = [(rng.standard_normal(tuple(rng.integers(1, 30, 2))) * 10.0 ** rng.integers(-3, 3)).astype(dtype)
+              for _ in range(1 + k % 3)]
+        if k % 7 == 0:
+            xs[0][...] = 0.0
+        scale = [[5e-6, 1.0, 1 / 3], [-2.0, 0.0, -0.0], [0.7, -0.1, 3.0]][k % 3][:len(xs)]
+        ts = [cr.tensor(x, requires_grad=True, dtype=x.dtype.name) for x in xs]
+        p = sum_squares(ts, scale)
+        ref = _sum_squares_python(xs, scale)
+        assert p.data.dtype == ref.dtype and p.data.tobytes() == ref.tobytes(), (k, p.data, ref)
+        (p * 1.5).backward()
+        for t, c in zip(ts, scale):
+            assert t.grad.dtype == dtype and t.grad.tobytes() == (t.data * (np.asarray(1.5, dtype) * c)).tobytes()
+
+        z = (rng.standard_normal((64, 1)) * [0.1, 3.0, 40.0][k % 3]).astype(dtype)
+        z[k % 64] = [0.0, 1e4, -1e4][k % 3]
+        d = (rng.random((64, 1)) < 0.5).astype(dtype)
+        w = [1 / 64, np.float64(0.3), rng.random((64, 1)).astype(dtype), 1.0][k % 4]
+        zt = cr.tensor(z, requires_grad=True, dtype=np.dtype(dtype).name)
+        L = bce_with_logits(zt, d, w)
+        ref = _bce_numpy_scalar(z, d, w)
+        assert L.data.dtype == ref.dtype and L.data.tobytes() == ref.tobytes(), (k, L.data, ref)
+    assert sum_squares([]).item() == 0.0
+
+
 @pytest.mark.parametrize("tensor_term", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_composition_equals_the_five_ops_bit_for_bit(tensor_term, dtype):

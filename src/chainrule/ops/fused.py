@@ -26,12 +26,14 @@ __all__ = ["sum_squares", "bce_with_logits", "composition"]
 def _sum_squares(*xs, scale):
     """z = Σ_i c_i/2 ‖x_i‖² (every element of every x_i; c_i = ``scale[i]``)   |   x̄_i = c_i g x_i   |
     ż = Σ_i c_i ⟨x_i, ẋ_i⟩"""
-    acc = 0.0
+    if not xs:
+        return np.zeros((), np.float64), (xs, scale)
+    acc = None                  # Σ in float64, rounded to the inputs' dtype once at the end
     for x, c in zip(xs, scale):
-        v = x.reshape(-1)
-        acc += 0.5 * c * float(np.dot(v, v))
-    dt = np.result_type(*xs) if xs else np.float64
-    return np.asarray(acc, dtype=dt), (xs, scale)
+        t = np.vdot(x, x) * np.float64(0.5 * c)
+        acc = (t if c > 0 else 0.0 + t) if acc is None else acc + t      # 0.0 + t: a −0 term gives +0
+    # NumPy calls only (no float(), no np.asarray), so cr.compile records this rule; acc[...] is a 0-d array
+    return acc[...].astype(np.result_type(*xs), copy=False), (xs, scale)
 
 
 def _sum_squares_vjp(g, n, xs, scale):
@@ -78,8 +80,9 @@ def _bce_with_logits(z, d, weight):
     L̇ = Σ w ⊙ (σ(z) − d) ⊙ ż"""
     e = np.exp(-np.abs(z))
     per = np.maximum(z, 0) - z * d + np.log1p(e)
-    loss = np.sum(per * weight) if np.ndim(weight) else np.sum(per) * weight
-    return np.asarray(loss, dtype=z.dtype), (z, d, e, weight)
+    loss = (per * weight).sum(keepdims=True) if np.ndim(weight) else per.sum(keepdims=True) * weight
+    # a 0-d array by reshape/astype, not np.asarray (the same bits), so cr.compile records this rule
+    return loss.reshape(()).astype(z.dtype, copy=False), (z, d, e, weight)
 
 
 def _bce_with_logits_vjp(g, n, z, d, e, weight):
