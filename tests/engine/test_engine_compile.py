@@ -49,16 +49,15 @@ def test_mlp_step_bit_for_bit():
     _assert_same_run(make, batches)
 
 
-def test_window_step_bit_for_bit():
-    rng = np.random.default_rng(1)
-
+def _window_maker(vocab, dim, hidden, dtype, lr, C, m, seed):
+    """make() for _assert_same_run/_twins: a binary window tagger and its SGD step (seed 002's loss)."""
     def make():
-        model = WindowClassifier(50, 4, window=3, hidden=7, head="binary", caps_dim=0,
-                                 embeddings=np.random.default_rng(2).standard_normal((50, 4)))
+        model = WindowClassifier(vocab, dim, window=3, hidden=hidden, head="binary", caps_dim=0,
+                                 embeddings=np.random.default_rng(seed).standard_normal((vocab, dim)))
         for p in model.parameters():
-            p.data = p.data.astype(F64)
-        opt = optim.SGD(model.parameters(), lr=0.05)
-        loss_fn = window_loss_fn(C=1.0, m=100)
+            p.data = p.data.astype(dtype)
+        opt = optim.SGD(model.parameters(), lr=lr)
+        loss_fn = window_loss_fn(C=C, m=m)
 
         def step(words, y):
             loss, _ = loss_fn(model, (words, None, y))
@@ -67,6 +66,12 @@ def test_window_step_bit_for_bit():
             opt.step()
             return loss
         return model, step
+    return make
+
+
+def test_window_step_bit_for_bit():
+    rng = np.random.default_rng(1)
+    make = _window_maker(50, 4, 7, F64, lr=0.05, C=1.0, m=100, seed=2)
     batches = [(rng.integers(0, 50, (6, 3)), rng.integers(0, 2, 6).astype(F64)) for _ in range(6)]
     _assert_same_run(make, batches)
 
@@ -77,22 +82,7 @@ def test_window_plan_records_the_fused_losses_bit_for_bit(dtype):
     replayed as opaque calls (only the embedding's row-sparse gradient is); every replay gives the
     eager step's loss, gradients and parameters bit for bit."""
     rng = np.random.default_rng(12)
-
-    def make():
-        model = WindowClassifier(40, 5, window=3, hidden=6, head="binary", caps_dim=0,
-                                 embeddings=np.random.default_rng(3).standard_normal((40, 5)))
-        for p in model.parameters():
-            p.data = p.data.astype(dtype)
-        opt = optim.SGD(model.parameters(), lr=0.1)
-        loss_fn = window_loss_fn(C=2.0, m=50)
-
-        def step(words, y):
-            loss, _ = loss_fn(model, (words, None, y))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return loss
-        return model, step
+    make = _window_maker(40, 5, 6, dtype, lr=0.1, C=2.0, m=50, seed=3)
     (ma, sa), (mb, sb) = _twins(make)
     c = cr.compile(sb)
     for k in range(7):
