@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -39,6 +38,7 @@ import numpy as np  # noqa: E402
 
 import chainrule as cr  # noqa: E402
 from chainrule.transforms import jvp_by_double_vjp  # noqa: E402
+from hvp import timeit  # noqa: E402  (benchmarks/hvp.py, this script's directory: one timing loop for both)
 
 STEPS = 20
 
@@ -67,20 +67,12 @@ def chain_np_jvp(x, w, vx, vw):
     return y, dy
 
 
-def chain_torch(torch):
+def chain_lib(lib):
+    """The chain written with a peer's array library (``torch`` or ``jax.numpy``: both have ``tanh``)."""
     def f(x, w):
         y = x
         for _ in range(STEPS):
-            y = torch.tanh(y * w + x)
-        return y
-    return f
-
-
-def chain_jax(jnp):
-    def f(x, w):
-        y = x
-        for _ in range(STEPS):
-            y = jnp.tanh(y * w + x)
+            y = lib.tanh(y * w + x)
         return y
     return f
 
@@ -180,17 +172,7 @@ def make_mlp(sizes, batch, dtype, rng):
     return prim, tang, X, y
 
 
-# ---------------------------------------------------------------------------------------- timing
-def timeit(fn, budget):
-    n, t0 = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        t = time.perf_counter() - t0
-        if t > budget:
-            return t / n
-
-
+# ---------------------------------------------------------------------------------------- configurations
 def configs(rng):
     out = []
     for n, dtype in ((16, np.float64), (4096, np.float64)):
@@ -230,8 +212,8 @@ def main(argv=None):
     for name, kind, prim, tang, data in configs(rng):
         if kind == "chain":
             f, fnp, hand = chain_cr, chain_np, chain_np_jvp
-            tf = chain_torch(torch) if torch else None
-            jf = chain_jax(jax.numpy) if jax else None
+            tf = chain_lib(torch) if torch else None
+            jf = chain_lib(jax.numpy) if jax else None
         else:
             X, y = data
             f, fnp, hand = mlp_cr(X, y, kind), mlp_np_fwd(X, y, kind), mlp_np_jvp(X, y, kind)

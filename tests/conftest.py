@@ -152,3 +152,13 @@ def load_benchmark(monkeypatch):
         spec.loader.exec_module(mod)
         return mod
     return load
+
+
+@pytest.fixture
+def user_ops():
+    """Names of primitives a test registers with ``cr.primitive``; removed from the rule table after it."""
+    from chainrule.ops import rules
+    names = []
+    yield names
+    for n in names:
+        rules.RULES.pop(n, None)

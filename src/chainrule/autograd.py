@@ -29,7 +29,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .sparse import RowSparseGrad, accumulate, add_grad, deposit, fresh  # noqa: F401  (RowSparseGrad, accumulate: old import paths)
+from .sparse import RowSparseGrad, accumulate, add_grad, deposit, keep_first  # noqa: F401  (RowSparseGrad, accumulate: old import paths)
 
 __all__ = ["Node", "RowSparseGrad", "unbroadcast", "run_backward", "no_grad", "enable_grad",
            "is_grad_enabled", "STATE"]
@@ -288,15 +288,15 @@ def run_backward(root_node, seed, retain_graph=False, capture=None, graph=None):
                     grads[p] += gi     # add_grad's in-place case, inline: a weight used at every step
                 else:
                     add_grad(grads, owned, p, gi)
-            else:                      # the first contribution: kept as it is (see sparse.add_grad)
-                grads[p] = gi
+            else:                      # the first contribution: sparse.keep_first
                 if type(p) is not Node:
                     leaves.append(p)
-                    if fresh(gi, g, outs):
-                        owned.add(p)
+                    keep_first(grads, owned, p, gi, g, outs, True)
                     continue
-                if into is not None and fresh(gi, g, outs):
-                    owned.add(p)       # x[i]'s dense x̄: the next x[j] adds into it (Op.into)
+                if into is None:
+                    grads[p] = gi      # keep_first's plain case, inline (not ownable)
+                else:
+                    keep_first(grads, owned, p, gi, g, outs, True)   # x[i]'s dense x̄: the next x[j] adds into it
                 if nxt is None:
                     nxt = p
                 else:

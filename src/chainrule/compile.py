@@ -65,7 +65,7 @@ import numpy as np
 
 from . import autograd as ag
 from .autograd import Node, RowSparseGrad, STATE, unbroadcast
-from .sparse import ACC, IADD, NEW, SCATTER, accumulate, add_grad, deposit, fresh
+from .sparse import ACC, IADD, NEW, SCATTER, accumulate, add_grad, deposit, keep_first
 from .ops import rules as _R
 from .tensor import Tensor
 
@@ -340,13 +340,10 @@ def _backward(plan, vals, saved, log=None):
             if key in grads:           # as run_backward: see sparse.add_grad
                 how = add_grad(grads, owned, key, gi)
             else:
-                how, grads[key] = NEW, gi
+                how = NEW
+                keep_first(grads, owned, key, gi, g, outs, p[0] == "leaf" or op.into is not None)
                 if p[0] == "leaf":
                     leaves.append(key)
-                    if fresh(gi, g, outs):
-                        owned.add(key)
-                elif op.into is not None and fresh(gi, g, outs):
-                    owned.add(key)
             if log is not None:
                 log.append(("to_" + p[0], i, k, key, tuple(glue), how, key in owned))
     for t in leaves:
@@ -1121,9 +1118,8 @@ def _record_backward(plan, tr, vals, saved):
             if key in grads:                        # as run_backward: see sparse.add_grad
                 how = add_grad(grads, owned, key, gi.v)
             else:
-                how, grads[key] = NEW, gi.v
-                if (p[0] == "leaf" or op.into is not None) and fresh(gi.v, g.v, vouts):
-                    owned.add(key)
+                how = NEW
+                keep_first(grads, owned, key, gi.v, g.v, vouts, p[0] == "leaf" or op.into is not None)
             if how is NEW:
                 recs[key] = gi
                 if p[0] == "leaf":

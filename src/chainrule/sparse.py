@@ -142,7 +142,20 @@ def fresh(gi, g, outs):
     if gi is g or type(gi) is not np.ndarray or gi.base is not None:
         return False
     n = len(outs)               # (a result of the glue -- unbroadcast, astype -- is in none of them)
-    return n == 1 or (outs[0] is not outs[1] or gi is not outs[0] if n == 2 else sum(o is gi for o in outs) <= 1)
+    if n == 1:
+        return True
+    if n == 2:                  # a binary op's two gradients, without a generator
+        return outs[0] is not outs[1] or gi is not outs[0]
+    return sum(o is gi for o in outs) <= 1
+
+
+def keep_first(grads, owned, key, gi, g, outs, ownable):
+    """Store the *first* contribution ``gi`` to ``grads[key]`` as it is (no copy); the pass owns it
+    -- may add into it later -- when ``ownable`` (a leaf's gradient, or one sent by an op with an
+    in-place form, ``Op.into``) and :func:`fresh`.  The other half of :func:`add_grad`'s rule."""
+    grads[key] = gi
+    if ownable and fresh(gi, g, outs):
+        owned.add(key)
 
 
 def add_grad(grads, owned, key, gi):

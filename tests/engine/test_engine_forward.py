@@ -202,14 +202,6 @@ def test_jvp_with_primals_that_require_grad_gives_tensors_to_backprop():
     np.testing.assert_allclose(x.grad, (2 * np.cos(x.data) - x.data * np.sin(x.data)) * v, rtol=1e-12)
 
 
-@pytest.fixture
-def user_ops():
-    names = []
-    yield names
-    for n in names:
-        R.RULES.pop(n, None)
-
-
 def test_in_place_on_a_tensor_with_a_tangent_makes_a_new_tensor_and_item_assignment_raises():
     x, v = np.array([1.0, 2.0]), np.array([1.0, -1.0])
 

@@ -125,14 +125,6 @@ def test_jvp_matches_finite_differences(name):
 
 
 # --------------------------------------------------------------------------- a user's own primitive
-@pytest.fixture
-def user_ops():
-    names = []
-    yield names
-    for n in names:
-        R.RULES.pop(n, None)
-
-
 def test_primitive_on_the_namespace_gets_higher_order_for_free(user_ops):
     from chainrule.ops.rules import xp
 

@@ -59,11 +59,8 @@ def test_stack_of_many_inputs_gradients():
     assert all((x.grad == 2.0).all() for x in xs)
 
 
-@pytest.mark.parametrize("through_node", [False, True])
-def test_many_indexing_consumers_do_not_build_a_dense_gradient_each(monkeypatch, through_node):
-    """x[i] for every i of one x: each consumer's x̄ is x-sized but all zeros but one element.  The
-    backward adds the consumers into x's own gradient buffer in place (getitem's ``into`` form), so
-    at most two x-sized gradients are ever built (before: one per consumer, O(n·size) in all)."""
+def _count_dense_gradients(monkeypatch):
+    """A one-element list counting the dense gradients getitem's rule builds (``xp.scatter`` calls)."""
     from chainrule.ops import rules
     dense = [0]
     scatter = rules.xp.scatter
@@ -72,6 +69,15 @@ def test_many_indexing_consumers_do_not_build_a_dense_gradient_each(monkeypatch,
         dense[0] += 1
         return scatter(g, idx, shape, dtype)
     monkeypatch.setattr(rules.xp, "scatter", counting)
+    return dense
+
+
+@pytest.mark.parametrize("through_node", [False, True])
+def test_many_indexing_consumers_do_not_build_a_dense_gradient_each(monkeypatch, through_node):
+    """x[i] for every i of one x: each consumer's x̄ is x-sized but all zeros but one element.  The
+    backward adds the consumers into x's own gradient buffer in place (getitem's ``into`` form), so
+    at most two x-sized gradients are ever built (before: one per consumer, O(n·size) in all)."""
+    dense = _count_dense_gradients(monkeypatch)
     rng = np.random.default_rng(0)
     n = 2000
     w = rng.standard_normal(n)
@@ -90,14 +96,7 @@ def test_slices_of_one_value_build_one_dense_gradient(monkeypatch, through_node)
     """The per-step slices XW[:, t] of an LSTM's input projection: the first slice's dense gradient
     is owned by the pass (a leaf's, or a node's sent by an op with an in-place form), so every later
     slice adds into it -- one (N, T, K) gradient in all, not three (two scatters and their sum)."""
-    from chainrule.ops import rules
-    dense = [0]
-    scatter = rules.xp.scatter
-
-    def counting(g, idx, shape, dtype=None):
-        dense[0] += 1
-        return scatter(g, idx, shape, dtype)
-    monkeypatch.setattr(rules.xp, "scatter", counting)
+    dense = _count_dense_gradients(monkeypatch)
     rng = np.random.default_rng(2)
     x = cr.tensor(rng.standard_normal((3, 7, 4)), requires_grad=True, dtype="float64")
     h = x * 2.0 if through_node else x
