@@ -124,6 +124,13 @@ def test_rntn_step_bit_for_bit_and_recaptured_per_schedule():
         return model, step
     compiled = _assert_same_run(make, [(b1,)] * 4 + [(b2,)] * 4, min_replays=4)
     assert compiled.stats == {"captures": 4, "replays": 4, "eager": 0}     # two schedules, two plans
+    # the same shapes everywhere, other indices (the two trees swapped): one plan, replayed with the
+    # new batch's schedule (NodeTable.levels' children are looked up in the arguments, not kept)
+    b1s = ds.batch([1, 0])
+    assert [c.shape for c in b1s.children] == [c.shape for c in b1.children]
+    assert any(not np.array_equal(c, d) for c, d in zip(b1s.children, b1.children))
+    compiled = _assert_same_run(make, [(b1,), (b1,), (b1s,), (b1,), (b1s,)], min_replays=3)
+    assert compiled.stats == {"captures": 2, "replays": 3, "eager": 0}
 
 
 def test_lstm_step_bit_for_bit():

@@ -11,6 +11,8 @@ same mathematics as the composite it replaces, to rounding:
 * ``composition``: the recursive networks' p = tanh(W c + b + cᵀ V c) for every node of a tree level
   in one op instead of five (matmul, add, bilinear, add, tanh); its backward rule *is* those five
   rules, called in reverse order (seed 000's RNTN: ~18 levels a minibatch, so ~90 graph nodes fewer).
+  Its :class:`~chainrule.ops.table.RowRule` splits that rule for :meth:`NodeTable.levels
+  <chainrule.ops.table.NodeTable.levels>`: c̄ per level, W̄, b̄, V̄ once over every level's rows.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 from ..tensor import Tensor, apply
 from . import rules as _R
 from .rules import defop, xp
+from .table import RowRule
 
 __all__ = ["sum_squares", "bce_with_logits", "composition"]
 
@@ -162,6 +165,36 @@ def _composition_jvp(d, c, W, V, U, ans):
     return _R.TANH.jvp((dz,), ans)
 COMPOSITION = defop("composition", _composition, _composition_vjp, jvp=_composition_jvp, derive={
     "U": lambda c, V, **_: None if V is None else _R.BILINEAR.plan[2](x=c, V=V)})
+
+
+def _composition_rows(rows, c, W, V, U, ans):
+    """z̄ (rows, d) and, with V, c ⊗ z̄ (rows, m·d): the factors of the weights' gradients"""
+    gz = np.empty((rows, ans.shape[1]), dtype=ans.dtype)
+    return (gz,) if V is None else (gz, np.empty((rows, c.shape[1] * ans.shape[1]), dtype=ans.dtype))
+
+
+def _composition_level(g, keep, c, W, V, U, ans):
+    """c̄ of one level: z̄ = g ⊙ (1 − p²), c̄ = z̄ Wᵀ + (U z̄ + (c ⊗ z̄) Vᵀ) (tanh's, matmul's and
+    bilinear's rules, as :func:`_composition_vjp`); z̄ and c ⊗ z̄ written into ``keep``'s rows"""
+    gz = np.multiply(ans, ans, out=None if keep is None else keep[0])
+    np.subtract(1, gz, out=gz)
+    np.multiply(g, gz, out=gz)                       # g ⊙ (1 − p²), tanh's rule, in a buffer
+    gc = _R._outer_or_matmul(gz, W.T)
+    if V is not None:
+        m, k = V.shape[1], V.shape[2]
+        xg = np.einsum("nj,nk->njk", c, gz, out=None if keep is None else keep[1].reshape(-1, m, k))
+        gc = gc + ((U @ gz[:, :, None])[:, :, 0] + xg.reshape(-1, m * k) @ V.reshape(m, m * k).T)
+    return gc
+
+
+def _composition_weights(n, keep, C, c, W, V, U, ans):
+    """W̄ = Cᵀ z̄, b̄ = Σ_rows z̄, V̄ = Cᵀ (C ⊗ z̄) over the rows C of every level (one GEMM each)"""
+    gz = keep[0]
+    return (_R._outer_or_matmul(C.T, gz) if n[0] else None, np.add.reduce(gz, axis=0) if n[1] else None,
+            _R._outer_or_matmul(C.T, keep[1]).reshape(V.shape) if V is not None and n[2] else None)
+
+
+COMPOSITION.row_rule = RowRule(_composition_rows, _composition_level, _composition_weights)
 
 
 def composition(c, W, b, V=None):
