@@ -152,6 +152,38 @@ def test_lstm_step_bit_for_bit():
     _assert_same_run(make, batches)
 
 
+@pytest.mark.parametrize("kind", ["layers", "state", "input grad"])
+def test_lstm_sequence_steps_bit_for_bit(kind):
+    """nn.LSTM's fused sequence op replayed on buffers: two bidirectional layers with lengths, an
+    initial state from the arguments, an input that requires grad (a Linear before the LSTM); the
+    plan records every rule (none opaque)."""
+    rng = np.random.default_rng(4)
+    lengths = np.array([5, 3, 4])
+
+    def make():
+        lstm = nn.LSTM(3, 4, num_layers=2 if kind == "layers" else 1, bidirectional=kind != "input grad",
+                       rng=0, dtype=F64)
+        lin = nn.Linear(3, 3, rng=1, dtype=F64)
+        params = list(lstm.parameters()) + (list(lin.parameters()) if kind == "input grad" else [])
+        opt = optim.SGD(params, lr=0.05)
+
+        def step(x, r, h0, c0):
+            state = (h0, c0) if kind == "state" else None
+            out, (h_n, c_n) = lstm(lin(x) if kind == "input grad" else x, lengths=lengths, state=state)
+            loss = (h_n[0] * r).sum() + (out * out).sum() * 0.1 + (c_n * c_n).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return lstm, step
+    k = 4 if kind == "layers" else 2
+    batches = [(rng.standard_normal((3, 5, 3)), rng.standard_normal((3, 4)), rng.standard_normal((k, 3, 4)),
+                rng.standard_normal((k, 3, 4))) for _ in range(5)]
+    compiled = _assert_same_run(make, batches)
+    (plan,) = compiled.plans()
+    assert plan["buffered"] and plan["opaque"] == [], plan
+
+
 def test_recapture_on_shape_change():
     model = nn.Linear(3, 2, rng=0, dtype=F64)
     opt = optim.SGD(model.parameters(), lr=0.1)

@@ -8,6 +8,7 @@ import pytest
 import chainrule as cr
 from chainrule.ops import rules as R
 from chainrule.ops.fused import bce_with_logits, composition
+from chainrule.ops.lstm import lstm_sequence
 from chainrule.tensor import apply
 
 RNG = np.random.default_rng(7)
@@ -70,6 +71,10 @@ CASES = {
     "sum_squares": (lambda x, y: cr.sum_squares([x, y], scale=[0.5, 2.0]), lambda: (T((2, 3)), T((3,)))),
     "composition": (lambda c, W, b, V: composition(c, W, b, V),
                     lambda: (T((3, 4)), T((4, 2)), T((2,)), T((4, 4, 2)))),
+    # T = 3, N = 2, D = 2, H = 2; a mask holding some steps, the reverse direction and an initial state
+    "lstm_sequence": (lambda x, wi, b, w, h0, c0: lstm_sequence(x, wi, b, w, h0, c0, reverse=True,
+                                                               mask=np.array([[True, True, False], [False, True, True]])),
+                      lambda: (T((2, 3, 2)), T((2, 8)), T((8,)), T((2, 8)), T((2, 2)), T((2, 2)))),
     "bce_with_logits": (lambda z: bce_with_logits(z, np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]), np.array([0.5, 1.0, 2.0])),
                         lambda: (T((2, 3)),)),
 }
