@@ -12,7 +12,8 @@ same mathematics as the composite it replaces, to rounding:
   in one op instead of five (matmul, add, bilinear, add, tanh); its backward rule *is* those five
   rules, called in reverse order (seed 000's RNTN: ~18 levels a minibatch, so ~90 graph nodes fewer).
   Its :class:`~chainrule.ops.table.RowRule` splits that rule for :meth:`NodeTable.levels
-  <chainrule.ops.table.NodeTable.levels>`: c̄ per level, W̄, b̄, V̄ once over every level's rows.
+  <chainrule.ops.table.NodeTable.levels>`: c̄ per level (one GEMM with the weights stacked), W̄ and
+  V̄ as one GEMM and b̄ as one sum over every level's rows.
 """
 from __future__ import annotations
 
@@ -167,34 +168,45 @@ COMPOSITION = defop("composition", _composition, _composition_vjp, jvp=_composit
     "U": lambda c, V, **_: None if V is None else _R.BILINEAR.plan[2](x=c, V=V)})
 
 
-def _composition_rows(rows, c, W, V, U, ans):
-    """z̄ (rows, d) and, with V, c ⊗ z̄ (rows, m·d): the factors of the weights' gradients"""
-    gz = np.empty((rows, ans.shape[1]), dtype=ans.dtype)
-    return (gz,) if V is None else (gz, np.empty((rows, c.shape[1] * ans.shape[1]), dtype=ans.dtype))
+def _composition_start(rows, c, W, V, U, ans):
+    """A buffer of ``rows`` rows [z̄ | c ⊗ z̄] (d + m·d columns; z̄ alone without V) and the stacked
+    weights [W; Vₛ]ᵀ, Vₛ[i, j, k] = V[i, j, k] + V[j, i, k] (bilinear's x̄ = Σ_k g_k (V^[k] + V^[k]ᵀ) x
+    = (x ⊗ g) Vₛᵀ, so no U is read in backward)"""
+    m, d = W.shape
+    if V is None:
+        return np.empty((rows, d), dtype=ans.dtype), W.T
+    Vs = (V + V.transpose(1, 0, 2)).reshape(m, m * d)
+    return np.empty((rows, d + m * d), dtype=ans.dtype), np.concatenate([W.T, Vs.T], axis=0)
 
 
-def _composition_level(g, keep, c, W, V, U, ans):
-    """c̄ of one level: z̄ = g ⊙ (1 − p²), c̄ = z̄ Wᵀ + (U z̄ + (c ⊗ z̄) Vᵀ) (tanh's, matmul's and
-    bilinear's rules, as :func:`_composition_vjp`); z̄ and c ⊗ z̄ written into ``keep``'s rows"""
-    gz = np.multiply(ans, ans, out=None if keep is None else keep[0])
+def _composition_level(g, state, r0, r1, c, W, V, U, ans):
+    """c̄ of one level: z̄ = g ⊙ (1 − p²) (tanh's rule), c̄ = z̄ Wᵀ + (c ⊗ z̄) Vₛᵀ (matmul's and
+    bilinear's x̄) as one GEMM [z̄ | c ⊗ z̄] [W; Vₛ]ᵀ; z̄ and c ⊗ z̄ stay in the buffer's rows"""
+    buf, Wcat = state
+    m, d = W.shape
+    rows = buf[r0:r1]
+    gz = np.multiply(ans, ans, out=rows[:, :d])
     np.subtract(1, gz, out=gz)
-    np.multiply(g, gz, out=gz)                       # g ⊙ (1 − p²), tanh's rule, in a buffer
-    gc = _R._outer_or_matmul(gz, W.T)
+    np.multiply(g, gz, out=gz)
     if V is not None:
-        m, k = V.shape[1], V.shape[2]
-        xg = np.einsum("nj,nk->njk", c, gz, out=None if keep is None else keep[1].reshape(-1, m, k))
-        gc = gc + ((U @ gz[:, :, None])[:, :, 0] + xg.reshape(-1, m * k) @ V.reshape(m, m * k).T)
-    return gc
+        np.einsum("nj,nk->njk", c, gz, out=rows[:, d:].reshape(-1, m, d))
+    return _R._outer_or_matmul(rows, Wcat)
 
 
-def _composition_weights(n, keep, C, c, W, V, U, ans):
-    """W̄ = Cᵀ z̄, b̄ = Σ_rows z̄, V̄ = Cᵀ (C ⊗ z̄) over the rows C of every level (one GEMM each)"""
-    gz = keep[0]
-    return (_R._outer_or_matmul(C.T, gz) if n[0] else None, np.add.reduce(gz, axis=0) if n[1] else None,
-            _R._outer_or_matmul(C.T, keep[1]).reshape(V.shape) if V is not None and n[2] else None)
+def _composition_weights(n, state, C, c, W, V, U, ans):
+    """[W̄ | V̄] = Cᵀ [z̄ | C ⊗ z̄] (one GEMM over the rows C of every level), b̄ = Σ_rows z̄"""
+    buf = state[0]
+    m, d = W.shape
+    gb = np.add.reduce(buf[:, :d], axis=0) if n[1] else None
+    if V is not None and n[2]:
+        both = _R._outer_or_matmul(C.T, buf if n[0] else buf[:, d:])
+        gW, gV = (both[:, :d] if n[0] else None), both[:, -m * d:].reshape(V.shape)
+    else:
+        gW, gV = (_R._outer_or_matmul(C.T, buf[:, :d]) if n[0] else None), None
+    return gW, gb, gV
 
 
-COMPOSITION.row_rule = RowRule(_composition_rows, _composition_level, _composition_weights)
+COMPOSITION.row_rule = RowRule(_composition_start, _composition_level, _composition_weights)
 
 
 def composition(c, W, b, V=None):

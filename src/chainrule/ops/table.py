@@ -165,20 +165,20 @@ class RowRule:
     """How a row-wise primitive's rule splits over a level schedule (:meth:`NodeTable.levels`): the
     inputs' part per level, the weights' part once over the rows of every level.
 
-    * ``buffers(rows, *saved) -> tuple``: arrays of ``rows`` rows the level part fills (``saved``:
-      any level's saved values, for the row shapes and dtype);
-    * ``level(g, keep, *saved) -> c̄``: the first input's gradient of one level, writing the per-row
-      factors the weights need into ``keep`` (views of the buffers' rows of this level; None when no
-      weight needs a gradient);
-    * ``weights(needs, keep, C, *saved) -> tuple``: the weights' gradients from the whole buffers
-      and ``C``, the first input of every level stacked (``needs`` per weight; ``saved``: any level's).
+    * ``start(rows, *saved) -> state``: once per backward (``saved``: any level's saved values), the
+      buffers of ``rows`` rows the level part fills and what it needs from the weights;
+    * ``level(g, state, r0, r1, *saved) -> c̄``: the first input's gradient of one level (rows
+      ``r0:r1`` of the buffers are this level's), writing the per-row factors the weights need;
+    * ``weights(needs, state, C, *saved) -> tuple``: the weights' gradients from the buffers and
+      ``C``, the first input of every level stacked (``needs`` per weight).
 
-    For :func:`~chainrule.ops.fused.composition`: z̄ and c ⊗ z̄ per row, then W̄ = cᵀ z̄, b̄ = Σ z̄,
-    V̄ = cᵀ (c ⊗ z̄) -- one GEMM each over all levels instead of one per level plus a sum."""
-    __slots__ = ("buffers", "level", "weights")
+    For :func:`~chainrule.ops.fused.composition`: [z̄ | c ⊗ z̄] per row, c̄ = [z̄ | c ⊗ z̄] [W; Vₛ]ᵀ per
+    level (one GEMM; Vₛ = V + V's first two axes swapped), then [W̄ | V̄] = Cᵀ [z̄ | C ⊗ z̄] and
+    b̄ = Σ z̄ over all levels -- one GEMM where a level loop makes two per level plus sums."""
+    __slots__ = ("start", "level", "weights")
 
-    def __init__(self, buffers, level, weights):
-        self.buffers, self.level, self.weights = buffers, level, weights
+    def __init__(self, start, level, weights):
+        self.start, self.level, self.weights = start, level, weights
 
 
 def _levels(token, *inputs, table, starts, children, distinct, op):
@@ -214,21 +214,21 @@ def _levels_vjp(g, s, n):
     G = table._grad_buffer()
     nw = tuple(n[1:])
     rule = getattr(op, "row_rule", None)
-    keep = rule.buffers(C.shape[0], *saved[0]) if rule is not None and any(nw) else None
+    state = rule.start(C.shape[0], *saved[0]) if rule is not None else None
     wgrads = (None,) * len(nw)
     base = st[0]
     for i in range(len(children) - 1, -1, -1):
         s0, s1 = st[i], st[i + 1]
         gz = G[s0:s1]                   # complete: every consumer of these rows came later
         if rule is not None:
-            gc = rule.level(gz, None if keep is None else tuple(b[s0 - base:s1 - base] for b in keep), *saved[i])
+            gc = rule.level(gz, state, s0 - base, s1 - base, *saved[i])
         else:
             grads = op.backward(gz, (True,) + nw, *saved[i])
             gc = grads[0]
             wgrads = tuple(a if b is None else (b if a is None else a + b) for a, b in zip(wgrads, grads[1:]))
         _gather_vjp(gc, (table, children[i], distinct), None)
-    if keep is not None:
-        wgrads = rule.weights(nw, keep, C, *saved[0])
+    if rule is not None and any(nw):
+        wgrads = rule.weights(nw, state, C, *saved[0])
     G[base:st[-1]] = 0
     return (_token(g.dtype),) + tuple(wgrads)
 
