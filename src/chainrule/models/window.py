@@ -436,7 +436,7 @@ def make_loss_fn(C=0.0, m=1):
         reg = penalty(model, C, m)
         if reg is not None:
             loss = loss + reg
-        return loss, {"correct": int((pred == y).sum()), "count": len(y)}
+        return loss, {"correct": int(np.count_nonzero(pred == y)), "count": len(y)}
     return loss_fn
 
 

@@ -71,7 +71,8 @@ def sum_squares(xs, scale=1.0):
     (1.25, [[0.5, 1.0]])
     """
     xs = [xs] if isinstance(xs, (Tensor, np.ndarray)) else list(xs)
-    scale = [float(c) for c in scale] if np.ndim(scale) else [float(scale)] * len(xs)
+    scale = [float(scale)] * len(xs) if isinstance(scale, (float, int)) or not np.ndim(scale) \
+        else [float(c) for c in scale]
     if len(scale) != len(xs):
         raise ValueError(f"sum_squares: {len(scale)} scales for {len(xs)} tensors")
     return apply(SUM_SQUARES, tuple(xs), {"scale": tuple(scale)})
@@ -83,7 +84,8 @@ def _bce_with_logits(z, d, weight):
     L̇ = Σ w ⊙ (σ(z) − d) ⊙ ż"""
     e = np.exp(-np.abs(z))
     per = np.maximum(z, 0) - z * d + np.log1p(e)
-    loss = (per * weight).sum(keepdims=True) if np.ndim(weight) else per.sum(keepdims=True) * weight
+    loss = per.sum(keepdims=True) * weight if type(weight) is float or not np.ndim(weight) \
+        else (per * weight).sum(keepdims=True)
     # a 0-d array by reshape/astype, not np.asarray (the same bits), so cr.compile records this rule
     return loss.reshape(()).astype(z.dtype, copy=False), (z, d, e, weight)
 
@@ -125,7 +127,7 @@ def bce_with_logits(z, d, weight):
     dd = np.asarray(d.data if isinstance(d, Tensor) else d, dtype=zd.dtype)
     if dd.shape != zd.shape:
         raise ValueError(f"bce_with_logits: targets of shape {dd.shape} for logits of shape {zd.shape}")
-    w = weight if np.ndim(weight) == 0 else np.asarray(weight, dtype=zd.dtype)
+    w = weight if type(weight) is float or np.ndim(weight) == 0 else np.asarray(weight, dtype=zd.dtype)
     return apply(BCE_WITH_LOGITS, (z, dd, w))
 
 
