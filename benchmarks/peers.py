@@ -11,6 +11,9 @@ Workloads (float32; "step" = forward + backward + update unless stated):
   chain       50 × (mul, add, tanh) on 16 elements, forward + backward (gradient w.r.t. the input)
   mlp_big     MLP 784-256-256-10, ReLU, softmax cross-entropy, batch 128, SGD
   mlp_small   MLP 64-64-64-10, batch 16, SGD
+              (both MLPs also time "matmuls alone (bound)": only the step's 8 matrix products, into
+              preallocated buffers -- the speed any NumPy implementation could reach were every other
+              operation free)
   rntn        RNTN d=25 on 25 real SST training trees, level-batched, AdaGrad (lr 0.01, eps 1e-3);
               four minibatches cycled (a compiled step keeps one plan per level schedule)
   window      seed-002 window classifier: 100,000 × 50 embeddings, window 3, 100 tanh units, BCE,
@@ -156,6 +159,7 @@ def mlp_impls(sizes, batch):
         return loss
     comp = _compiled(step)
     impls["chainrule compiled"] = lambda: comp(x, y)
+    impls["matmuls alone (bound)"] = _matmuls_only(x, Ws)
     if _torch() is not None:
         ts = M.torch_step_factory(sizes)
         impls["torch eager"] = lambda: ts(x, y)
@@ -183,6 +187,27 @@ def mlp_impls(sizes, batch):
             loss.block_until_ready()
         impls["jax jit"] = jax_step
     return impls, {"compiled": comp}
+
+
+def _matmuls_only(x, Ws):
+    """The step's matrix products and nothing else, into buffers allocated once: h_l = h_{l-1} W_l
+    forward, W̄_l = h_{l-1}ᵀ δ_l and δ_{l-1} = δ_l W_lᵀ backward (no δ for the input), the same shapes
+    and operand layouts as the hand-written step.  Not a training step: its speed vs hand is the bound
+    any implementation making these products with NumPy's BLAS can reach (every other operation free)."""
+    hs = [np.zeros((x.shape[0], W.shape[1]), x.dtype) for W in Ws]
+    ds = [h.copy() for h in hs]
+    gW = [np.empty_like(W) for W in Ws]
+
+    def run():
+        h = x
+        for W, out in zip(Ws, hs):
+            np.matmul(h, W, out=out)
+            h = out
+        for i in range(len(Ws) - 1, -1, -1):
+            np.matmul((hs[i - 1] if i else x).T, ds[i], out=gW[i])
+            if i:
+                np.matmul(ds[i], Ws[i].T, out=ds[i - 1])
+    return run
 
 
 # ------------------------------------------------------------------------------------ RNTN

@@ -13,7 +13,7 @@ from .debug import Deltas, detect_anomaly, record_deltas, record_forward  # noqa
 from .tensor import Tensor, get_default_dtype, set_default_dtype, tensor  # noqa: F401
 from .ops.functional import *  # noqa: F401,F403
 from .ops.functional import __all__ as _ops_all
-from .ops.table import NodeTable  # noqa: F401
+from .ops.table import LevelSchedule, NodeTable  # noqa: F401
 from .ops.fused import sum_squares  # noqa: F401
 from .transforms import gradients, grad, value_and_grad, vjp, jvp, hvp, jacobian, hessian  # noqa: F401
 from .compile import compile, Compiled  # noqa: F401,A004
@@ -34,7 +34,7 @@ __all__ = [
     "is_grad_enabled", "grad", "value_and_grad", "gradients", "vjp", "jvp", "hvp", "jacobian", "hessian",
     "record_deltas", "Deltas",
     "detect_anomaly", "RowSparseGrad", "unbroadcast", "gradcheck", "gradgradcheck", "check_gradient",
-    "GradcheckError", "GradcheckReport", "draw", "NodeTable", "sum_squares", "compile", "Compiled", "explain",
+    "GradcheckError", "GradcheckReport", "draw", "NodeTable", "LevelSchedule", "sum_squares", "compile", "Compiled", "explain",
     "record_forward", *_ops_all,
     # api: creation and randomness
     *_creation_all, "manual_seed", "default_generator", "get_rng_state", "set_rng_state", "rand", "randn",

@@ -751,6 +751,8 @@ class _Tracer:
         v = func(*vals, **kv)
         if func in _STATIC:
             return v
+        if func is np.empty_like and type(v) is np.ndarray:   # a rule's scratch array: a buffer the plan
+            return self.buffer(self.alloc(v))                   # allocates once (its contents are undefined)
         if kw.get("out") is not None:
             raise _Untraceable(f"np.{func.__name__}(out=...)")
         red = _REDUCE.get(func)

@@ -124,6 +124,13 @@ def test_rntn_step_bit_for_bit_and_recaptured_per_schedule():
         return model, step
     compiled = _assert_same_run(make, [(b1,)] * 4 + [(b2,)] * 4, min_replays=4)
     assert compiled.stats == {"captures": 4, "replays": 4, "eager": 0}     # two schedules, two plans
+    # the same shapes everywhere, other indices (the two trees swapped): one plan, replayed with the
+    # new batch's schedule (NodeTable.levels' children are looked up in the arguments, not kept)
+    b1s = ds.batch([1, 0])
+    assert [c.shape for c in b1s.children] == [c.shape for c in b1.children]
+    assert any(not np.array_equal(c, d) for c, d in zip(b1s.children, b1.children))
+    compiled = _assert_same_run(make, [(b1,), (b1,), (b1s,), (b1,), (b1s,)], min_replays=3)
+    assert compiled.stats == {"captures": 2, "replays": 3, "eager": 0}
 
 
 def test_lstm_step_bit_for_bit():
@@ -143,6 +150,38 @@ def test_lstm_step_bit_for_bit():
         return lstm, step
     batches = [(rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 4))) for _ in range(5)]
     _assert_same_run(make, batches)
+
+
+@pytest.mark.parametrize("kind", ["layers", "state", "input grad"])
+def test_lstm_sequence_steps_bit_for_bit(kind):
+    """nn.LSTM's fused sequence op replayed on buffers: two bidirectional layers with lengths, an
+    initial state from the arguments, an input that requires grad (a Linear before the LSTM); the
+    plan records every rule (none opaque)."""
+    rng = np.random.default_rng(4)
+    lengths = np.array([5, 3, 4])
+
+    def make():
+        lstm = nn.LSTM(3, 4, num_layers=2 if kind == "layers" else 1, bidirectional=kind != "input grad",
+                       rng=0, dtype=F64)
+        lin = nn.Linear(3, 3, rng=1, dtype=F64)
+        params = list(lstm.parameters()) + (list(lin.parameters()) if kind == "input grad" else [])
+        opt = optim.SGD(params, lr=0.05)
+
+        def step(x, r, h0, c0):
+            state = (h0, c0) if kind == "state" else None
+            out, (h_n, c_n) = lstm(lin(x) if kind == "input grad" else x, lengths=lengths, state=state)
+            loss = (h_n[0] * r).sum() + (out * out).sum() * 0.1 + (c_n * c_n).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss
+        return lstm, step
+    k = 4 if kind == "layers" else 2
+    batches = [(rng.standard_normal((3, 5, 3)), rng.standard_normal((3, 4)), rng.standard_normal((k, 3, 4)),
+                rng.standard_normal((k, 3, 4))) for _ in range(5)]
+    compiled = _assert_same_run(make, batches)
+    (plan,) = compiled.plans()
+    assert plan["buffered"] and plan["opaque"] == [], plan
 
 
 def test_recapture_on_shape_change():

@@ -34,7 +34,7 @@ def test_every_rule_has_a_tangent_rule():
     missing = sorted(k for k, op in R.RULES.items()
                      if op.jvp is None and op.forward.__module__.startswith("chainrule."))
     assert not missing, f"rules without a tangent rule (jvp=): {missing}"
-    table_ops = {"table_write", "table_gather", "table_read", "table_level"}   # tested below (first order only)
+    table_ops = {"table_write", "table_gather", "table_read", "table_level", "table_levels"}   # tested below (first order only)
     untested = sorted(k for k, op in R.RULES.items() if op.forward.__module__.startswith("chainrule.")
                       and k not in CASES and k not in table_ops)
     assert not untested, f"rules without a case in CASES: {untested}"
@@ -143,6 +143,33 @@ def test_jvp_through_a_table_level_matches_finite_differences_and_the_three_ops(
     np.testing.assert_array_equal(y, y2)
     np.testing.assert_array_equal(dy, dy2)
     assert np.abs(dy[3:]).max() > 0
+
+
+def test_jvp_through_table_levels_is_level_per_level():
+    """NodeTable.levels (a whole schedule as one node) carries the tangent level by level: the same
+    tangents as level() per level, bit for bit, and finite differences."""
+    from chainrule.ops.fused import COMPOSITION
+    from chainrule.ops.table import LevelSchedule
+    W, b, V = RNG.standard_normal((4, 2)), RNG.standard_normal(2), RNG.standard_normal((4, 4, 2)) * 0.3
+    sched = LevelSchedule([3, 5, 6], [np.array([[0, 1], [2, 0]]), np.array([[3, 4]])])
+
+    def f(leaves, W, b, V, one=True):
+        t = cr.NodeTable(6)
+        t.write(0, leaves)
+        if one:
+            t.levels(sched, COMPOSITION, W, b, V)
+        else:
+            for i, ch in enumerate(sched.children):
+                t.level(int(sched.starts[i]), ch, COMPOSITION, W, b, V)
+        return t.read()
+    args = (RNG.standard_normal((3, 2)), W, b, V)
+    vs = tuple(RNG.standard_normal(np.shape(a)) for a in args)
+    y, dy = cr.jvp(f, args, vs)
+    np.testing.assert_allclose(dy, _fd(f, list(args), list(vs)), rtol=1e-6, atol=1e-9)
+    y2, dy2 = cr.jvp(lambda *a: f(*a, one=False), args, vs)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(dy, dy2)
+    assert np.abs(dy[5:]).max() > 0
 
 
 def test_user_primitive_without_tangent_rule_falls_back_to_double_vjp(user_ops):

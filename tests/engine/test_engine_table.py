@@ -194,3 +194,131 @@ def test_level_errors():
     assert not t._written[2:].any()                   # a failed level writes nothing
     t.level(2, np.array([[0, 1], [1, 0]]), COMPOSITION, W, b, None)
     assert t._written.all()
+
+
+def _levels_setup(rng, d=3):
+    leaves = cr.tensor(rng.standard_normal((4, d)), requires_grad=True)
+    W, b, V = (cr.tensor(rng.standard_normal(s) * 0.5, requires_grad=True)
+               for s in ((2 * d, d), (d,), (2 * d, 2 * d, d)))
+    return leaves, W, b, V
+
+
+@pytest.mark.parametrize("with_V", [True, False])
+def test_levels_is_level_per_level_in_one_node(with_V):
+    """table.levels(schedule, op, *w): the values of level() called per level bit for bit, the
+    gradients (another order of summation: one GEMM over all levels for the weights, the weights
+    stacked for the children) equal to rounding, one graph node for the whole schedule; finite
+    differences agree."""
+    from chainrule.ops.fused import COMPOSITION
+    from chainrule.ops.table import LevelSchedule
+    rng = np.random.default_rng(5)
+    leaves, W, b, V = _levels_setup(rng)
+    V = V if with_V else None
+    sched = LevelSchedule([4, 6, 7], [np.array([[0, 1], [2, 3]]), np.array([[4, 5]])])
+    assert sched.distinct and sched.rows == (4, 7) and sched.below == 3
+    wts = rng.standard_normal((7, 3))
+    ws = [x for x in (leaves, W, b, V) if x is not None]
+    got = []
+    for one in (True, False):
+        for x in ws:
+            x.grad = None
+        t = NodeTable(7)
+        t.write(0, leaves)
+        if one:
+            t.levels(sched, COMPOSITION, W, b, V)
+        else:
+            for i, ch in enumerate(sched.children):
+                t.level(int(sched.starts[i]), ch, COMPOSITION, W, b, V, distinct=True)
+        out = t.read()
+        if one:
+            assert out._node.parents[0].op.name == "table_levels"
+        (out * wts).sum().backward()
+        got.append([out.data, leaves.grad] + [x.grad for x in ws[1:]])
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    for a, r in zip(got[0][1:], got[1][1:]):
+        np.testing.assert_allclose(a, r, rtol=1e-13, atol=1e-14)
+        assert np.abs(a).max() > 0
+
+    def f(leaves, W, b, V):
+        t = NodeTable(7)
+        t.write(0, leaves)
+        t.levels(sched, COMPOSITION, W, b, V)
+        return (t.read() * wts).sum()
+    assert cr.gradcheck(f, leaves, W, b, V if with_V else cr.tensor(np.zeros((6, 6, 3))))
+
+
+def test_levels_without_a_row_rule_sums_the_weights_per_level():
+    """An op without a RowRule (matmul here: row i of c @ W is row i of c times W): its whole rule
+    runs per level and the weights' gradients are summed -- the same numbers as level()."""
+    from chainrule.ops import rules as R
+    from chainrule.ops.table import LevelSchedule
+    rng = np.random.default_rng(6)
+    leaves = cr.tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    W = cr.tensor(rng.standard_normal((4, 2)), requires_grad=True)
+    sched = LevelSchedule([3, 4, 5], [np.array([[0, 1]]), np.array([[3, 2]])])
+    wts = rng.standard_normal((5, 2))
+
+    def f(leaves, W, one=True):
+        t = NodeTable(5)
+        t.write(0, leaves)
+        if one:
+            t.levels(sched, R.MATMUL, W)
+        else:
+            for i, ch in enumerate(sched.children):
+                t.level(3 + i, ch, R.MATMUL, W)
+        return (t.read() * wts).sum()
+    assert getattr(R.MATMUL, "row_rule", None) is None
+    ga = cr.gradients(f(leaves, W), [leaves, W])
+    gb = cr.gradients(f(leaves, W, one=False), [leaves, W])
+    for a, r in zip(ga, gb):
+        np.testing.assert_array_equal(a, r)
+    assert cr.gradcheck(f, leaves, W)
+
+
+def test_levels_backward_twice_and_zero_rows():
+    """retain_graph: the table's gradient rows are zeroed after use, so a second backward adds the
+    same gradients again."""
+    from chainrule.ops.fused import COMPOSITION
+    from chainrule.ops.table import LevelSchedule
+    rng = np.random.default_rng(7)
+    leaves, W, b, V = _levels_setup(rng)
+    sched = LevelSchedule([4, 6, 7], [np.array([[0, 1], [2, 3]]), np.array([[4, 5]])])
+    t = NodeTable(7)
+    t.write(0, leaves)
+    t.levels(sched, COMPOSITION, W, b, V)
+    loss = (t.read() ** 2).sum()
+    loss.backward(retain_graph=True)
+    first = [x.grad.copy() for x in (leaves, W, b, V)]
+    loss.backward()
+    for x, g in zip((leaves, W, b, V), first):
+        np.testing.assert_allclose(x.grad, 2 * g, rtol=1e-13)
+
+
+def test_level_schedule_and_levels_errors():
+    from chainrule.ops.fused import COMPOSITION
+    from chainrule.ops.table import LevelSchedule
+    with pytest.raises(ValueError, match="one more than the 1 levels"):
+        LevelSchedule([2], [np.array([[0, 1]])])
+    with pytest.raises(IndexError, match="reads row 2; a level reads rows below its own"):
+        LevelSchedule([2, 4], [np.array([[0, 1], [2, 0]])])
+    with pytest.raises(ValueError, match=r"has shape \(1, 2\)"):
+        LevelSchedule([2, 4], [np.array([[0, 1]])])
+    with pytest.raises(ValueError, match="2-D integer array"):
+        LevelSchedule([2, 3], [np.array([0.0, 1.0])])
+    assert not LevelSchedule([2, 3, 4], [np.array([[0, 1]]), np.array([[2, 2]])]).distinct
+    W, b = np.ones((4, 2)), np.zeros(2)
+    sched = LevelSchedule([3, 4], [np.array([[0, 2]])])
+    t = NodeTable(4)
+    with pytest.raises(IndexError, match="nothing has been written"):
+        t.levels(sched, COMPOSITION, W, b, None)
+    t.write(0, np.ones((2, 2)))
+    with pytest.raises(IndexError, match="reads rows up to 2"):
+        t.levels(sched, COMPOSITION, W, b, None)
+    with pytest.raises(TypeError, match="LevelSchedule is needed"):
+        t.levels([3, 4], COMPOSITION, W, b, None)
+    t.write(2, np.ones((1, 2)))
+    t.levels(sched, COMPOSITION, W, b, None)
+    assert t._written.all()
+    with pytest.raises(ValueError, match="overlap"):
+        t.levels(sched, COMPOSITION, W, b, None)
+    assert NodeTable(2).levels(LevelSchedule([2], []), COMPOSITION, W, b, None) is None   # no levels: no op

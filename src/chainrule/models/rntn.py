@@ -20,19 +20,22 @@ Execution batched by level
 :func:`forward_batched` computes a minibatch of trees level by level: the height of a node is
 the length of its longest path down to a leaf, so all children of a node of height h have
 height < h. The *node table* holds the vectors of every node of the batch sorted by height:
-one ``take`` gives every leaf, then for h = 1..H one graph node (:meth:`NodeTable.level
-<chainrule.ops.table.NodeTable.level>`): the gather of the children of all height-h nodes from
-the table (an (n_h, 2) index → (n_h, 2d) rows c = [a; b]), their
-:func:`~chainrule.ops.fused.composition` p = tanh(c Wᵀ + b + cᵀ V c) (a fused op whose rule is the
-matmul, add, ``bilinear`` and tanh rules in reverse order; the tensor term is one GEMM U = c · V,
-V viewed as (2d, 2d·d), then Σ_j c_j U[n, j, k], see :func:`chainrule.bilinear`), and the write of
-the level's rows into the table -- eight graph nodes a level before the fusions, the same numbers
-bit for bit. The table is a :class:`~chainrule.ops.table.NodeTable`: one
-buffer written level by level, and in backward one gradient buffer each level's gather adds
-into, so the cost is linear in the number of nodes whatever the depth (appending with ``concat``
-copied the whole table at every level: quadratic in the depth). Then a
-single classifier matmul over all nodes and a single fused ``softmax_cross_entropy``.
-Backpropagation through structure is the engine's reverse pass over this one node per level;
+one ``take`` gives every leaf, then one graph node runs every level h = 1..H in order
+(:meth:`NodeTable.levels <chainrule.ops.table.NodeTable.levels>` on the batch's
+:class:`~chainrule.ops.table.LevelSchedule`, its indices checked once when the batch is built):
+the gather of the children of all height-h nodes from the table (an (n_h, 2) index → (n_h, 2d)
+rows c = [a; b]), their :func:`~chainrule.ops.fused.composition` p = tanh(c Wᵀ + b + cᵀ V c) (a
+fused op whose rule is the matmul, add, ``bilinear`` and tanh rules in reverse order; the tensor
+term is one GEMM U = c · V, V viewed as (2d, 2d·d), then Σ_j c_j U[n, j, k], see
+:func:`chainrule.bilinear`), and the write of the level's rows into the table.  Its backward runs
+the composition's rule level by level, top down, for the children's gradients only, and forms the
+weights' gradients once over all internal nodes (W̄ = Cᵀ z̄, b̄ = Σ z̄, V̄ = Cᵀ (C ⊗ z̄): one GEMM
+each where a level loop makes one per level plus a sum).  The table is a
+:class:`~chainrule.ops.table.NodeTable`: one buffer written level by level, and in backward one
+gradient buffer each level's gather adds into, so the cost is linear in the number of nodes
+whatever the depth (appending with ``concat`` copied the whole table at every level: quadratic in
+the depth). Then a single classifier matmul over all nodes and a single fused
+``softmax_cross_entropy``.  Backpropagation through structure is the engine's reverse pass;
 nothing in this module computes a gradient by hand.
 
 :func:`forward_per_node` is the reference: one node at a time in post-order (an explicit loop,
@@ -71,7 +74,7 @@ from .. import nn
 from ..autograd import no_grad
 from ..ops import functional as F
 from ..ops.fused import COMPOSITION, sum_squares
-from ..ops.table import NodeTable
+from ..ops.table import LevelSchedule, NodeTable
 from ..train import ShardedEvaluation
 
 __all__ = [
@@ -213,6 +216,7 @@ class TreeBatch:
         self.roots = pos[offs[1:] - 1]
         self.tree_pos = [pos[o:o + s] for o, s in zip(offs[:-1], sizes)]
         self.num_nodes = int(offs[-1])
+        self.schedule = LevelSchedule(bounds[1:], self.children)     # checked once, here
 
     def __len__(self):
         return len(self.trees)
@@ -344,8 +348,8 @@ def forward_batched(params, batch, leaf_tanh=True):
     WT = F.transpose(W)                                           # (2d, d), once per batch
     table = NodeTable(batch.num_nodes)                            # rows in height order
     table.write(0, x)
-    for h, ch in enumerate(batch.children, start=1):              # p = tanh(c Wᵀ + b + cᵀ V c), c = [a; b]
-        table.level(batch.bounds[h], ch, COMPOSITION, WT, b, V, distinct=True)   # of every node: one op
+    table.levels(batch.schedule, COMPOSITION, WT, b, V)           # p = tanh(c Wᵀ + b + cᵀ V c), c = [a; b]
+                                                                  # of every node, level by level: one op
     table = table.read()
     logits = F.matmul(table, F.transpose(Ws)) + bs                # every node's classifier: one matmul
     return table, logits

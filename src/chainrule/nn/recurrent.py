@@ -39,6 +39,7 @@ import math
 import numpy as np
 
 from ..ops import functional as F
+from ..ops.lstm import lstm_sequence
 from ..tensor import Tensor, get_default_dtype
 from . import init as _init
 from .layers import match_dtype
@@ -105,8 +106,8 @@ def _steps(x, where):
     return [x[:, t] for t in range(T)], N, T, D
 
 
-def _step_masks(lengths, mask, N, T, where):
-    """Per-step (N, 1) boolean masks, None for a step where every sequence is present."""
+def _full_mask(lengths, mask, N, T, where):
+    """The (N, T) boolean mask (True at real tokens) from ``lengths`` or ``mask``, or None for neither."""
     if lengths is not None and mask is not None:
         raise ValueError(f"{where}: give lengths or mask, not both")
     if lengths is not None:
@@ -115,12 +116,20 @@ def _step_masks(lengths, mask, N, T, where):
             raise ValueError(f"{where}: lengths of shape {lengths.shape} for a batch of {N}")
         mask = lengths_to_mask(lengths, T)
     if mask is None:
-        return [None] * T
+        return None
     mask = np.asarray(_data(mask))
     if mask.dtype != bool:
         raise TypeError(f"{where}: mask must be boolean (True at real tokens), got dtype {mask.dtype}")
     if mask.shape != (N, T):
         raise ValueError(f"{where}: mask of shape {mask.shape} for input (N, T) = ({N}, {T})")
+    return mask
+
+
+def _step_masks(lengths, mask, N, T, where):
+    """Per-step (N, 1) boolean masks, None for a step where every sequence is present."""
+    mask = _full_mask(lengths, mask, N, T, where)
+    if mask is None:
+        return [None] * T
     out = []
     for t in range(T):
         m = mask[:, t]
@@ -516,6 +525,64 @@ class LSTM(_Recurrent):
                  forget_bias=1.0, rng=None, dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout, bias, rng, dtype,
                          forget_bias=forget_bias)
+
+    def forward(self, x, lengths=None, mask=None, state=None):
+        """Run the layer (arguments and results as :meth:`_Recurrent.forward`).
+
+        Each layer and direction is one :func:`~chainrule.ops.lstm.lstm_sequence` op (the input
+        projection of all steps, the recurrence and its backward sweep through time in one graph
+        node, time-major inside); outputs at masked steps are zeroed by one ``where``.  The cell loop
+        (:meth:`forward_steps`, one :class:`LSTMCell` step per time step) is used for a list of
+        constant per-step inputs and for an initial state or input that requires grad in a dtype other
+        than the parameters' (the op needs one dtype); the two give the same numbers to rounding."""
+        name = type(self).__name__
+        dt = self.cells[0].weight_ih.dtype
+        if isinstance(x, (list, tuple)):
+            if not any(isinstance(v, Tensor) and v.requires_grad for v in x):
+                return super().forward(x, lengths, mask, state)
+            xs, N, T, D = _steps(x, name)
+            x, batch_first = F.stack([match_dtype(v, dt, name) for v in xs], axis=0), False
+        else:
+            x = match_dtype(x if isinstance(x, Tensor) else np.asarray(x), dt, name)
+            if x.ndim != 3:
+                raise ValueError(f"{name}: input of shape {x.shape}, expected (N, T, D) (batch first)")
+            N, T, D = x.shape
+            batch_first = True
+            if not (isinstance(x, Tensor) and x.requires_grad):
+                x = _data(x)
+        if D != self.input_size:
+            raise ValueError(f"{name}(input_size={self.input_size}): input steps of size {D}")
+        h0s, c0s = self._initial(state, N)
+        if T == 0 or any(isinstance(s, Tensor) and s.requires_grad and s.dtype != dt for s in h0s + c0s) \
+                or (isinstance(x, Tensor) and x.dtype != dt):
+            return super().forward(x if batch_first else list(xs), lengths, mask, state)
+        h0s, c0s = ([s if s is None or isinstance(s, Tensor) else np.asarray(s, dtype=dt) for s in ss]
+                    for ss in (h0s, c0s))
+        m = _full_mask(lengths, mask, N, T, name)
+        if m is not None and m.all():
+            m = None
+        live = None if m is None else np.ascontiguousarray(m.T[:, :, None])
+        nd, H = self.num_directions, self.hidden_size
+        finals = []
+        inp = x
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(nd):
+                k = layer * nd + d
+                cell = self.cells[k]
+                Y = lstm_sequence(inp, cell.weight_ih, cell.bias, cell.weight_hh, h0s[k], c0s[k], mask=m,
+                                  reverse=d == 1, batch_first=batch_first)
+                seq = Y[0:T] if d == 1 else Y[1:T + 1]             # time-major outputs (the kept state
+                finals.append((Y[0] if d == 1 else Y[T], Y[T + 1]))   # at masked steps: zeroed below)
+                outs.append(seq if live is None else F.where(live, seq, 0.0))
+            inp = outs[0] if nd == 1 else F.concat(outs, axis=2)
+            batch_first = False
+            if layer < self.num_layers - 1 and self.dropout and self.training:
+                # the same draws as the cell loop's, one (N, H·dirs) block per step in time order
+                keep = (self.rng.random((T, N, H * nd)) >= self.dropout).astype(dt) * dt.type(1.0 / (1.0 - self.dropout))
+                inp = inp * keep
+        out = F.transpose(inp, (1, 0, 2))
+        return out, (F.stack([h for h, _ in finals], axis=0), F.stack([c for _, c in finals], axis=0))
 
 
 class GRU(_Recurrent):

@@ -14,6 +14,9 @@ same mathematics as the composite it replaces, to rounding:
 * ``composition``: the recursive networks' p = tanh(W c + b + cᵀ V c) for every node of a tree level
   in one op instead of five (matmul, add, bilinear, add, tanh); its backward rule *is* those five
   rules, called in reverse order (seed 000's RNTN: ~18 levels a minibatch, so ~90 graph nodes fewer).
+  Its :class:`~chainrule.ops.table.RowRule` splits that rule for :meth:`NodeTable.levels
+  <chainrule.ops.table.NodeTable.levels>`: c̄ per level (one GEMM with the weights stacked), W̄ and
+  V̄ as one GEMM and b̄ as one sum over every level's rows.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import numpy as np
 from ..tensor import Tensor, apply
 from . import rules as _R
 from .rules import defop, xp
+from .table import RowRule
 
 __all__ = ["sum_squares", "bce_with_logits", "linear", "composition"]
 
@@ -231,6 +235,47 @@ def _composition_jvp(d, c, W, V, U, ans):
     return _R.TANH.jvp((dz,), ans)
 COMPOSITION = defop("composition", _composition, _composition_vjp, jvp=_composition_jvp, derive={
     "U": lambda c, V, **_: None if V is None else _R.BILINEAR.plan[2](x=c, V=V)})
+
+
+def _composition_start(rows, c, W, V, U, ans):
+    """A buffer of ``rows`` rows [z̄ | c ⊗ z̄] (d + m·d columns; z̄ alone without V) and the stacked
+    weights [W; Vₛ]ᵀ, Vₛ[i, j, k] = V[i, j, k] + V[j, i, k] (bilinear's x̄ = Σ_k g_k (V^[k] + V^[k]ᵀ) x
+    = (x ⊗ g) Vₛᵀ, so no U is read in backward)"""
+    m, d = W.shape
+    if V is None:
+        return np.empty((rows, d), dtype=ans.dtype), W.T
+    Vs = (V + V.transpose(1, 0, 2)).reshape(m, m * d)
+    return np.empty((rows, d + m * d), dtype=ans.dtype), np.concatenate([W.T, Vs.T], axis=0)
+
+
+def _composition_level(g, state, r0, r1, c, W, V, U, ans):
+    """c̄ of one level: z̄ = g ⊙ (1 − p²) (tanh's rule), c̄ = z̄ Wᵀ + (c ⊗ z̄) Vₛᵀ (matmul's and
+    bilinear's x̄) as one GEMM [z̄ | c ⊗ z̄] [W; Vₛ]ᵀ; z̄ and c ⊗ z̄ stay in the buffer's rows"""
+    buf, Wcat = state
+    m, d = W.shape
+    rows = buf[r0:r1]
+    gz = np.multiply(ans, ans, out=rows[:, :d])
+    np.subtract(1, gz, out=gz)
+    np.multiply(g, gz, out=gz)
+    if V is not None:
+        np.einsum("nj,nk->njk", c, gz, out=rows[:, d:].reshape(-1, m, d))
+    return _R._outer_or_matmul(rows, Wcat)
+
+
+def _composition_weights(n, state, C, c, W, V, U, ans):
+    """[W̄ | V̄] = Cᵀ [z̄ | C ⊗ z̄] (one GEMM over the rows C of every level), b̄ = Σ_rows z̄"""
+    buf = state[0]
+    m, d = W.shape
+    gb = np.add.reduce(buf[:, :d], axis=0) if n[1] else None
+    if V is not None and n[2]:
+        both = _R._outer_or_matmul(C.T, buf if n[0] else buf[:, d:])
+        gW, gV = (both[:, :d] if n[0] else None), both[:, -m * d:].reshape(V.shape)
+    else:
+        gW, gV = (_R._outer_or_matmul(C.T, buf[:, :d]) if n[0] else None), None
+    return gW, gb, gV
+
+
+COMPOSITION.row_rule = RowRule(_composition_start, _composition_level, _composition_weights)
 
 
 def composition(c, W, b, V=None):

@@ -811,7 +811,7 @@ RESHAPE = defop("reshape", _reshape, lambda g, n, xshape: (xp.reshape(g, xshape)
 
 def _transpose(x, axes=None):
     """z = transpose(x, axes) (axes=None reverses them)   |   x̄ = transpose(g, axes⁻¹)   |   ż = transpose(ẋ, axes)"""
-    return np.transpose(x, axes), (None if axes is None else tuple(np.argsort(axes)),)
+    return np.transpose(x, axes), (None if axes is None else tuple(int(a) for a in np.argsort(axes)),)
 TRANSPOSE = defop("transpose", _transpose, lambda g, n, inv: (xp.transpose(g, inv),), jvp=LINEAR)
 
 

@@ -15,10 +15,15 @@ written, read and backpropagated once:
     read():            z = T (the whole table)               |  G += g
     level(start, idx, op, *w):  T[start:start+n] = op(T[idx] joined, *w)   |  op's rule on
                        G[start:start+n], its first gradient added into G[idx], the others to w
+    levels(schedule, op, *w):   level() for every level of a LevelSchedule, in order   |   per
+                       level top down, op's rule for the children only; w's gradients once over
+                       the rows of all levels (op's RowRule: one GEMM each for the composition)
 
-Four primitives in the rule table (``table_write``, ``table_gather``, ``table_read``,
+Five primitives in the rule table (``table_write``, ``table_gather``, ``table_read``,
 ``table_level``: a gather, any primitive and a write as one graph node, one per tree level; its
-rule calls the primitive's own rule, so the numbers are those of the three separate ops).  Every write
+rule calls the primitive's own rule, so the numbers are those of the three separate ops;
+``table_levels``: a whole schedule of levels as one graph node, no Python per level beyond the
+NumPy calls, its indices checked once per schedule).  Every write
 records a *token* node (a zero-size output) whose backward rule hands its rows of ``G`` to the
 written tensor; tokens form a chain (each write's token has the previous one as a parent), and a
 gather or read has the latest token as its parent and returns a zero-size gradient to it.  Sequence
@@ -40,7 +45,7 @@ from ..autograd import RowSparseGrad
 from ..tensor import Tensor, apply
 from .rules import defop
 
-__all__ = ["NodeTable"]
+__all__ = ["NodeTable", "LevelSchedule", "RowRule"]
 
 
 _EMPTY = {}
@@ -154,6 +159,142 @@ def _level_jvp(d, s):
     Td[start:stop] = rule((Td[idx].reshape(idx.shape[:-1] + (-1,)),) + tuple(d[1:]), *saved)
     return _token(table._buf.dtype)
 TABLE_LEVEL = defop("table_level", _level, _level_vjp, jvp=_level_jvp)
+
+
+class RowRule:
+    """How a row-wise primitive's rule splits over a level schedule (:meth:`NodeTable.levels`): the
+    inputs' part per level, the weights' part once over the rows of every level.
+
+    * ``start(rows, *saved) -> state``: once per backward (``saved``: any level's saved values), the
+      buffers of ``rows`` rows the level part fills and what it needs from the weights;
+    * ``level(g, state, r0, r1, *saved) -> c̄``: the first input's gradient of one level (rows
+      ``r0:r1`` of the buffers are this level's), writing the per-row factors the weights need;
+    * ``weights(needs, state, C, *saved) -> tuple``: the weights' gradients from the buffers and
+      ``C``, the first input of every level stacked (``needs`` per weight).
+
+    For :func:`~chainrule.ops.fused.composition`: [z̄ | c ⊗ z̄] per row, c̄ = [z̄ | c ⊗ z̄] [W; Vₛ]ᵀ per
+    level (one GEMM; Vₛ = V + V's first two axes swapped), then [W̄ | V̄] = Cᵀ [z̄ | C ⊗ z̄] and
+    b̄ = Σ z̄ over all levels -- one GEMM where a level loop makes two per level plus sums."""
+    __slots__ = ("start", "level", "weights")
+
+    def __init__(self, start, level, weights):
+        self.start, self.level, self.weights = start, level, weights
+
+
+def _levels(token, *inputs, table, starts, children, distinct, op):
+    """T[s_i:s_{i+1}] = op(T[idx_i] with each idx_i row's rows joined, *inputs) for the levels
+    i = 0, 1, ... of a schedule in order (s = ``starts``, idx_i = ``children[i]``) -- every level of a
+    tree in one graph node   |   for i = last..0: z̄_i = G[s_i:s_{i+1}], op's rule on z̄_i for the
+    first input only, its gradient added into G[idx_i]; then the inputs' gradients once over the rows
+    of all levels (op's :class:`RowRule`; without one, per level and summed); the rows of G zeroed;
+    the previous token gets ∅   |   per level in order, Ṫ[s_i:s_{i+1}] = op's tangent rule at
+    (Ṫ[idx_i] joined, the inputs' tangents)"""
+    buf = table._buf
+    st = starts.tolist()
+    row = buf.shape[1:]
+    k = children[0].shape[1]
+    C = np.empty((st[-1] - st[0], k * int(np.prod(row, dtype=np.int64))), dtype=buf.dtype)   # every level's c
+    saved = []
+    base = st[0]
+    for i, ch in enumerate(children):
+        s0, s1 = st[i], st[i + 1]
+        c = C[s0 - base:s1 - base]
+        np.take(buf, ch, axis=0, out=c.reshape(ch.shape + row), mode="clip")     # indices checked once
+        z, sv = op.forward(c, *inputs)
+        if z.shape != (s1 - s0,) + row:
+            raise ValueError(f"op '{op.name}' gave rows of shape {z.shape} for rows {s0}..{s1} of a table "
+                             f"of rows {row}")
+        buf[s0:s1] = z
+        saved.append(sv)
+    return _token(buf.dtype), (table, st, children, distinct, op, saved, C)
+
+
+def _levels_vjp(g, s, n):
+    table, st, children, distinct, op, saved, C = s
+    G = table._grad_buffer()
+    nw = tuple(n[1:])
+    rule = getattr(op, "row_rule", None)
+    state = rule.start(C.shape[0], *saved[0]) if rule is not None else None
+    wgrads = (None,) * len(nw)
+    base = st[0]
+    for i in range(len(children) - 1, -1, -1):
+        s0, s1 = st[i], st[i + 1]
+        gz = G[s0:s1]                   # complete: every consumer of these rows came later
+        if rule is not None:
+            gc = rule.level(gz, state, s0 - base, s1 - base, *saved[i])
+        else:
+            grads = op.backward(gz, (True,) + nw, *saved[i])
+            gc = grads[0]
+            wgrads = tuple(a if b is None else (b if a is None else a + b) for a, b in zip(wgrads, grads[1:]))
+        _gather_vjp(gc, (table, children[i], distinct), None)
+    if rule is not None and any(nw):
+        wgrads = rule.weights(nw, state, C, *saved[0])
+    G[base:st[-1]] = 0
+    return (_token(g.dtype),) + tuple(wgrads)
+
+
+def _levels_jvp(d, s):
+    """Ṫ[s_i:s_{i+1}] = op's tangent rule at ċ = Ṫ[idx_i] joined and the inputs' tangents, level by level"""
+    table, st, children, distinct, op, saved, C = s
+    for i, ch in enumerate(children):
+        _level_jvp(d, (table, st[i], st[i + 1], ch, distinct, op, saved[i]))
+    return _token(table._buf.dtype)
+TABLE_LEVELS = defop("table_levels", _levels, _levels_vjp, jvp=_levels_jvp)
+
+
+class LevelSchedule:
+    """The levels of a tree (or DAG) minibatch for :meth:`NodeTable.levels`, checked once: level i
+    writes rows ``starts[i]:starts[i+1]`` from the rows ``children[i]`` (an integer array of shape
+    (rows of the level, children per node)), all of them rows of earlier levels or rows below
+    ``starts[0]``.  A :class:`~chainrule.models.rntn.TreeBatch` builds its own (``batch.schedule``),
+    so a training step pays no index check per level.
+
+    ``distinct``: no row is a child twice within a level (true of trees; found here), so backward
+    adds each level's gradients with one fancy-indexed ``+=``.
+
+    >>> import numpy as np
+    >>> s = LevelSchedule([2, 3, 4], [np.array([[0, 1]]), np.array([[2, 0]])])
+    >>> s.distinct, s.rows, s.below
+    (True, (2, 4), 1)
+    """
+
+    def __init__(self, starts, children):
+        starts = np.asarray(starts)
+        children = list(children)
+        if starts.ndim != 1 or starts.dtype.kind not in "iu" or len(starts) != len(children) + 1:
+            raise ValueError(f"LevelSchedule: starts must be 1-D integers, one more than the {len(children)} "
+                             f"levels; got {starts.dtype} of shape {starts.shape}")
+        st = starts.tolist()
+        if st and (st[0] < 0 or any(b < a for a, b in zip(st, st[1:]))):
+            raise ValueError(f"LevelSchedule: starts must be non-negative and non-decreasing, got {st}")
+        k = None
+        below = -1
+        distinct = True
+        for i, ch in enumerate(children):
+            if not isinstance(ch, np.ndarray) or ch.dtype.kind not in "iu" or ch.ndim != 2:
+                raise ValueError(f"LevelSchedule: children[{i}] must be a 2-D integer array (rows, children), "
+                                 f"got {getattr(ch, 'dtype', type(ch).__name__)} of shape {np.shape(ch)}")
+            if ch.shape[0] != st[i + 1] - st[i] or (k is not None and ch.shape[1] != k):
+                raise ValueError(f"LevelSchedule: level {i} writes rows {st[i]}..{st[i + 1]} but children[{i}] "
+                                 f"has shape {ch.shape} (every level needs the same number of children)")
+            k = ch.shape[1]
+            if ch.size:
+                lo, hi = int(ch.min()), int(ch.max())
+                if lo < 0 or hi >= st[i]:
+                    raise IndexError(f"LevelSchedule: level {i} (rows {st[i]}..{st[i + 1]}) reads row "
+                                     f"{lo if lo < 0 else hi}; a level reads rows below its own")
+                low = ch[ch < st[0]]
+                if low.size:
+                    below = max(below, int(low.max()))
+                if distinct:
+                    flat = ch.reshape(-1)
+                    distinct = bool(np.unique(flat).size == flat.size)
+        self.starts, self.children, self.distinct = starts, children, distinct
+        self.rows = (st[0], st[-1]) if st else (0, 0)
+        self.below = below            # the highest row read that the schedule does not write (-1: none)
+
+    def __len__(self):
+        return len(self.children)
 
 
 class NodeTable:
@@ -276,6 +417,32 @@ class NodeTable:
         tok = apply(TABLE_LEVEL, (self._token, *inputs), {"table": self, "start": start, "idx": idx,
                                                           "distinct": bool(distinct), "op": op})
         self._mark(start, idx.shape[0], tok)
+
+    def levels(self, schedule, op, *inputs):
+        """Every level of a :class:`LevelSchedule` in one graph node: level i's rows
+        ``starts[i], starts[i]+1, …`` become ``op(c, *inputs)``, row j of ``c`` the rows
+        ``children[i][j, :]`` joined end to end, level after level.  The same values as
+        :meth:`level` called per level; in backward, ``op``'s rule runs per level for the children's
+        gradient only and once over the rows of every level for the ``inputs`` (the weights: one GEMM
+        each, when ``op`` has a :class:`RowRule` -- :data:`~chainrule.ops.fused.COMPOSITION` does), so
+        the gradients agree with :meth:`level`'s to rounding (another summation order).  The schedule
+        is checked when it is made, here only that its rows are free and the rows it reads below its
+        first level are written."""
+        if not isinstance(schedule, LevelSchedule):
+            raise TypeError(f"NodeTable.levels: a LevelSchedule is needed, got {type(schedule).__name__}")
+        if not len(schedule):
+            return
+        if self._buf is None:
+            raise IndexError("NodeTable.levels: nothing has been written yet")
+        lo, hi = schedule.rows
+        self._free_rows(lo, hi - lo, "levels", (hi - lo,))
+        if schedule.below >= self._filled and not self._written[:schedule.below + 1].all():
+            raise IndexError(f"NodeTable.levels: the schedule reads rows up to {schedule.below}, "
+                             f"not all of them written yet")
+        tok = apply(TABLE_LEVELS, (self._token, *inputs),
+                    {"table": self, "starts": schedule.starts, "children": schedule.children,
+                     "distinct": schedule.distinct, "op": op})
+        self._mark(lo, hi - lo, tok)
 
     def gather(self, idx, distinct=False, flat=False):
         """Rows ``idx`` (an integer array of any shape; rows already written) as a Tensor of shape
