@@ -231,7 +231,10 @@ def test_levels_is_level_per_level_in_one_node(with_V):
                 t.level(int(sched.starts[i]), ch, COMPOSITION, W, b, V, distinct=True)
         out = t.read()
         if one:
-            assert out._node.parents[0].op.name == "table_levels"
+            node = out._node.parents[0]
+            assert node.op.name == "table_levels"
+            per_level = node.saved[0][5]                    # the levels' saved values: U not kept
+            assert len(per_level) == 2 and all(sv[3] is None for sv in per_level)
         (out * wts).sum().backward()
         got.append([out.data, leaves.grad] + [x.grad for x in ws[1:]])
     np.testing.assert_array_equal(got[0][0], got[1][0])

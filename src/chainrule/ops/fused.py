@@ -275,7 +275,8 @@ def _composition_weights(n, state, C, c, W, V, U, ans):
     return gW, gb, gV
 
 
-COMPOSITION.row_rule = RowRule(_composition_start, _composition_level, _composition_weights)
+COMPOSITION.row_rule = RowRule(_composition_start, _composition_level, _composition_weights,
+                               lean=lambda s: s[:3] + (None,) + s[4:])        # U: only the tangent rule reads it
 
 
 def composition(c, W, b, V=None):

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import RowSparseGrad
+from ..autograd import STATE, RowSparseGrad
 from ..tensor import Tensor, apply
 from .rules import defop
 
@@ -170,15 +170,17 @@ class RowRule:
     * ``level(g, state, r0, r1, *saved) -> c̄``: the first input's gradient of one level (rows
       ``r0:r1`` of the buffers are this level's), writing the per-row factors the weights need;
     * ``weights(needs, state, C, *saved) -> tuple``: the weights' gradients from the buffers and
-      ``C``, the first input of every level stacked (``needs`` per weight).
+      ``C``, the first input of every level stacked (``needs`` per weight);
+    * ``lean(saved) -> saved``: a level's saved values without those ``level`` and ``weights`` do
+      not read (kept when forward mode needs them), so a schedule holds no more than it needs.
 
     For :func:`~chainrule.ops.fused.composition`: [z̄ | c ⊗ z̄] per row, c̄ = [z̄ | c ⊗ z̄] [W; Vₛ]ᵀ per
     level (one GEMM; Vₛ = V + V's first two axes swapped), then [W̄ | V̄] = Cᵀ [z̄ | C ⊗ z̄] and
     b̄ = Σ z̄ over all levels -- one GEMM where a level loop makes two per level plus sums."""
-    __slots__ = ("start", "level", "weights")
+    __slots__ = ("start", "level", "weights", "lean")
 
-    def __init__(self, start, level, weights):
-        self.start, self.level, self.weights = start, level, weights
+    def __init__(self, start, level, weights, lean=None):
+        self.start, self.level, self.weights, self.lean = start, level, weights, lean
 
 
 def _levels(token, *inputs, table, starts, children, distinct, op):
@@ -196,6 +198,7 @@ def _levels(token, *inputs, table, starts, children, distinct, op):
     C = np.empty((st[-1] - st[0], k * int(np.prod(row, dtype=np.int64))), dtype=buf.dtype)   # every level's c
     saved = []
     base = st[0]
+    lean = None if STATE.tangents else getattr(getattr(op, "row_rule", None), "lean", None)
     for i, ch in enumerate(children):
         s0, s1 = st[i], st[i + 1]
         c = C[s0 - base:s1 - base]
@@ -205,7 +208,7 @@ def _levels(token, *inputs, table, starts, children, distinct, op):
             raise ValueError(f"op '{op.name}' gave rows of shape {z.shape} for rows {s0}..{s1} of a table "
                              f"of rows {row}")
         buf[s0:s1] = z
-        saved.append(sv)
+        saved.append(sv if lean is None else lean(sv))
     return _token(buf.dtype), (table, st, children, distinct, op, saved, C)
 
 
