@@ -5,6 +5,8 @@ NumPy, PyTorch eager and JAX ``jit`` (each when importable; neither is a depende
     OPENBLAS_NUM_THREADS=1 python benchmarks/peers.py                  # all workloads, ~5 min
     OPENBLAS_NUM_THREADS=1 python benchmarks/peers.py --workloads mlp_small,window --rounds 9
     python benchmarks/peers.py --json
+    OPENBLAS_NUM_THREADS=1 python benchmarks/peers.py --gc off --settings default   # the collector's cost
+    python benchmarks/peers.py --settings default      # OpenBLAS's default threads (one per core)
 
 Workloads (float32; "step" = forward + backward + update unless stated):
 
@@ -429,6 +431,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--budget", type=float, default=0.15, help="seconds per implementation per round")
     ap.add_argument("--settings", default="both", choices=["both", "default", "raised"])
+    ap.add_argument("--gc", default="on", choices=["on", "off"],
+                    help="off: the cyclic garbage collector disabled in the timed process (its cost)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -437,18 +441,21 @@ def main(argv=None):
     if bad:
         ap.error(f"unknown workload(s) {bad}; choose from {list(WORKLOADS)}")
     if args.child:
+        if args.gc == "off":
+            import gc
+            gc.disable()
         print(json.dumps(child(wl, args.rounds, args.budget)))
         return 0
     settings = SETTINGS if args.settings == "both" else SETTINGS[:1] if args.settings == "default" else SETTINGS[1:]
     runs = {}
     for label, env in settings:
         runs[label] = run_child(__file__, ["--child", "--workloads", ",".join(wl), "--rounds", args.rounds,
-                                           "--budget", args.budget], env)
+                                           "--budget", args.budget, "--gc", args.gc], env)
     if args.json:
         print(json.dumps(runs, indent=2))
         return 0
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, BLAS/torch threads {THREADS}; "
-          f"{args.rounds} interleaved rounds; speed vs hand-written NumPy = median of paired per-round "
+          f"{args.rounds} interleaved rounds; garbage collector {args.gc}; speed vs hand-written NumPy = median of paired per-round "
           f"t_hand/t_impl (range); > 1 is faster than hand")
     for label, res in runs.items():
         print(f"\n== {label} (this process's CPU share of wall time: {res['_cpu_share']:.2f}; "

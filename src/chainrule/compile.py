@@ -77,31 +77,42 @@ class CaptureError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------ argument walk
-def _walk(args, limit=4):
+_LEAF_TYPES = (bool, int, float, str, bytes, type(None), np.generic)
+
+
+def _walk(args, limit=4, paths=True):
     """(path, ndarray) for every array reachable from ``args`` (Tensors, arrays, tuples, lists,
-    dicts, and one level of plain objects' attributes), and a hashable signature of everything."""
+    dicts, and plain objects' attributes, ``limit`` levels deep), and a hashable signature of
+    everything: per item in depth-first order its kind and, for an array, shape, dtype and strides;
+    for a number or string its value; for a container its length or keys; for an object its type and
+    attribute names.  ``paths=False`` (every replay's signature): no arrays list and no paths -- the
+    same signature entries without the path, which the kinds, lengths and keys before an entry fix."""
     arrays, sig = [], []
-    stack = [((i,), a, 0) for i, a in reversed(list(enumerate(args)))]
+    add, ndarray, tensor, leaf = sig.append, np.ndarray, Tensor, _LEAF_TYPES
+    stack = [((i,) if paths else None, a, 0) for i, a in reversed(list(enumerate(args)))]
+    pop, push = stack.pop, stack.extend
     while stack:
-        path, a, depth = stack.pop()
-        if isinstance(a, Tensor):
+        path, a, depth = pop()
+        if isinstance(a, tensor):
             a = a.data
-        if isinstance(a, np.ndarray):
-            arrays.append((path, a))
-            sig.append((path, "a", a.shape, a.dtype.str, a.strides))
-        elif isinstance(a, (bool, int, float, str, bytes, type(None), np.generic)):
-            sig.append((path, "v", a))
+        if isinstance(a, ndarray):
+            if paths:
+                arrays.append((path, a))
+            add((path, "a", a.shape, a.dtype, a.strides))
+        elif isinstance(a, leaf):
+            add((path, "v", a))
         elif depth < limit and isinstance(a, (tuple, list)):
-            sig.append((path, type(a).__name__, len(a)))
-            stack.extend(((*path, k), v, depth + 1) for k, v in reversed(list(enumerate(a))))
+            add((path, type(a).__name__, len(a)))
+            push(((*path, k) if paths else None, v, depth + 1) for k, v in reversed(list(enumerate(a))))
         elif depth < limit and isinstance(a, dict):
-            sig.append((path, "dict", tuple(a)))
-            stack.extend(((*path, k), v, depth + 1) for k, v in reversed(list(a.items())))
+            add((path, "dict", tuple(a)))
+            push(((*path, k) if paths else None, v, depth + 1) for k, v in reversed(list(a.items())))
         elif depth < limit and hasattr(a, "__dict__"):
-            sig.append((path, type(a).__name__))
-            stack.extend(((*path, "." + k), v, depth + 1) for k, v in reversed(list(vars(a).items())))
+            d = vars(a)
+            add((path, type(a).__name__, tuple(d)))
+            push(((*path, "." + k) if paths else None, v, depth + 1) for k, v in reversed(list(d.items())))
         else:
-            sig.append((path, "obj", type(a).__name__))
+            add((path, "obj", type(a).__name__))
     return arrays, tuple(sig)
 
 
@@ -1242,7 +1253,7 @@ class Compiled:
         if all(type(a) is np.ndarray for a in args):          # the common case, quickly
             sig = tuple((a.shape, a.dtype.str, a.strides) for a in args)
         else:
-            sig = _walk(args)[1]
+            sig = _walk(args, paths=False)[1]
         plan = self._plans.get(sig)
         if plan is not None:
             self.stats["replays"] += 1

@@ -200,6 +200,30 @@ def test_recapture_on_shape_change():
     assert c.stats == {"captures": 4, "replays": 3, "eager": 0}
 
 
+def test_recapture_when_an_array_inside_an_argument_object_changes_shape():
+    # the replay's signature walks objects' attributes without building paths: a new shape deep
+    # inside, or another set of attributes, must still select (or capture) another plan
+    model = nn.Linear(3, 1, rng=0, dtype=F64)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+
+    class Batch:
+        def __init__(self, n, extra=False):
+            self.parts = {"x": [np.ones((n, 3))]}
+            if extra:
+                self.note = "x"
+
+    def step(b):
+        loss = model(b.parts["x"][0]).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    c = cr.compile(step)
+    for b in (Batch(4), Batch(4), Batch(4), Batch(5), Batch(5), Batch(5), Batch(4, True), Batch(4, True)):
+        c(b)
+    assert c.stats == {"captures": 6, "replays": 2, "eager": 0}
+
+
 def test_fallback_reasons():
     model = nn.Linear(3, 1, rng=0, dtype=F64)
     opt = optim.SGD(model.parameters(), lr=0.1)
