@@ -155,8 +155,8 @@ def binary_cross_entropy_with_logits(z, d, reduction="mean"):
     d = _target(d, z, "binary_cross_entropy_with_logits")
     zd = _arr(z)
     if reduction != "none" and not (isinstance(d, Tensor) and d.requires_grad):   # one fused op
-        n = {"sum": 1, "mean": zd.size, "batchmean": _n_examples(zd.shape)}[reduction]
-        return bce_with_logits(z, np.broadcast_to(_arr(d), zd.shape), 1.0 / max(n, 1))
+        n = 1 if reduction == "sum" else zd.size if reduction == "mean" else _n_examples(zd.shape)
+        return bce_with_logits(z, _arr(d), 1.0 / max(n, 1))      # (_target checked d's shape: z's)
     pos = zd > 0
     m = F.where(pos, z, 0.0)
     a = F.where(pos, -z if isinstance(z, Tensor) else -zd, z)

@@ -71,11 +71,21 @@ def apply(op, args, kw=None):
         datas = (a.data if isinstance(a, Tensor) else a, b.data if isinstance(b, Tensor) else b)
         needs = (ra, rb)
         parents = ((a._node or a) if ra else None, (b._node or b) if rb else None) if ra or rb else None
-    else:
-        datas = [a.data if isinstance(a, Tensor) else a for a in args]
-        needs = tuple([isinstance(a, Tensor) and a.requires_grad for a in args])
-        parents = tuple([(a._node or a) if nd else None for a, nd in zip(args, needs)]) \
-            if True in needs else None
+    else:                                # one pass over the inputs (a third of three comprehensions' cost)
+        datas, needs, parents = [], [], []
+        for a in args:
+            if isinstance(a, Tensor):
+                datas.append(a.data)
+                if a.requires_grad:
+                    needs.append(True)
+                    parents.append(a._node or a)
+                    continue
+            else:
+                datas.append(a)
+            needs.append(False)
+            parents.append(None)
+        needs = tuple(needs)
+        parents = tuple(parents) if True in needs else None
     try:
         out, saved = op.forward(*datas, **kw) if kw else op.forward(*datas)
     except (ValueError, TypeError, IndexError) as e:

@@ -152,3 +152,80 @@ def test_composition_gradcheck_and_shapes():
     assert cr.gradcheck(lambda c, W, b: composition(c, W, b), c, W, b)
     with pytest.raises(ValueError, match=r"composition: need c \(n, m\), W \(m, d\) and b \(d,\)"):
         composition(c, W, cr.tensor(np.zeros((1, 2))))
+
+
+# ------------------------------------------------------------------------------------------------ linear
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shapes", [((7, 5), (5, 3)), ((7, 5), (5, 1)), ((1, 5), (5, 4)), ((5,), (5, 3))])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_equals_matmul_then_add_bit_for_bit(dtype, shapes, bias):
+    """One graph node, the same bits as matmul then add: the output and every gradient (x of one or
+    two axes; the (N, 1) and (1, K) outer-product cases of the matmul rule included)."""
+    from chainrule.ops.fused import linear
+    sx, sw = shapes
+    x0, W0, b0 = RNG.standard_normal(sx).astype(dtype), RNG.standard_normal(sw).astype(dtype), \
+        RNG.standard_normal(sw[1]).astype(dtype)
+    g = RNG.standard_normal(sx[:-1] + sw[1:]).astype(dtype)
+    out = []
+    for fused in (True, False):
+        x, W, b = (cr.tensor(a, requires_grad=True) for a in (x0, W0, b0))
+        if fused:
+            z = linear(x, W, b if bias else None)
+            assert z._node.op.name == "linear" and z.dtype == dtype
+        else:
+            z = cr.matmul(x, W)
+            z = cr.add(z, b) if bias else z
+        z.backward(g)
+        out.append([z.data, x.grad, W.grad] + ([b.grad] if bias else []))
+    for a, c in zip(*out):
+        assert a.dtype == c.dtype and a.shape == c.shape and a.tobytes() == c.tobytes()
+
+
+def test_linear_rows_of_any_leading_axes_gradcheck_and_errors():
+    """x of shape (..., m): the rows of the leading axes as one matrix (W̄ one GEMM, b̄ one sum),
+    checked against finite differences; shape errors name the op."""
+    from chainrule.ops.fused import linear
+    x = cr.tensor(RNG.standard_normal((2, 3, 4)), requires_grad=True)
+    W = cr.tensor(RNG.standard_normal((4, 2)), requires_grad=True)
+    b = cr.tensor(RNG.standard_normal(2), requires_grad=True)
+    np.testing.assert_allclose(linear(x, W, b).data, x.data @ W.data + b.data, rtol=1e-14)
+    assert cr.gradcheck(lambda x, W, b: linear(x, W, b), x, W, b)
+    with pytest.raises(ValueError, match=r"linear: need x \(\.\.\., m\), W \(m, n\) and b \(n,\)"):
+        linear(x, W, cr.tensor(np.zeros(3)))
+    with pytest.raises(ValueError, match=r"linear: need x"):
+        linear(x, cr.tensor(np.zeros((3, 2))))
+
+
+def test_nn_linear_is_one_node():
+    from chainrule import nn
+    lin = nn.Linear(4, 3, rng=0)
+    y = lin(np.ones((2, 4), dtype=np.float32))
+    assert y._node.op.name == "linear" and all(type(p).__name__ == "Parameter" for p in y._node.parents[1:])
+    assert nn.Linear(4, 3, bias=False, rng=0)(np.ones((2, 4), dtype=np.float32))._node.parents[2] is None
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_take_flat_equals_take_then_reshape_bit_for_bit(sparse):
+    """take(..., flat=True) (a window's rows joined: one node) gives take-then-reshape's values and
+    table gradient (row-sparse or dense), repeated rows included; Embedding(flat=True) uses it."""
+    from chainrule import nn
+    idx = np.array([[3, 0, 3], [1, 4, 1]])
+    g = RNG.standard_normal((2, 6))
+    out = []
+    for flat in (True, False):
+        L = cr.tensor(RNG.standard_normal((5, 2)) if not out else out[0][2], requires_grad=True)
+        z = cr.take(L, idx, sparse=sparse, flat=True) if flat else cr.reshape(cr.take(L, idx, sparse=sparse), (2, -1))
+        assert (z._node.op.name == "take") == flat
+        z.backward(g)
+        out.append((z.data, np.asarray(L.grad), L.data))
+    for a, c in zip(out[0][:2], out[1][:2]):
+        assert a.shape == c.shape and a.tobytes() == c.tobytes()
+    emb = nn.Embedding(5, 2, sparse=sparse, rng=0)
+    e = emb(idx, flat=True)
+    assert e.shape == (2, 6) and e._node.op.name == "take"
+    np.testing.assert_array_equal(e.data, emb.weight.data[idx].reshape(2, -1))
+    pad = nn.Embedding(5, 2, padding_idx=1, rng=0)(idx, flat=True)       # padding: mul, then the reshape
+    assert pad.shape == (2, 6) and pad.data[1, :2].tolist() == [0.0, 0.0]
+    assert cr.gradcheck(lambda L: cr.take(L, idx, flat=True), cr.tensor(RNG.standard_normal((5, 2)), requires_grad=True))
+    with pytest.raises(ValueError, match="flat=True needs indices with at least one axis"):
+        cr.take(cr.tensor(np.zeros((3, 2))), np.array(1), flat=True)

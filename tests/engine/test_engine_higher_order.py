@@ -7,7 +7,7 @@ import pytest
 
 import chainrule as cr
 from chainrule.ops import rules as R
-from chainrule.ops.fused import bce_with_logits, composition
+from chainrule.ops.fused import bce_with_logits, composition, linear
 from chainrule.ops.lstm import lstm_sequence
 from chainrule.tensor import apply
 
@@ -66,9 +66,14 @@ CASES = {
     "getitem": (lambda x: x[IDX], lambda: (T((3, 2)),)),
     "scatter": (lambda x: apply(R.SCATTER, (x,), {"idx": IDX, "shape": (3, 2)}), lambda: (T((4, 2)),)),
     "take": (lambda x: cr.take(x, IDX), lambda: (T((3, 2)),)),
+    "take flat": (lambda x: cr.take(x, np.array([[2, 0, 2], [1, 1, 0]]), flat=True), lambda: (T((3, 2)),)),
     "concat": (lambda x, y: cr.concat([x, y], axis=1), lambda: (T((2, 2)), T((2, 3)))),
     "stack": (lambda x, y: cr.stack([x, y], axis=1), lambda: (T((2, 3)), T((2, 3)))),
     "sum_squares": (lambda x, y: cr.sum_squares([x, y], scale=[0.5, 2.0]), lambda: (T((2, 3)), T((3,)))),
+    "linear": (lambda x, W, b: linear(x, W, b), lambda: (T((3, 4)), T((4, 2)), T((2,)))),
+    "linear rows of 3-D x": (lambda x, W, b: linear(x, W, b), lambda: (T((2, 3, 4)), T((4, 2)), T((2,)))),
+    "linear 1-D x, no bias": (lambda x, W: linear(x, W), lambda: (T((4,)), T((4, 1)))),
+    "linear one output": (lambda x, W, b: linear(x, W, b), lambda: (T((3, 4)), T((4, 1)), T((1,)))),
     "composition": (lambda c, W, b, V: composition(c, W, b, V),
                     lambda: (T((3, 4)), T((4, 2)), T((2,)), T((4, 4, 2)))),
     # T = 3, N = 2, D = 2, H = 2; a mask holding some steps, the reverse direction and an initial state

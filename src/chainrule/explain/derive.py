@@ -339,6 +339,9 @@ def _structural(G, node):
         return X.neg(a(0))
     if op == "matmul":
         return X.matmul(a(0), a(1))
+    if op == "linear":                                        # the fused x W + b
+        return X.matmul(a(0), a(1)) if node.parents[2] is None and node.fwd[1][2] is None \
+            else X.add(X.matmul(a(0), a(1)), a(2))
     if op == "transpose":
         return X.transpose(a(0))
     if op == "reshape":
@@ -419,7 +422,9 @@ def vjp(G, node, i, g):
         if _scalar(g):
             return g
         return X.Expand(g, kw.get("axis"), kw.get("keepdims", False), _shape_of(G, node, 0))
-    if op == "matmul":
+    if op == "linear" and i == 2:                             # x W + b: b̄ = Σ over the rows of g
+        return _unb(G, node, i, g)
+    if op in ("matmul", "linear"):
         sa, sb = np.shape(ins[0]), np.shape(ins[1])
         A, B = a(0), a(1)
         if len(sa) == 1 and len(sb) == 1:                     # a · b
@@ -446,7 +451,10 @@ def vjp(G, node, i, g):
     if op == "reshape":
         return X.Reshape(g, _shape_of(G, node, 0))
     if op == "take":
-        return X.Scatter(g, kw["idx"], _shape_of(G, node, 0), table=G.name(node.parents[0]) or "L")
+        shape = _shape_of(G, node, 0)
+        if kw.get("flat"):                                    # the window's rows joined: back to one row each
+            g = X.Reshape(g, np.shape(kw["idx"]) + tuple(shape[1:]))
+        return X.Scatter(g, kw["idx"], shape, table=G.name(node.parents[0]) or "L")
     if op == "getitem":
         return _GetitemAdj(g, kw.get("idx", ins[1] if len(ins) > 1 else None), _shape_of(G, node, 0))
     if op == "concat":
@@ -627,7 +635,10 @@ def derive(loss, constants=None, check=True, title=None, legend=None, params=Non
             g = X.Delta(id(node), nm)
         else:
             g = total
-        for i, p in enumerate(node.parents):
+        # a fused linear x W + b: its bias first, so the lines come in the order of matmul-then-add
+        inputs = (2, 0, 1) if node.op.name == "linear" else range(len(node.parents))
+        for j, i in enumerate(inputs):
+            p = node.parents[i]
             if p is None:
                 continue
             e = vjp(G, node, i, g)
@@ -639,7 +650,7 @@ def derive(loss, constants=None, check=True, title=None, legend=None, params=Non
                 pending[id(p)].append(e)
             else:
                 leaf_terms.setdefault(id(p), (p, []))[1].append(e)
-                leaf_pos[id(p)] = node.seq
+                leaf_pos[id(p)] = node.seq - j / (2 * len(inputs))     # the last consumer's, in input order
     for k, (t, terms) in leaf_terms.items():
         eqs.append(Equation(G.names[k], "grad", k, X.add(*terms), t.data.shape, len(consumers[k]), rootname))
         order.append(leaf_pos[k] - 0.5)

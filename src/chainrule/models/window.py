@@ -120,13 +120,12 @@ class WindowClassifier(nn.Module):
     def features(self, words, caps=None):
         """``x``: the window's word (and capitalisation) vectors concatenated, ``(B, (n+k)·C)``."""
         words = np.asarray(words)
-        B = words.shape[0]
-        e = self.emb(words)                                   # (B, C, n)
-        if self.caps_dim:
-            if caps is None:
-                raise ValueError("WindowClassifier: this model has capitalisation features; pass caps")
-            e = F.concat([e, self.caps(np.asarray(caps))], axis=-1)   # (B, C, n + k)
-        return F.reshape(e, (B, -1))
+        if not self.caps_dim:
+            return self.emb(words, flat=True)                 # (B, C·n): the lookup and the reshape, one node
+        if caps is None:
+            raise ValueError("WindowClassifier: this model has capitalisation features; pass caps")
+        e = F.concat([self.emb(words), self.caps(np.asarray(caps))], axis=-1)   # (B, C, n + k)
+        return F.reshape(e, (words.shape[0], -1))
 
     def scores(self, words, caps=None):
         """``Uᵀ tanh(W x + b1) + b2`` as the output layer gives it: ``(B, 1)`` or ``(B, n_tags)``."""
@@ -437,7 +436,7 @@ def make_loss_fn(C=0.0, m=1):
         reg = penalty(model, C, m)
         if reg is not None:
             loss = loss + reg
-        return loss, {"correct": int((pred == y).sum()), "count": len(y)}
+        return loss, {"correct": int(np.count_nonzero(pred == y)), "count": len(y)}
     return loss_fn
 
 

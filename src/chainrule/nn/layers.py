@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops import functional as F
+from ..ops.fused import linear as _linear
 from ..tensor import Tensor, get_default_dtype
 from . import init as _init
 from .module import Module, Parameter, Sequential
@@ -70,8 +71,8 @@ class Linear(Module):
     (out_features,).  This is the *transpose* of the seeds' W in z = W x + b (and of PyTorch's
     (out, in)): with examples as the rows of x (shape (N, in)), the batched forward is then
     ``x @ W + b`` with no transpose, and ∂L/∂W = xᵀ ∂L/∂y, ∂L/∂b = Σ_n ∂L/∂y_n, ∂L/∂x = ∂L/∂y Wᵀ
-    (the engine's matmul and broadcast-add rules).  x may have any number of leading axes; its
-    last axis must be ``in_features``.
+    (one fused op, :func:`chainrule.ops.fused.linear`, with matmul's and add's rules).  x may
+    have any number of leading axes; its last axis must be ``in_features``.
 
     Args:
         in_features, out_features: sizes.
@@ -110,10 +111,7 @@ class Linear(Module):
         if len(shp) == 0 or shp[-1] != self.in_features:
             raise ValueError(f"Linear(in_features={self.in_features}, out_features={self.out_features}): "
                              f"input of shape {tuple(shp)}, expected (..., {self.in_features})")
-        y = F.matmul(x, W)
-        if self.bias is not None:
-            y = F.add(y, self.bias)
-        return y
+        return _linear(x, W, self.bias)         # x W + b as one graph node (ops/fused.py)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -184,22 +182,31 @@ class Embedding(Module):
         e.weight.requires_grad = not freeze
         return e
 
-    def forward(self, idx):
+    def forward(self, idx, flat=False):
+        """``weight[idx]``: shape ``idx.shape + (embedding_dim,)``; ``flat=True``: the vectors of each
+        ``idx[..., :]`` joined end to end (a window of words as one vector), shape
+        ``idx.shape[:-1] + (-1,)`` -- the lookup and the reshape as one graph node."""
         i = idx.data if isinstance(idx, Tensor) else np.asarray(idx)
         n = self.num_embeddings
         if i.dtype.kind not in "iu":
             raise TypeError(f"Embedding({n}, {self.embedding_dim}): indices must be integers, got dtype {i.dtype}")
+        if flat and i.ndim < 1:
+            raise ValueError(f"Embedding({n}, {self.embedding_dim}): flat=True needs indices with at least one "
+                             f"axis, got shape {i.shape}")
         if i.size and i.min() < 0:                 # wrap negative indices (one row id per row)
             i = np.where(i < 0, i + n, i)
+        pad = self.padding_idx is not None
         try:                                       # the upper bound: checked by the lookup itself
-            out = F.take(self.weight, i, sparse=self.sparse)
+            out = F.take(self.weight, i, sparse=self.sparse, flat=flat and not pad)
         except IndexError:
             bad = int(i.max()) if i.max() >= n else int(i.min())
             raise IndexError(f"Embedding({n}, {self.embedding_dim}): index {bad - n if bad < 0 else bad} "
                              f"out of range [0, {n}) (indices of shape {i.shape})") from None
-        if self.padding_idx is not None:
+        if pad:
             keep = (i != self.padding_idx).astype(self.weight.dtype)[..., None]
             out = F.mul(out, keep)
+            if flat:
+                out = F.reshape(out, i.shape[:-1] + (-1,))
         return out
 
     def extra_repr(self):

@@ -1036,7 +1036,7 @@ def getitem(x, idx):
 
 
 @_doc(R.TAKE)
-def take(x, indices, sparse=False):
+def take(x, indices, sparse=False, flat=False):
     """Rows of a table: ``x[indices]`` along axis 0 (an embedding lookup).
 
     Args:
@@ -1044,9 +1044,11 @@ def take(x, indices, sparse=False):
         indices: an integer array (or tensor) of any shape.
         sparse: give a leaf x a row-sparse gradient (:class:`~chainrule.RowSparseGrad`: only the
             touched rows) instead of a dense one.
+        flat: join the rows of each ``indices[..., :]`` end to end (a window of words as one
+            vector): the lookup and that reshape as one graph node.
 
     Returns:
-        Tensor: ``indices.shape + x.shape[1:]``.
+        Tensor: ``indices.shape + x.shape[1:]``; with ``flat``, ``indices.shape[:-1] + (-1,)``.
 
     >>> import numpy as np, chainrule as cr
     >>> L = cr.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], requires_grad=True)
@@ -1058,8 +1060,13 @@ def take(x, indices, sparse=False):
     if idx.dtype.kind not in "iu":
         raise TypeError(f"take: indices must be integers, got dtype {idx.dtype}")
     sparse = bool(sparse) and isinstance(x, Tensor) and x.is_leaf
+    kw = {"idx": idx, "sparse": sparse}
+    if flat:
+        if idx.ndim < 1:
+            raise ValueError(f"take: flat=True needs indices with at least one axis, got shape {idx.shape}")
+        kw["flat"] = True
     try:                  # the bounds are checked by the lookup itself: no extra pass on the hot path
-        return apply(R.TAKE, (x,), {"idx": idx, "sparse": sparse})
+        return apply(R.TAKE, (x,), kw)
     except IndexError:
         n = np.shape(x)[0]
         bad = int(idx.max()) if idx.max() >= n else int(idx.min())

@@ -20,13 +20,15 @@ Layout, for T steps, batch N, hidden H (gates i, f, o, g side by side, as LSTMCe
   c_t = c_{t−1}), so its gates get zero gradient and h̄, c̄ pass through it unchanged.  Outputs at
   masked steps are the kept state here; the layer zeroes them with ``where``.
 
-Speed notes (what the forward and the sweep do, all in place, ``out=``): σ(a) = ½ + ½ tanh(a/2)
-(exact scalings by ½), so one ``tanh`` over the four gate blocks and two broadcast ops give all
-gates; the backward's per-element factors (σ' ⊙ the other factor, o ⊙ (1 − tanh² c), f) are
-computed for all steps at once before the sweep, so a step of the sweep is five small elementwise
-ops and the GEMM ā_t W_hhᵀ (with W_hhᵀ copied once: a transposed operand is ~45% slower here).
-Every NumPy call writes into arrays the rule owns, so ``cr.compile`` records the rule and replays it
-on its buffers.
+Speed notes (what the forward and the sweep do, all in place, ``out=``): σ(a) = ½ + ½ tanh(a/2),
+with the halving folded into the sigmoid gates' columns of W_ih, b and W_hh (exact: a power of two),
+so a step's gates are one GEMM, one add of xw_t, one ``tanh`` over the four blocks and two broadcast
+ops; the backward's per-element factors (σ' ⊙ the other factor, o ⊙ (1 − tanh² c), f) are computed
+for all steps at once before the sweep (a few passes over contiguous (T, N, ·) arrays), so a step of
+the sweep is six small elementwise ops and the GEMM ā_t W_hhᵀ (W_hhᵀ copied once: a transposed
+operand is ~45% slower here).  Per-step slices are rows of time-major buffers: NumPy pays ~3x for
+an (N, H) block strided out of (N, 4H) rows, so only the gate blocks are.  Every NumPy call writes
+into arrays the rule owns, so ``cr.compile`` records the rule and replays it on its buffers.
 """
 from __future__ import annotations
 
@@ -86,11 +88,14 @@ def _lstm_sequence(x, w_ih, b, w, h0, c0, *, hold=None, reverse=False, batch_fir
         X = x
     G = w.shape[1]
     H = G // 4
-    xw = np.empty_like(x, shape=(T, N, G))       # x_t W_ih + b of all steps: one GEMM, one add
-    np.matmul(X.reshape(T * N, D), w_ih, out=xw.reshape(T * N, G))
+    sa, sb, _ = _vecs(H, x.dtype)
+    # a/2 on the sigmoid gates' columns, exactly (a power of two), by halving those columns of W_ih,
+    # b and W_hh: then one tanh per step gives tanh(a/2) there (σ(a) = ½ + ½ tanh(a/2)) and tanh(a_g)
+    w_s = np.multiply(w, sa)
+    xw = np.empty_like(x, shape=(T, N, G))       # (x_t W_ih + b)/2 of all steps: one GEMM, one add
+    np.matmul(X.reshape(T * N, D), np.multiply(w_ih, sa), out=xw.reshape(T * N, G))
     if b is not None:
-        np.add(xw, b, out=xw)
-    sa, sb, _ = _vecs(H, xw.dtype)
+        np.add(xw, np.multiply(b, sa), out=xw)
     Y = np.empty_like(x, shape=(T + 2, N, H))
     C = np.empty_like(x, shape=(T + 1, N, H))
     A = np.empty_like(x, shape=(T, N, G))        # the gates i, f, o, g of every step
@@ -108,11 +113,10 @@ def _lstm_sequence(x, w_ih, b, w, h0, c0, *, hold=None, reverse=False, batch_fir
     for t in order:
         r, p = row(t), prev(t)
         z = A[t]
-        np.matmul(Y[p], w, out=z)
+        np.matmul(Y[p], w_s, out=z)
         np.add(z, xw[t], out=z)
-        np.multiply(z, sa, out=z)               # σ(a) = ½ + ½ tanh(a/2); tanh(a_g) as it is
         np.tanh(z, out=z)
-        np.multiply(z, sa, out=z)
+        np.multiply(z, sa, out=z)               # σ(a) = ½ + ½ tanh(a/2); tanh(a_g) as it is
         np.add(z, sb, out=z)
         ct = C[r]
         np.multiply(z[:, H:2 * H], C[p], out=ct)            # c = f ⊙ c + i ⊙ g

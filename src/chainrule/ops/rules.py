@@ -875,12 +875,17 @@ def _scatter(g, idx, shape, dtype=None):
 SCATTER = defop("scatter", _scatter, lambda g, n, idx: (g[idx],), jvp=LINEAR)
 
 
-def _take(x, idx, sparse=False):
-    """z = x[idx] along axis 0 (embedding lookup; idx an integer array of any shape)   |
+def _take(x, idx, sparse=False, flat=False):
+    """z = x[idx] along axis 0 (embedding lookup; idx an integer array of any shape; ``flat``: the rows
+    of each idx[..., :] joined end to end, z of shape idx.shape[:-1] + (-1,))   |
     x̄[idx[k]] += g[k] -- dense, or row-sparse (indices + rows) when sparse=True   |   ż = ẋ[idx]"""
-    return x[idx], (x.shape, idx, sparse)
-TAKE = defop("take", _take, lambda g, n, xshape, idx, sparse: (xp.row_grad(idx, g, xshape, sparse),),
-             jvp=LINEAR)
+    z = np.take(x, idx, axis=0)        # = x[idx] (the same copy; NumPy's take is ~2 µs faster a call)
+    return (z.reshape(idx.shape[:-1] + (-1,)) if flat else z), (x.shape, idx, sparse, flat)
+
+
+def _take_vjp(g, n, xshape, idx, sparse, flat):
+    return (xp.row_grad(idx, g.reshape(idx.shape + xshape[1:]) if flat else g, xshape, sparse),)
+TAKE = defop("take", _take, _take_vjp, jvp=LINEAR)
 
 
 def _concat(*xs, axis=0):
