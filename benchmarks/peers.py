@@ -29,7 +29,8 @@ them alike.  Reported: the median µs per step of each implementation, and its s
 hand-written NumPy as the median over rounds of the *paired* per-round ratio t_hand / t_impl
 (> 1: faster than the hand-written step), with its range.  The whole run happens twice, in child
 processes: glibc's default malloc, and MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ raised
-(see _harness.py).  JAX's times exclude compilation (warm-up); its steps are blocked on.  Page
+(see _harness.py).  JAX's times exclude compilation (warm-up); its steps are blocked on.  With one BLAS thread
+the process is pinned to one core (JAX's XLA runs a thread pool of its own otherwise).  Page
 faults per step: the median over rounds of the process's minor faults (``getrusage`` ru_minflt)
 during a block, divided by its steps -- memory mapped and unmapped again by the allocator.
 """
@@ -441,6 +442,10 @@ def main(argv=None):
     if bad:
         ap.error(f"unknown workload(s) {bad}; choose from {list(WORKLOADS)}")
     if args.child:
+        if THREADS == 1 and hasattr(os, "sched_setaffinity"):
+            # one core for the whole process: XLA keeps a thread pool of its own whatever its flags
+            # say (JAX used 1.6 cores of 2 on the big MLP unpinned), so "one thread" holds for it too
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         if args.gc == "off":
             import gc
             gc.disable()
