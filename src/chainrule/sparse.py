@@ -62,7 +62,8 @@ class RowSparseGrad:
         update instead of ``np.add.at``, several times slower per row.  The arrays are the
         gradient's own: read them, do not modify them."""
         idx = self._wrapped()
-        s = np.sort(idx)
+        s = idx.copy()                  # = np.sort(idx), without its Python wrapper
+        s.sort()
         if s.size < 2 or (s[1:] != s[:-1]).all():
             return idx, self.values
         c = self.coalesce()
@@ -146,7 +147,11 @@ def fresh(gi, g, outs):
         return True
     if n == 2:                  # a binary op's two gradients, without a generator
         return outs[0] is not outs[1] or gi is not outs[0]
-    return sum(o is gi for o in outs) <= 1
+    k = 0
+    for o in outs:
+        if o is gi:
+            k += 1
+    return k <= 1
 
 
 def keep_first(grads, owned, key, gi, g, outs, ownable):
