@@ -110,6 +110,12 @@ class RowSparseGrad:
     def astype(self, dtype):
         return RowSparseGrad(self.indices, self.values.astype(dtype), self.shape)
 
+    def copy(self):
+        """A RowSparseGrad holding copies of the indices and rows (no checks: they were made once)."""
+        c = object.__new__(RowSparseGrad)
+        c.indices, c.values, c.shape = self.indices.copy(), self.values.copy(), self.shape
+        return c
+
     def __mul__(self, s):
         return RowSparseGrad(self.indices, self.values * s, self.shape)
 
@@ -195,8 +201,7 @@ def deposit(t, g, mine):
     into an existing dense ``.grad``; summed (:func:`accumulate`) otherwise."""
     if t.grad is None:
         if not mine:
-            g = (g.copy() if type(g) is np.ndarray else
-                 RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape) if type(g) is RowSparseGrad else g)
+            g = g.copy() if type(g) is np.ndarray or type(g) is RowSparseGrad else g
         t.grad = g
     elif type(t.grad) is np.ndarray and type(g) is np.ndarray:
         t.grad += g
