@@ -118,8 +118,14 @@ def _run(lstm, fused, x, lengths, state):
         p.grad = None
     for s in state or ():
         s.grad = None
-    run = lstm if fused else (lambda *a, **k: _Recurrent.forward(lstm, *a, **k))
-    out, (h, c) = run(x, lengths=lengths, state=state)
+    if fused:
+        out, (h, c) = lstm(x, lengths=lengths, state=state)
+    else:                                       # the cell loop: _Recurrent's forward and forward_steps
+        lstm.forward_steps = lambda *a, **k: _Recurrent.forward_steps(lstm, *a, **k)
+        try:
+            out, (h, c) = _Recurrent.forward(lstm, x, lengths=lengths, state=state)
+        finally:
+            del lstm.forward_steps
     loss = (out * _weights(out.shape)).sum() + (h * 1.3).sum() + (c * 0.7).sum()
     loss.backward()
     grads = [p.grad.copy() for p in lstm.parameters()]
@@ -181,3 +187,29 @@ def test_nn_lstm_graph_is_one_node_per_direction():
         stack.extend(nd.parents)
     assert ops.count("lstm_sequence") == 4
     assert len(ops) < 20
+
+
+@pytest.mark.parametrize("outputs", [True, False])
+def test_forward_steps_equals_the_cell_loop(outputs):
+    """forward_steps (what SequenceClassifier calls, with per-step embedding lookups) goes through the
+    fused op too: per-step outputs and final states as the cell loop's, and the same gradients."""
+    rng = np.random.default_rng(11)
+    lstm = LSTM(D, 5, num_layers=2, bidirectional=True, rng=3, dtype=np.float64)
+    x = rng.standard_normal((N, T, D))
+    res = []
+    for run in (lstm.forward_steps, lambda *a, **k: _Recurrent.forward_steps(lstm, *a, **k)):
+        for p in lstm.parameters():
+            p.grad = None
+        xs = [Tensor(x[:, t].copy(), requires_grad=True) for t in range(T)]
+        outs, finals = run(xs, lengths=np.array([4, 1, 3]), outputs=outputs)
+        loss = sum((h * 1.1).sum() + (c * 0.9).sum() for h, c in finals)
+        if outputs:
+            assert len(outs) == T and outs[0].shape == (N, 10)
+            loss = loss + sum((o * _weights(o.shape) * (t + 1)).sum() for t, o in enumerate(outs))
+        else:
+            assert outs is None
+        loss.backward()
+        res.append([v.data for v in (outs or [])] + [a.data for f in finals for a in f]
+                   + [p.grad.copy() for p in lstm.parameters()] + [v.grad for v in xs])
+    for a, b in zip(*res):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)

@@ -532,15 +532,37 @@ class LSTM(_Recurrent):
         Each layer and direction is one :func:`~chainrule.ops.lstm.lstm_sequence` op (the input
         projection of all steps, the recurrence and its backward sweep through time in one graph
         node, time-major inside); outputs at masked steps are zeroed by one ``where``.  The cell loop
-        (:meth:`forward_steps`, one :class:`LSTMCell` step per time step) is used for a list of
-        constant per-step inputs and for an initial state or input that requires grad in a dtype other
-        than the parameters' (the op needs one dtype); the two give the same numbers to rounding."""
+        (one :class:`LSTMCell` step per time step, :meth:`_Recurrent.forward_steps`) is used for a
+        list of constant per-step inputs and for an initial state or input that requires grad in a
+        dtype other than the parameters' (the op needs one dtype); the two give the same numbers to
+        rounding."""
+        r = self._fused(x, lengths, mask, state)
+        if r is None:
+            return super().forward(x, lengths, mask, state)
+        top, finals, _ = r
+        out = F.transpose(top, (1, 0, 2))
+        return out, (F.stack([h for h, _ in finals], axis=0), F.stack([c for _, c in finals], axis=0))
+
+    def forward_steps(self, x, lengths=None, mask=None, state=None, outputs=True):
+        """As :meth:`_Recurrent.forward_steps`, through the fused op where :meth:`forward` uses it:
+        the per-step outputs are rows of its time-major result."""
+        r = self._fused(x, lengths, mask, state)
+        if r is None:
+            return super().forward_steps(x, lengths, mask, state, outputs)
+        top, finals, T = r
+        return ([top[t] for t in range(T)] if outputs else None), finals
+
+    def _fused(self, x, lengths, mask, state):
+        """(top layer's outputs (T, N, H·dirs), [(h_T, c_T) per layer and direction], T) through
+        lstm_sequence, or None where the cell loop runs instead."""
         name = type(self).__name__
         dt = self.cells[0].weight_ih.dtype
         if isinstance(x, (list, tuple)):
             if not any(isinstance(v, Tensor) and v.requires_grad for v in x):
-                return super().forward(x, lengths, mask, state)
+                return None
             xs, N, T, D = _steps(x, name)
+            if any(isinstance(v, Tensor) and v.requires_grad and v.dtype != dt for v in xs):
+                return None
             x, batch_first = F.stack([match_dtype(v, dt, name) for v in xs], axis=0), False
         else:
             x = match_dtype(x if isinstance(x, Tensor) else np.asarray(x), dt, name)
@@ -555,7 +577,7 @@ class LSTM(_Recurrent):
         h0s, c0s = self._initial(state, N)
         if T == 0 or any(isinstance(s, Tensor) and s.requires_grad and s.dtype != dt for s in h0s + c0s) \
                 or (isinstance(x, Tensor) and x.dtype != dt):
-            return super().forward(x if batch_first else list(xs), lengths, mask, state)
+            return None
         h0s, c0s = ([s if s is None or isinstance(s, Tensor) else np.asarray(s, dtype=dt) for s in ss]
                     for ss in (h0s, c0s))
         m = _full_mask(lengths, mask, N, T, name)
@@ -581,8 +603,7 @@ class LSTM(_Recurrent):
                 # the same draws as the cell loop's, one (N, H·dirs) block per step in time order
                 keep = (self.rng.random((T, N, H * nd)) >= self.dropout).astype(dt) * dt.type(1.0 / (1.0 - self.dropout))
                 inp = inp * keep
-        out = F.transpose(inp, (1, 0, 2))
-        return out, (F.stack([h for h, _ in finals], axis=0), F.stack([c for _, c in finals], axis=0))
+        return inp, finals, T
 
 
 class GRU(_Recurrent):
