@@ -213,3 +213,30 @@ def test_forward_steps_equals_the_cell_loop(outputs):
                    + [p.grad.copy() for p in lstm.parameters()] + [v.grad for v in xs])
     for a, b in zip(*res):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def _op_names(t):
+    seen, stack, ops = set(), [t._node], []
+    while stack:
+        nd = stack.pop()
+        if nd is None or id(nd) in seen or not hasattr(nd, "op"):
+            continue
+        seen.add(id(nd))
+        ops.append(nd.op.name)
+        stack.extend(nd.parents)
+    return ops
+
+
+def test_where_the_cell_loop_stays():
+    """A list of constant steps, and a state that requires grad in another dtype, run the cell loop
+    (the op needs one dtype and, for compile, arrays reachable from the arguments)."""
+    rng = np.random.default_rng(12)
+    lstm = LSTM(D, 4, rng=0)                                     # float32
+    x = rng.standard_normal((N, T, D)).astype(np.float32)
+    out, _ = lstm([x[:, t] for t in range(T)])
+    assert "lstm_sequence" not in _op_names(out) and "sigmoid" in _op_names(out)
+    h0 = Tensor(np.zeros((1, N, 4)), requires_grad=True)            # float64
+    out, _ = lstm(x, state=(h0, np.zeros((1, N, 4), np.float32)))
+    assert "lstm_sequence" not in _op_names(out)
+    out, _ = lstm(x, state=(np.zeros((1, N, 4)), np.zeros((1, N, 4))))   # constant states are cast
+    assert "lstm_sequence" in _op_names(out) and out.dtype == np.float32

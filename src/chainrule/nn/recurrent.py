@@ -4,10 +4,13 @@ r"""Recurrent layers: :class:`LSTMCell`, :class:`GRUCell`, and the sequence laye
 These are the *multiplicative networks* of seed 004: a gate is a sigmoid vector that multiplies
 another vector, so the derivative of the layer's output with respect to one factor is the other
 factor (∂(a ⊙ b)/∂a = diag(b)), and the error reaching time step t has passed through products of
-gate activations of every later step.  Nothing here has a backward rule of its own: every step is
+gate activations of every later step.  The cells have no backward rule of their own: every step is
 written with the engine's primitives (one fused matmul for all gates, slices, sigmoid, tanh, ⊙, +,
 ``where``), so backpropagation through time is the engine's ordinary backward pass over the
-unrolled graph.
+unrolled graph -- which is how :class:`GRU` runs.  :class:`LSTM` runs each layer and direction as
+one :func:`chainrule.ops.lstm.lstm_sequence` node instead (the same mathematics, the sweep through
+time in its rule, as a hand-written BPTT: no per-step graph nodes, one GEMM for each weight
+gradient); its outputs and gradients are the cell loop's to rounding.
 
 Conventions
 -----------
@@ -26,11 +29,11 @@ Conventions
   then set to ``forget_bias`` (1.0 by default; Jozefowicz et al. 2015) so the cell starts out
   remembering.
 
-Input as a tensor that needs a gradient: slicing step t out of an (N, T, D) tensor costs a full-size
-zero array in the backward pass for every step (the getitem rule's scatter), O(T²·N·D) memory
-traffic in all.  A list of per-step tensors (e.g. one embedding lookup per step, as
-:class:`chainrule.models.sequence.SequenceClassifier` does) avoids it; constant inputs (arrays or
-tensors without ``requires_grad``) are sliced for free.
+Input as a tensor that needs a gradient: the LSTM's sequence op takes it whole (x̄ is one GEMM); the
+GRU's cell loop slices step t out of it, which the engine backpropagates into one gradient buffer.
+A list of per-step tensors (e.g. one embedding lookup per step, as
+:class:`chainrule.models.sequence.SequenceClassifier` does) works for both (the LSTM stacks it
+once); constant inputs (arrays or tensors without ``requires_grad``) are sliced for free.
 """
 from __future__ import annotations
 

@@ -1,24 +1,26 @@
-r"""The LSTM recurrence of one layer and direction as one graph node (``lstm_sequence``).
+r"""One LSTM layer and direction over all time steps as one graph node (``lstm_sequence``).
 
-:class:`chainrule.nn.LSTM` projects the inputs of all steps at once (``XW = X W_ih + b``, one matmul
-and one add whose rules give W̄_ih = Xᵀ Ā and b̄ = Σ Ā over all steps); what is left is the
-recurrence, which as per-step cell ops costs ~12 graph nodes a step and T small GEMMs for W̄_hh.
-Here it is one op whose forward runs the T steps in NumPy into preallocated time-major buffers
-(gates, cells, tanh of the cells: what the backward needs), and whose VJP runs the backward sweep
-through time (the derivation is :class:`chainrule.nn.LSTMCell`'s docstring) and forms
-W̄_hh = H_prevᵀ Ā as one GEMM over all steps -- what a hand-written BPTT does.
+As per-step cell ops (:class:`chainrule.nn.LSTMCell`) an LSTM costs ~12 graph nodes a step, and
+its weight gradients come as T small GEMMs and sums.  Here the whole sequence is one op: the forward
+projects the inputs of all steps at once (X W_ih + b: one GEMM, one add), then runs the T steps in
+NumPy into preallocated time-major buffers (the gates, the cells and their tanh: what the backward
+needs); the VJP runs the sweep back through time (the derivation is :class:`chainrule.nn.LSTMCell`'s
+docstring) and then forms W̄_ih = Xᵀ Ā, W̄_hh = H_prevᵀ Ā, b̄ = Σ Ā and x̄ = Ā W_ihᵀ as one GEMM or
+sum each over all steps -- what a hand-written BPTT does.
 
-Layout, for T steps, batch N, hidden H (gates i, f, o, g side by side, as LSTMCell):
+Layout, for T steps, batch N, input D, hidden H (gates i, f, o, g side by side, as LSTMCell):
 
-* ``xw`` (T, N, 4H): x_t W_ih + b, time-major;  ``w`` = W_hh (H, 4H);  ``h0``, ``c0`` (N, H) or None (zero).
+* ``x`` (N, T, D) (``batch_first``) or (T, N, D);  ``w_ih`` (D, 4H), ``b`` (4H,) or None,
+  ``w`` = W_hh (H, 4H);  ``h0``, ``c0`` (N, H) or None (zero).
 * output ``Y`` (T + 2, N, H): the hidden states and the final cell state.  Forward direction:
   Y[0] = h0, Y[t + 1] = h_t, Y[T + 1] = c of the last step.  Reverse direction (t = T−1 … 0):
   Y[t] = h_t, Y[T] = h0, Y[T + 1] = c after step 0.  So the outputs are one contiguous block
   (Y[1:T+1] or Y[0:T]), the final hidden state is Y[T] (forward) or Y[0] (reverse), and the
   previous states of all steps are the other contiguous block (the GEMM for W̄_hh reads it in place).
-* ``mask`` (T, N) booleans, True at real tokens: a masked step keeps the state (h_t = h_{t−1},
-  c_t = c_{t−1}), so its gates get zero gradient and h̄, c̄ pass through it unchanged.  Outputs at
-  masked steps are the kept state here; the layer zeroes them with ``where``.
+* ``hold`` (T, N, 1) booleans, True at masked steps (the public function takes the (N, T) mask,
+  True at real tokens): a masked step keeps the state (h_t = h_{t−1}, c_t = c_{t−1}), so its gates
+  get zero gradient and h̄, c̄ pass through it unchanged.  Outputs at masked steps are the kept state
+  here; the layer zeroes them with ``where``.
 
 Speed notes (what the forward and the sweep do, all in place, ``out=``): σ(a) = ½ + ½ tanh(a/2),
 with the halving folded into the sigmoid gates' columns of W_ih, b and W_hh (exact: a power of two),
@@ -70,14 +72,14 @@ def _rows(T, reverse):
 
 def _lstm_sequence(x, w_ih, b, w, h0, c0, *, hold=None, reverse=False, batch_first=True):
     """For t = 0 … T−1 (T−1 … 0 when reverse), from (h, c) = (h0, c0) (zero if None):
-    a = xw_t + h W_hh,  [i f o] = σ(a_ifo),  g = tanh(a_g),  c ← f ⊙ c + i ⊙ g,  h ← o ⊙ tanh(c)
+    a = x_t W_ih + b + h W_hh,  [i f o] = σ(a_ifo),  g = tanh(a_g),  c ← f ⊙ c + i ⊙ g,  h ← o ⊙ tanh(c)
     (where ``hold``[t] is True the step keeps h and c); Y stacks h0, the h_t and the last c   |
     backward through time with c̄, h̄ the total gradients of the state after step t (Y's rows plus
     what step t+1 sends back): c̄ += h̄ ⊙ o ⊙ (1 − tanh² c),  ā = [c̄ ⊙ g ⊙ i(1−i), c̄ ⊙ c_prev ⊙ f(1−f),
     h̄ ⊙ tanh(c) ⊙ o(1−o), c̄ ⊙ i ⊙ (1 − g²)] (0 at held rows),  h̄_prev = ā W_hhᵀ (+ h̄ at held
-    rows),  c̄_prev = c̄ ⊙ f (c̄ at held rows);  x̄w_t = ā_t,  W̄_hh = Σ_t h_prevᵀ ā_t (one GEMM),
-    h̄0, c̄0 what reaches the initial state   |
-    ȧ = ẋw_t + ḣ W_hh + h Ẇ_hh,  ċ ← ḟ ⊙ c + f ⊙ ċ + i̇ ⊙ g + i ⊙ ġ,  ḣ ← ȯ ⊙ tanh(c) + o ⊙ (1 − tanh² c) ⊙ ċ
+    rows),  c̄_prev = c̄ ⊙ f (c̄ at held rows);  x̄_t = ā_t W_ihᵀ,  W̄_ih = Σ_t x_tᵀ ā_t,
+    W̄_hh = Σ_t h_prevᵀ ā_t,  b̄ = Σ_t Σ_n ā_t (one GEMM / sum each),  h̄0, c̄0 what reaches the initial state   |
+    ȧ = ẋ_t W_ih + x_t Ẇ_ih + ḃ + ḣ W_hh + h Ẇ_hh,  ċ ← ḟ ⊙ c + f ⊙ ċ + i̇ ⊙ g + i ⊙ ġ,  ḣ ← ȯ ⊙ tanh(c) + o ⊙ (1 − tanh² c) ⊙ ċ
     (σ̇ = σ(1−σ) ȧ, ṫanh = (1 − tanh²) ȧ; held rows keep ḣ, ċ)"""
     if batch_first:                              # time-major, so every step's rows are contiguous
         N, T, D = x.shape
