@@ -762,3 +762,20 @@ def test_softmax_max_over_a_short_axis_by_columns_is_the_same(shape):
     e = np.exp(sh)
     np.testing.assert_array_equal(R.softmax_array(x), e / np.sum(e, axis=-1, keepdims=True))
     np.testing.assert_array_equal(R._max_keep(x, 0), np.max(x, axis=0, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(128, 256), (5000,), (3, 40, 50), (16, 64)])
+def test_relu_against_a_zero_row_is_max_with_zero_bit_for_bit(shape, dtype):
+    """relu's forward compares larger float arrays with a broadcast row of zeros (NumPy's scalar
+    loop is slower): the same bits as np.maximum(x, 0) for ±0, ±inf, NaNs and subnormals."""
+    from chainrule.ops import rules as R
+    x = np.random.default_rng(9).standard_normal(shape).astype(dtype)
+    special = np.array([-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf, np.finfo(dtype).tiny / 4, -1e-30], dtype)
+    x.reshape(-1)[:special.size * 3] = np.tile(special, 3)
+    z, _ = R._relu(x)
+    want = np.maximum(x, 0)
+    assert z.dtype == want.dtype and z.tobytes() == want.tobytes()
+    x.flags.writeable = False                    # a read-only input works too; the zero row stays read-only
+    assert R._relu(x)[0].tobytes() == want.tobytes()
+    assert not R._zero_row(x).flags.writeable
