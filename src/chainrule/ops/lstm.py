@@ -24,10 +24,10 @@ Layout, for T steps, batch N, input D, hidden H (gates i, f, o, g side by side, 
 
 Speed notes (what the forward and the sweep do, all in place, ``out=``): σ(a) = ½ + ½ tanh(a/2),
 with the halving folded into the sigmoid gates' columns of W_ih, b and W_hh (exact: a power of two),
-so a step's gates are one GEMM, one add of xw_t, one ``tanh`` over the four blocks and two broadcast
+so a step's gates are one GEMM (h W_hh) added to the step's row of the projection, one ``tanh`` over the four blocks and two broadcast
 ops; the backward's per-element factors (σ' ⊙ the other factor, o ⊙ (1 − tanh² c), f) are computed
 for all steps at once before the sweep (a few passes over contiguous (T, N, ·) arrays), so a step of
-the sweep is six small elementwise ops and the GEMM ā_t W_hhᵀ (W_hhᵀ copied once: a transposed
+the sweep is seven small elementwise ops and the GEMM ā_t W_hhᵀ (W_hhᵀ copied once: a transposed
 operand is ~45% slower here).  Per-step slices are rows of time-major buffers: NumPy pays ~3x for
 an (N, H) block strided out of (N, 4H) rows, so only the gate blocks are.  Every NumPy call writes
 into arrays the rule owns, so ``cr.compile`` records the rule and replays it on its buffers.
