@@ -92,12 +92,11 @@ def pad_batch(batch, q, r):
     out.trees = batch.trees
     out.bounds = starts
     out.leaf_words = np.concatenate([batch.leaf_words, np.zeros(n0 - int(b[1]), np.intp)])
-    out.children = children
     labels = np.zeros(int(starts[-1]), np.intp)
     labels[new] = batch.labels
     out.labels = labels
     out.roots = new[batch.roots]
-    out.tree_pos = []
+    out._pos, out._offs = np.zeros(0, np.intp), np.zeros(1, np.intp)
     out.num_nodes = int(starts[-1])
     out.schedule = LevelSchedule(starts[1:], children)
     return out

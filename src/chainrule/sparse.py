@@ -62,8 +62,9 @@ class RowSparseGrad:
         update instead of ``np.add.at``, several times slower per row.  The arrays are the
         gradient's own: read them, do not modify them."""
         idx = self._wrapped()
-        s = np.sort(idx)
-        if s.size < 2 or (s[1:] != s[:-1]).all():
+        s = idx.copy()                  # = np.sort(idx), without its Python wrapper
+        s.sort()
+        if s.size < 2 or not np.count_nonzero(s[1:] == s[:-1]):      # no two equal neighbours
             return idx, self.values
         c = self.coalesce()
         return c.indices, c.values
@@ -109,6 +110,12 @@ class RowSparseGrad:
     def astype(self, dtype):
         return RowSparseGrad(self.indices, self.values.astype(dtype), self.shape)
 
+    def copy(self):
+        """A RowSparseGrad holding copies of the indices and rows (no checks: they were made once)."""
+        c = object.__new__(RowSparseGrad)
+        c.indices, c.values, c.shape = self.indices.copy(), self.values.copy(), self.shape
+        return c
+
     def __mul__(self, s):
         return RowSparseGrad(self.indices, self.values * s, self.shape)
 
@@ -146,7 +153,11 @@ def fresh(gi, g, outs):
         return True
     if n == 2:                  # a binary op's two gradients, without a generator
         return outs[0] is not outs[1] or gi is not outs[0]
-    return sum(o is gi for o in outs) <= 1
+    k = 0
+    for o in outs:
+        if o is gi:
+            k += 1
+    return k <= 1
 
 
 def keep_first(grads, owned, key, gi, g, outs, ownable):
@@ -190,8 +201,7 @@ def deposit(t, g, mine):
     into an existing dense ``.grad``; summed (:func:`accumulate`) otherwise."""
     if t.grad is None:
         if not mine:
-            g = (g.copy() if type(g) is np.ndarray else
-                 RowSparseGrad(g.indices.copy(), g.values.copy(), g.shape) if type(g) is RowSparseGrad else g)
+            g = g.copy() if type(g) is np.ndarray or type(g) is RowSparseGrad else g
         t.grad = g
     elif type(t.grad) is np.ndarray and type(g) is np.ndarray:
         t.grad += g

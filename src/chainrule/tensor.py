@@ -417,7 +417,9 @@ def _seed(t, grad):
         if t.data.size != 1:
             raise RuntimeError(f"backward: a seed gradient is required for a non-scalar output of shape "
                                f"{t.shape}; call backward(grad) with an array of that shape")
-        return np.ones(t.shape, dtype=t.dtype)
+        g = np.empty(t.shape, dtype=t.dtype)     # = np.ones (without its Python wrapper)
+        g.fill(1)
+        return g
     g = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=t.dtype)
     if g.shape != t.shape:
         raise ValueError(f"backward: seed gradient of shape {g.shape} for an output of shape {t.shape}")

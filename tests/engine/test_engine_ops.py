@@ -492,6 +492,11 @@ def test_row_sparse_scatter_distinct_repeated_and_negative_rows(idx):
     out = base.copy()
     assert g.add_to(out) is out
     np.testing.assert_allclose(out, base + want)
+    c = g.copy()                                               # what a leaf's .grad gets: its own arrays
+    assert type(c) is cr.RowSparseGrad and c.shape == g.shape
+    assert not np.shares_memory(c.indices, g.indices) and not np.shares_memory(c.values, g.values)
+    np.testing.assert_array_equal(c.indices, g.indices)
+    np.testing.assert_array_equal(c.values, g.values)
 
 
 def test_take_sparse_only_for_leaves_and_gradients_densify():

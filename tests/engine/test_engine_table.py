@@ -304,6 +304,10 @@ def test_level_schedule_and_levels_errors():
         LevelSchedule([2], [np.array([[0, 1]])])
     with pytest.raises(IndexError, match="reads row 2; a level reads rows below its own"):
         LevelSchedule([2, 4], [np.array([[0, 1], [2, 0]])])
+    with pytest.raises(IndexError, match=r"level 1 \(rows 3..4\) reads row -1"):
+        LevelSchedule([2, 3, 4], [np.array([[0, 1]]), np.array([[-1, 2]])])
+    with pytest.raises(IndexError, match=r"level 1 \(rows 3..5\) reads row 4"):
+        LevelSchedule([2, 3, 5], [np.array([[0, 1]]), np.array([[2, 0], [4, 1]])])
     with pytest.raises(ValueError, match=r"has shape \(1, 2\)"):
         LevelSchedule([2, 4], [np.array([[0, 1]])])
     with pytest.raises(ValueError, match="2-D integer array"):

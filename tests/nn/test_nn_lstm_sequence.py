@@ -240,3 +240,20 @@ def test_where_the_cell_loop_stays():
     assert "lstm_sequence" not in _op_names(out)
     out, _ = lstm(x, state=(np.zeros((1, N, 4)), np.zeros((1, N, 4))))   # constant states are cast
     assert "lstm_sequence" in _op_names(out) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("mode", ["rev", "fwd"])
+def test_hvp_through_the_op(mode):
+    """Hessian-vector products through the op (its differentiable VJP, or its tangent rule over the
+    reverse pass) against finite differences of its gradient."""
+    rng = np.random.default_rng(13)
+    x, wi, b, _, _, _ = _inputs(rng)
+
+    def loss(w):
+        Y = lstm_sequence(x, wi, b, w, mask=MASK, reverse=True)
+        return (Y * Y).sum()
+    w0, v = rng.standard_normal((H, 4 * H)) * 0.5, rng.standard_normal((H, 4 * H))
+    hv = np.asarray(cr.hvp(loss, w0, v, mode=mode))
+    eps = 1e-6
+    fd = (np.asarray(cr.grad(loss)(w0 + eps * v)) - np.asarray(cr.grad(loss)(w0 - eps * v))) / (2 * eps)
+    np.testing.assert_allclose(hv, fd, rtol=1e-6, atol=1e-8)

@@ -208,15 +208,24 @@ class TreeBatch:
         bounds = np.concatenate([[0], np.cumsum(counts)])
         self.bounds = bounds
         self.leaf_words = word[order[:bounds[1]]]
-        self.children = []
+        children = []
         for h in range(1, len(counts)):
             sel = order[bounds[h]:bounds[h + 1]]
-            self.children.append(np.stack([pos[left[sel]], pos[right[sel]]], axis=1))
+            children.append(np.stack([pos[left[sel]], pos[right[sel]]], axis=1))
         self.labels = label[order]
         self.roots = pos[offs[1:] - 1]
-        self.tree_pos = [pos[o:o + s] for o, s in zip(offs[:-1], sizes)]
+        self._pos, self._offs = pos, offs
         self.num_nodes = int(offs[-1])
-        self.schedule = LevelSchedule(bounds[1:], self.children)     # checked once, here
+        self.schedule = LevelSchedule(bounds[1:], children)     # checked once, here
+
+    # two views, not attributes of their own: cr.compile's signature walk visits every attribute's arrays
+    @property
+    def children(self):
+        return self.schedule.children
+
+    @property
+    def tree_pos(self):
+        return [self._pos[o:p] for o, p in zip(self._offs[:-1], self._offs[1:])]
 
     def __len__(self):
         return len(self.trees)

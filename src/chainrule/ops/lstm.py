@@ -24,10 +24,10 @@ Layout, for T steps, batch N, input D, hidden H (gates i, f, o, g side by side, 
 
 Speed notes (what the forward and the sweep do, all in place, ``out=``): σ(a) = ½ + ½ tanh(a/2),
 with the halving folded into the sigmoid gates' columns of W_ih, b and W_hh (exact: a power of two),
-so a step's gates are one GEMM, one add of xw_t, one ``tanh`` over the four blocks and two broadcast
+so a step's gates are one GEMM (h W_hh) added to the step's row of the projection, one ``tanh`` over the four blocks and two broadcast
 ops; the backward's per-element factors (σ' ⊙ the other factor, o ⊙ (1 − tanh² c), f) are computed
 for all steps at once before the sweep (a few passes over contiguous (T, N, ·) arrays), so a step of
-the sweep is six small elementwise ops and the GEMM ā_t W_hhᵀ (W_hhᵀ copied once: a transposed
+the sweep is seven small elementwise ops and the GEMM ā_t W_hhᵀ (W_hhᵀ copied once: a transposed
 operand is ~45% slower here).  Per-step slices are rows of time-major buffers: NumPy pays ~3x for
 an (N, H) block strided out of (N, 4H) rows, so only the gate blocks are.  Every NumPy call writes
 into arrays the rule owns, so ``cr.compile`` records the rule and replays it on its buffers.
@@ -46,9 +46,8 @@ _VECS = {}
 
 
 def _vecs(H, dtype):
-    """(a, b, c), each (4H,): a = b = ½ on the sigmoid gates' columns (i, f, o), a = 1, b = 0 on g's --
-    so tanh(a z) a + b is σ on the first 3H columns and tanh on the last H; c = 0 / 1 likewise
-    (σ' = (1 − s)(0 + s), tanh' = (1 − g)(1 + g))."""
+    """(a, b), each (4H,): a = b = ½ on the sigmoid gates' columns (i, f, o), a = 1, b = 0 on g's --
+    so tanh(a z) a + b is σ(z) on the first 3H columns and tanh(z) on the last H."""
     key = (H, np.dtype(dtype))
     v = _VECS.get(key)
     if v is None:
@@ -56,9 +55,7 @@ def _vecs(H, dtype):
         a[:3 * H] = 0.5
         b = np.zeros(4 * H, dtype)
         b[:3 * H] = 0.5
-        c = np.zeros(4 * H, dtype)
-        c[3 * H:] = 1
-        v = _VECS[key] = (a, b, c)
+        v = _VECS[key] = (a, b)
     return v
 
 
@@ -90,19 +87,19 @@ def _lstm_sequence(x, w_ih, b, w, h0, c0, *, hold=None, reverse=False, batch_fir
         X = x
     G = w.shape[1]
     H = G // 4
-    sa, sb, _ = _vecs(H, x.dtype)
+    sa, sb = _vecs(H, x.dtype)
     # a/2 on the sigmoid gates' columns, exactly (a power of two), by halving those columns of W_ih,
     # b and W_hh: then one tanh per step gives tanh(a/2) there (σ(a) = ½ + ½ tanh(a/2)) and tanh(a_g)
     w_s = np.multiply(w, sa)
-    xw = np.empty_like(x, shape=(T, N, G))       # (x_t W_ih + b)/2 of all steps: one GEMM, one add
-    np.matmul(X.reshape(T * N, D), np.multiply(w_ih, sa), out=xw.reshape(T * N, G))
-    if b is not None:
-        np.add(xw, np.multiply(b, sa), out=xw)
+    A = np.empty_like(x, shape=(T, N, G))        # (x_t W_ih + b)/2 of all steps (one GEMM, one add), then
+    np.matmul(X.reshape(T * N, D), np.multiply(w_ih, sa), out=A.reshape(T * N, G))   # step by step
+    if b is not None:                                                           # the gates i, f, o, g
+        np.add(A, np.multiply(b, sa), out=A)
     Y = np.empty_like(x, shape=(T + 2, N, H))
     C = np.empty_like(x, shape=(T + 1, N, H))
-    A = np.empty_like(x, shape=(T, N, G))        # the gates i, f, o, g of every step
     TC = np.empty_like(x, shape=(T, N, H))       # tanh(c_t)
     tmp = np.empty_like(x, shape=(N, H))
+    hw = np.empty_like(x, shape=(N, G))
     order, row, prev, r0 = _rows(T, reverse)
     if h0 is None:
         Y[r0].fill(0)
@@ -115,8 +112,8 @@ def _lstm_sequence(x, w_ih, b, w, h0, c0, *, hold=None, reverse=False, batch_fir
     for t in order:
         r, p = row(t), prev(t)
         z = A[t]
-        np.matmul(Y[p], w_s, out=z)
-        np.add(z, xw[t], out=z)
+        np.matmul(Y[p], w_s, out=hw)
+        np.add(z, hw, out=z)
         np.tanh(z, out=z)
         np.multiply(z, sa, out=z)               # σ(a) = ½ + ½ tanh(a/2); tanh(a_g) as it is
         np.add(z, sb, out=z)
@@ -140,12 +137,12 @@ def _lstm_sequence_vjp(g, n, x, w_ih, b, w, h0, c0, ans, cache, hold, reverse, b
     X, A, C, TC = cache
     T, N, G = A.shape
     H = G // 4
-    _, _, cv = _vecs(H, A.dtype)
     order, row, prev, r0 = _rows(T, reverse)
     # the per-element factors of every step at once: P = σ'/tanh' of the gates times the other factor
     P = np.subtract(1, A)
-    D = np.add(A, cv)
-    np.multiply(P, D, out=P)                     # s(1 − s) on i, f, o;  (1 − g)(1 + g) on g
+    np.multiply(P, A, out=P)                     # s(1 − s) on i, f, o
+    np.multiply(A[..., 3 * H:], A[..., 3 * H:], out=P[..., 3 * H:])
+    np.subtract(1, P[..., 3 * H:], out=P[..., 3 * H:])                              # 1 − g² on g
     np.multiply(P[..., :H], A[..., 3 * H:], out=P[..., :H])                         # ⊙ g  (ā_i = c̄ ⊙ ·)
     np.multiply(P[..., H:2 * H], C[1:] if reverse else C[:T], out=P[..., H:2 * H])   # ⊙ c_prev (ā_f)
     np.multiply(P[..., 2 * H:3 * H], TC, out=P[..., 2 * H:3 * H])                   # ⊙ tanh c (ā_o = h̄ ⊙ ·)

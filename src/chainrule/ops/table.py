@@ -271,9 +271,7 @@ class LevelSchedule:
         if st and (st[0] < 0 or any(b < a for a, b in zip(st, st[1:]))):
             raise ValueError(f"LevelSchedule: starts must be non-negative and non-decreasing, got {st}")
         k = None
-        below = -1
-        distinct = True
-        for i, ch in enumerate(children):
+        for i, ch in enumerate(children):               # shapes per level; the values at once below
             if not isinstance(ch, np.ndarray) or ch.dtype.kind not in "iu" or ch.ndim != 2:
                 raise ValueError(f"LevelSchedule: children[{i}] must be a 2-D integer array (rows, children), "
                                  f"got {getattr(ch, 'dtype', type(ch).__name__)} of shape {np.shape(ch)}")
@@ -281,17 +279,20 @@ class LevelSchedule:
                 raise ValueError(f"LevelSchedule: level {i} writes rows {st[i]}..{st[i + 1]} but children[{i}] "
                                  f"has shape {ch.shape} (every level needs the same number of children)")
             k = ch.shape[1]
-            if ch.size:
-                lo, hi = int(ch.min()), int(ch.max())
-                if lo < 0 or hi >= st[i]:
-                    raise IndexError(f"LevelSchedule: level {i} (rows {st[i]}..{st[i + 1]}) reads row "
-                                     f"{lo if lo < 0 else hi}; a level reads rows below its own")
-                low = ch[ch < st[0]]
-                if low.size:
-                    below = max(below, int(low.max()))
-                if distinct:
-                    flat = ch.reshape(-1)
-                    distinct = bool(np.unique(flat).size == flat.size)
+        below, distinct = -1, True
+        if children and st[-1] > st[0] and k:
+            rows = np.concatenate(children).reshape(-1)
+            own = np.repeat(starts[:-1], np.diff(starts) * k)          # each entry's level: its first row
+            bad = (rows < 0) | (rows >= own)
+            if bad.any():
+                j = int(np.argmax(bad))
+                i = int(np.searchsorted(starts, own[j], side="right")) - 1
+                raise IndexError(f"LevelSchedule: level {i} (rows {st[i]}..{st[i + 1]}) reads row "
+                                 f"{int(rows[j])}; a level reads rows below its own")
+            low = rows[rows < st[0]]
+            below = int(low.max()) if low.size else -1
+            if np.bincount(rows).max() > 1:               # a row read twice: by one level, or by two?
+                distinct = all(np.unique(ch).size == ch.size for ch in children)
         self.starts, self.children, self.distinct = starts, children, distinct
         self.rows = (st[0], st[-1]) if st else (0, 0)
         self.below = below            # the highest row read that the schedule does not write (-1: none)
