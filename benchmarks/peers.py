@@ -217,7 +217,6 @@ def _matmuls_only(x, Ws):
 def rntn_impls():
     import rntn_train as RT
 
-    from chainrule import optim
     from chainrule.data import sst
     from chainrule.models import rntn as R
     train = sst.load("train")
@@ -239,20 +238,8 @@ def rntn_impls():
         _, g = RT.numpy_grads(arrays, nxt())
         RT.adagrad_update(arrays, g, hist)
 
-    def make_engine():
-        m = R.build_model({"model": "rntn", "dim": 25}, vocab, seed=0)
-        P = m.params()
-        opt = optim.AdaGrad(m.parameters(), lr=0.01, eps=1e-3)
-
-        def step(batch):
-            loss, _ = R.loss_batched(P, batch)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return loss
-        return step
-    eager = make_engine()
-    comp = _compiled(make_engine())
+    eager = RT.engine_step(vocab)
+    comp = _compiled(RT.engine_step(vocab))
     impls = {"numpy (hand)": hand, "chainrule eager": lambda: eager(nxt()), "chainrule compiled": lambda: comp(nxt())}
     torch = _torch()
     if torch is not None:

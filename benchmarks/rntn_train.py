@@ -117,6 +117,24 @@ def adagrad_update(params, grads, hist, lr=0.01, eps=1e-3):
             x -= lr * gk / (np.sqrt(hist[k]) + eps)
 
 
+def engine_step(vocab, dim=25, seed=0):
+    """chainrule's level-batched training step (loss, zero_grad, backward, AdaGrad) of a fresh RNTN:
+    ``step(batch) -> loss`` (what peers.py and tree_plans.py time, eagerly or through cr.compile)."""
+    from chainrule import optim
+    from chainrule.models import rntn as R
+    m = R.build_model({"model": "rntn", "dim": dim}, vocab, seed=seed)
+    P = m.params()
+    opt = optim.AdaGrad(m.parameters(), lr=LR, eps=EPS)
+
+    def step(batch):
+        loss, _ = R.loss_batched(P, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
 # ------------------------------------------------------------------------------ PyTorch, per node
 LR, EPS = 0.01, 1e-3          # AdaGrad settings of every path (adagrad_update's defaults)
 

@@ -48,7 +48,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rntn_train as RT  # noqa: E402
 
 import chainrule as cr  # noqa: E402
-from chainrule import optim  # noqa: E402
 from chainrule.compile import _walk  # noqa: E402  (the plan key: the signature of the arguments)
 from chainrule.data import sst  # noqa: E402
 from chainrule.models import rntn as R  # noqa: E402
@@ -136,16 +135,7 @@ def epoch_stats(train, vocab, batch_size, epochs, buckets, seed=0):
 
 
 def _stepper(vocab, compiled=False):
-    m = R.build_model({"model": "rntn", "dim": 25}, vocab, seed=0)
-    P = m.params()
-    opt = optim.AdaGrad(m.parameters(), lr=0.01, eps=1e-3)
-
-    def step(batch):
-        loss, _ = R.loss_batched(P, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss
+    step = RT.engine_step(vocab)
     return cr.compile(step) if compiled else step
 
 
