@@ -55,6 +55,7 @@ def _vecs(H, dtype):
         a[:3 * H] = 0.5
         b = np.zeros(4 * H, dtype)
         b[:3 * H] = 0.5
+        a.flags.writeable = b.flags.writeable = False      # shared by every call
         v = _VECS[key] = (a, b)
     return v
 
