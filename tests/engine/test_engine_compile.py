@@ -33,20 +33,8 @@ def _assert_same_run(make, batches, min_replays=None):
 
 def test_mlp_step_bit_for_bit():
     rng = np.random.default_rng(0)
-
-    def make():
-        model = nn.MLP([6, 8, 8, 3], activation="relu", seed=0, dtype=F64)
-        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-
-        def step(x, y):
-            loss = losses.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            return loss
-        return model, step
     batches = [(rng.standard_normal((5, 6)), rng.integers(0, 3, 5)) for _ in range(6)]
-    _assert_same_run(make, batches)
+    _assert_same_run(_mlp_twins(optim.SGD, lr=0.1, momentum=0.9), batches)
 
 
 def _window_maker(vocab, dim, hidden, dtype, lr, C, m, seed):

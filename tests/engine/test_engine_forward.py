@@ -122,6 +122,18 @@ def test_jvp_of_a_node_table_matches_finite_differences():
     assert np.abs(dy[3]).max() > 0                     # the tangent went through the gathered rows
 
 
+def _tangents_agree(f, g, args, first_written):
+    """f's tangents at args (random directions): finite differences; g's, bit for bit; the rows from
+    ``first_written`` on (what the table op wrote) carry a tangent."""
+    vs = tuple(RNG.standard_normal(np.shape(a)) for a in args)
+    y, dy = cr.jvp(f, args, vs)
+    np.testing.assert_allclose(dy, _fd(f, list(args), list(vs)), rtol=1e-6, atol=1e-9)
+    y2, dy2 = cr.jvp(g, args, vs)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_array_equal(dy, dy2)
+    assert np.abs(dy[first_written:]).max() > 0
+
+
 def test_jvp_through_a_table_level_matches_finite_differences_and_the_three_ops():
     """NodeTable.level (gather, op, write as one node) carries the tangent through the op's own rule."""
     from chainrule.ops.fused import COMPOSITION, composition
@@ -135,14 +147,7 @@ def test_jvp_through_a_table_level_matches_finite_differences_and_the_three_ops(
         else:
             t.write(3, composition(t.gather(np.array([[0, 1], [2, 0]]), flat=True), W, b, V))
         return t.read()
-    args = (RNG.standard_normal((3, 2)), W, b, V)
-    vs = tuple(RNG.standard_normal(np.shape(a)) for a in args)
-    y, dy = cr.jvp(f, args, vs)
-    np.testing.assert_allclose(dy, _fd(f, list(args), list(vs)), rtol=1e-6, atol=1e-9)
-    y2, dy2 = cr.jvp(lambda *a: f(*a, fused=False), args, vs)
-    np.testing.assert_array_equal(y, y2)
-    np.testing.assert_array_equal(dy, dy2)
-    assert np.abs(dy[3:]).max() > 0
+    _tangents_agree(f, lambda *a: f(*a, fused=False), (RNG.standard_normal((3, 2)), W, b, V), first_written=3)
 
 
 def test_jvp_through_table_levels_is_level_per_level():
@@ -162,14 +167,7 @@ def test_jvp_through_table_levels_is_level_per_level():
             for i, ch in enumerate(sched.children):
                 t.level(int(sched.starts[i]), ch, COMPOSITION, W, b, V)
         return t.read()
-    args = (RNG.standard_normal((3, 2)), W, b, V)
-    vs = tuple(RNG.standard_normal(np.shape(a)) for a in args)
-    y, dy = cr.jvp(f, args, vs)
-    np.testing.assert_allclose(dy, _fd(f, list(args), list(vs)), rtol=1e-6, atol=1e-9)
-    y2, dy2 = cr.jvp(lambda *a: f(*a, one=False), args, vs)
-    np.testing.assert_array_equal(y, y2)
-    np.testing.assert_array_equal(dy, dy2)
-    assert np.abs(dy[5:]).max() > 0
+    _tangents_agree(f, lambda *a: f(*a, one=False), (RNG.standard_normal((3, 2)), W, b, V), first_written=5)
 
 
 def test_user_primitive_without_tangent_rule_falls_back_to_double_vjp(user_ops):
